@@ -1,0 +1,64 @@
+"""The exception classes of greenres.
+
+Every class subclasses :class:`GreenresError` and the built-in that fits the failure, so
+callers can catch either ``greenres.GreenresError`` or the usual ``ValueError`` /
+``RuntimeError`` / ``NotImplementedError``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ClosedError",
+    "DriverError",
+    "DriverTooOldError",
+    "GreenresError",
+    "PlanError",
+    "SpecError",
+    "ThreadOwnershipError",
+]
+
+
+class GreenresError(Exception):
+    """Base class of every error greenres raises on purpose."""
+
+
+class DriverError(GreenresError, RuntimeError):
+    """A CUDA driver call failed.
+
+    Attributes:
+        function: the driver function that failed, e.g. ``"cuGreenCtxCreate"``.
+        code: the ``CUresult`` as an int.
+        name: the CUDA error name, e.g. ``"CUDA_ERROR_INVALID_RESOURCE_CONFIGURATION"``.
+        description: the driver's text for the error.
+    """
+
+    def __init__(self, function: str, code: int, name: str, description: str) -> None:
+        self.function = function
+        self.code = code
+        self.name = name
+        self.description = description
+        super().__init__(f"{function} failed: {name}: {description}")
+
+    def __reduce__(self):
+        return (type(self), (self.function, self.code, self.name, self.description))
+
+
+class DriverTooOldError(GreenresError, NotImplementedError):
+    """A feature needs a newer CUDA driver or newer cuda-bindings than the ones loaded."""
+
+
+class SpecError(GreenresError, ValueError):
+    """A partition spec, isolation schema or spec file is invalid."""
+
+
+class PlanError(GreenresError, ValueError):
+    """A valid spec cannot be planned on the given device."""
+
+
+class ClosedError(GreenresError, ValueError):
+    """An object was used after ``close()`` (like I/O on a closed file)."""
+
+
+class ThreadOwnershipError(GreenresError, RuntimeError):
+    """A partition was entered on one thread while current on another, or exited on a
+    thread that did not enter it. The driver does no locking, so greenres refuses."""

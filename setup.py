@@ -1,0 +1,89 @@
+"""Extensions only; metadata lives in pyproject.toml.
+
+Two native pieces are built:
+  greenres._driver        the Cython runtime core (C++, cimports cuda.bindings.cydriver)
+  greenres/sim/libcuda.so.1  the simulated CUDA driver (plain C++ shared library)
+"""
+
+import glob
+import importlib.util
+import os
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+SIM_LIBRARY = "greenres.sim.libcuda"
+SIM_FILENAME = "libcuda.so.1"
+
+
+def _nvidia_include(subdir):
+    """The include folder of an NVIDIA header wheel, found through the `nvidia`
+    namespace package (works inside pip's isolated build, unlike cuda.pathfinder)."""
+    spec = importlib.util.find_spec("nvidia")
+    roots = list(spec.submodule_search_locations) if spec else []
+    for root in roots:
+        candidate = os.path.join(root, subdir, "include")
+        if os.path.isfile(os.path.join(candidate, "cuda.h")):
+            return candidate
+    raise RuntimeError(
+        f"cuda.h not found under nvidia/{subdir}/include in {roots}: the build needs the "
+        "nvidia-cuda-runtime wheel listed in pyproject.toml's build requirements"
+    )
+
+
+def _bindings_major():
+    from cuda.bindings import __version__
+
+    return int(__version__.split(".")[0])
+
+
+class BuildExt(build_ext):
+    """Resolves header folders at build time and names the simulated driver libcuda.so.1."""
+
+    def build_extensions(self):
+        cuda13 = _nvidia_include("cu13")
+        driver_headers = cuda13 if _bindings_major() >= 13 else _nvidia_include("cuda_runtime")
+        for ext in self.extensions:
+            ext.include_dirs.append(cuda13 if ext.name == SIM_LIBRARY else driver_headers)
+        super().build_extensions()
+
+    def get_ext_fullpath(self, ext_name):
+        # cuda-bindings dlopens "libcuda.so.1"; the loader matches an already loaded
+        # library by its soname, and the file keeps the same name to avoid surprises.
+        if ext_name == SIM_LIBRARY:
+            fullpath = super().get_ext_fullpath(ext_name)
+            return os.path.join(os.path.dirname(fullpath), SIM_FILENAME)
+        return super().get_ext_fullpath(ext_name)
+
+    def get_export_symbols(self, ext):
+        if ext.name == SIM_LIBRARY:
+            return []  # a plain shared library: no PyInit_ symbol to export
+        return super().get_export_symbols(ext)
+
+
+def _cythonized():
+    from Cython.Build import cythonize
+
+    driver = Extension(
+        "greenres._driver",
+        sources=["greenres/_driver.pyx"],
+        language="c++",
+        extra_compile_args=["-std=c++17", "-O2"],
+    )
+    return cythonize(
+        [driver],
+        language_level=3,
+        compiler_directives={"embedsignature": True, "binding": True},
+    )
+
+
+simulated_driver = Extension(
+    SIM_LIBRARY,
+    sources=sorted(glob.glob("src/simdriver/*.cpp")),
+    depends=sorted(glob.glob("src/simdriver/*.h")),
+    language="c++",
+    extra_compile_args=["-std=c++17", "-O2", "-fvisibility=hidden", "-pthread"],
+    extra_link_args=["-Wl,-soname,libcuda.so.1", "-pthread"],
+)
+
+setup(ext_modules=[*_cythonized(), simulated_driver], cmdclass={"build_ext": BuildExt})
