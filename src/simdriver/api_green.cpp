@@ -1,0 +1,220 @@
+// Green contexts: create/destroy, their CUcontext, ids, streams, and the
+// green-context-wide event record/wait (not capturable).
+#include <algorithm>
+#include <cstdio>
+
+#include "resources.h"
+
+using namespace sim;
+
+namespace sim {
+CUresult primary_release(int dev);
+
+static CUresult check_green(CUgreenCtx h, GreenCtx** out) {
+    GreenCtx* g = as_object<GreenCtx>(h, kMagicGreen);
+    if (g == nullptr) return CUDA_ERROR_INVALID_CONTEXT;
+    if (!g->alive.load(std::memory_order_acquire)) return CUDA_ERROR_CONTEXT_IS_DESTROYED;
+    *out = g;
+    return CUDA_SUCCESS;
+}
+
+// Every stream whose work belongs to the green context: those made by
+// cuGreenCtxStreamCreate and those made while its CUcontext was current
+// (including its default stream).
+static std::vector<Stream*> green_streams(GreenCtx* g) {
+    std::vector<Stream*> out;
+    {
+        std::lock_guard<std::mutex> lk(g->mu);
+        out = g->streams;
+    }
+    {
+        std::lock_guard<std::mutex> lk(g->ctx->mu);
+        for (Stream* s : g->ctx->streams)
+            if (std::find(out.begin(), out.end(), s) == out.end()) out.push_back(s);
+    }
+    return out;
+}
+
+// cuda.h: the green-context event calls fail with STREAM_CAPTURE_UNSUPPORTED and
+// invalidate the conflicting captures when a stream of the green context captures.
+static bool invalidate_green_captures(const std::vector<Stream*>& streams) {
+    bool any = false;
+    for (Stream* s : streams) {
+        Capture* c = s->capture.load(std::memory_order_acquire);
+        if (c != nullptr) {
+            invalidate_capture(c);
+            any = true;
+        }
+    }
+    return any;
+}
+
+static Event* check_event(CUevent h) {
+    Event* e = as_object<Event>(h, kMagicEvent);
+    if (e == nullptr || !e->alive.load(std::memory_order_acquire)) return nullptr;
+    return e;
+}
+}  // namespace sim
+
+SIM_EXPORT CUresult cuGreenCtxCreate(CUgreenCtx* phCtx, CUdevResourceDesc desc, CUdevice dev, unsigned int flags) {
+    SIM_ENTER_INIT("cuGreenCtxCreate");
+    if (phCtx == nullptr) return CUDA_ERROR_INVALID_VALUE;
+    if (!valid_device(dev)) return CUDA_ERROR_INVALID_DEVICE;
+    Desc* d = as_object<Desc>(desc, kMagicDesc);
+    if (d == nullptr) return CUDA_ERROR_INVALID_VALUE;
+    if (d->device != dev) return CUDA_ERROR_INVALID_VALUE;  // guess: resources of another device
+    if (flags & ~(unsigned)CU_GREEN_CTX_DEFAULT_STREAM) return CUDA_ERROR_INVALID_VALUE;
+    // DRIVER_FACTS: the driver requires CU_GREEN_CTX_DEFAULT_STREAM.
+    if (!(flags & CU_GREEN_CTX_DEFAULT_STREAM)) return CUDA_ERROR_INVALID_VALUE;
+
+    auto* g = new GreenCtx;
+    g->id = next_id();
+    g->device = dev;
+    g->sms = d->sms;
+    auto* c = new Context;
+    c->kind = CtxKind::Green;
+    c->device = dev;
+    c->id = next_id();
+    c->green = g;
+    g->ctx = c;
+
+    // cuda.h: the green context retains the primary context; when it was not
+    // active this is the slow path (initialisation and teardown each time).
+    int before = g_devices[dev]->primary->primary_refs.fetch_add(1, std::memory_order_acq_rel);
+    if (before == 0) {
+        char buf[128];
+        snprintf(buf, sizeof buf, "green context %llu created on device %d while its primary context was inactive",
+                 g->id, dev);
+        add_hazard("green_ctx_created_without_primary_ctx", buf);
+    }
+    g_live[kLiveGreen].fetch_add(1, std::memory_order_relaxed);
+    *phCtx = reinterpret_cast<CUgreenCtx>(g);
+    return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuGreenCtxDestroy(CUgreenCtx hCtx) {
+    SIM_ENTER_INIT("cuGreenCtxDestroy");
+    GreenCtx* g = as_object<GreenCtx>(hCtx, kMagicGreen);
+    if (g == nullptr) return CUDA_ERROR_INVALID_CONTEXT;
+    bool expected = true;
+    if (!g->alive.compare_exchange_strong(expected, false)) return CUDA_ERROR_CONTEXT_IS_DESTROYED;
+    g->ctx->alive.store(false, std::memory_order_release);
+    // cuda.h: streams are not destroyed but detached (later calls fail with
+    // CUDA_ERROR_STREAM_DETACHED, except cuStreamDestroy), and active captures
+    // on them are invalidated. Work already queued still runs.
+    for (Stream* s : green_streams(g)) {
+        s->detached.store(true, std::memory_order_release);
+        Capture* c = s->capture.load(std::memory_order_acquire);
+        if (c != nullptr) invalidate_capture(c);
+    }
+    primary_release(g->device);
+    g_live[kLiveGreen].fetch_sub(1, std::memory_order_relaxed);
+    return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuCtxFromGreenCtx(CUcontext* pContext, CUgreenCtx hCtx) {
+    SIM_ENTER_INIT("cuCtxFromGreenCtx");
+    if (pContext == nullptr) return CUDA_ERROR_INVALID_VALUE;
+    GreenCtx* g = as_object<GreenCtx>(hCtx, kMagicGreen);
+    if (g == nullptr || !g->alive.load(std::memory_order_acquire)) return CUDA_ERROR_INVALID_CONTEXT;
+    *pContext = reinterpret_cast<CUcontext>(g->ctx);
+    return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuGreenCtxGetId(CUgreenCtx greenCtx, unsigned long long* greenCtxId) {
+    SIM_ENTER_INIT("cuGreenCtxGetId");
+    if (greenCtxId == nullptr) return CUDA_ERROR_INVALID_VALUE;
+    GreenCtx* g;
+    if (greenCtx == nullptr) {  // cuda.h: NULL means the current green context
+        Context* c = current_ctx();
+        if (c == nullptr || c->kind != CtxKind::Green) return CUDA_ERROR_INVALID_CONTEXT;
+        g = c->green;
+        if (!g->alive.load(std::memory_order_acquire)) return CUDA_ERROR_CONTEXT_IS_DESTROYED;
+    } else {
+        CUresult r = check_green(greenCtx, &g);
+        if (r != CUDA_SUCCESS) return r;
+    }
+    *greenCtxId = g->id;
+    return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuGreenCtxStreamCreate(CUstream* phStream, CUgreenCtx greenCtx, unsigned int flags, int priority) {
+    SIM_ENTER_INIT("cuGreenCtxStreamCreate");
+    if (phStream == nullptr) return CUDA_ERROR_INVALID_VALUE;
+    GreenCtx* g = as_object<GreenCtx>(greenCtx, kMagicGreen);
+    if (g == nullptr || !g->alive.load(std::memory_order_acquire)) return CUDA_ERROR_INVALID_CONTEXT;
+    if (flags & ~(unsigned)CU_STREAM_NON_BLOCKING) return CUDA_ERROR_INVALID_VALUE;
+    if (!(flags & CU_STREAM_NON_BLOCKING)) return CUDA_ERROR_INVALID_VALUE;  // cuda.h: must be specified
+    priority = std::max(-5, std::min(0, priority));                         // cuda.h: clamped
+    *phStream = reinterpret_cast<CUstream>(new_stream(g->ctx, g, flags, priority, false));
+    return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuGreenCtxRecordEvent(CUgreenCtx hCtx, CUevent hEvent) {
+    SIM_ENTER_INIT("cuGreenCtxRecordEvent");
+    GreenCtx* g;
+    CUresult r = check_green(hCtx, &g);
+    if (r != CUDA_SUCCESS) return r == CUDA_ERROR_CONTEXT_IS_DESTROYED ? CUDA_ERROR_INVALID_CONTEXT : r;
+    Event* e = check_event(hEvent);
+    if (e == nullptr || e->device != g->device) return CUDA_ERROR_INVALID_HANDLE;
+    auto streams = green_streams(g);
+    if (invalidate_green_captures(streams)) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+    // One signal that completes when every stream reached its marker: the
+    // event covers "all the activities of the green context at the time of this call".
+    auto sig = std::make_shared<Signal>();
+    sig->pending.store((int)streams.size() + 1, std::memory_order_relaxed);
+    for (Stream* s : streams) push_raw(s, [sig] { sig->arrive(); });
+    {
+        std::lock_guard<std::mutex> lk(e->mu);
+        e->last = sig;
+        e->cap = nullptr;
+        e->cap_nodes.clear();
+    }
+    sig->arrive();
+    return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuGreenCtxWaitEvent(CUgreenCtx hCtx, CUevent hEvent) {
+    SIM_ENTER_INIT("cuGreenCtxWaitEvent");
+    GreenCtx* g;
+    CUresult r = check_green(hCtx, &g);
+    if (r != CUDA_SUCCESS) return r == CUDA_ERROR_CONTEXT_IS_DESTROYED ? CUDA_ERROR_INVALID_CONTEXT : r;
+    Event* e = check_event(hEvent);
+    if (e == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+    SignalPtr sig;
+    Capture* ecap;
+    {
+        std::lock_guard<std::mutex> lk(e->mu);
+        sig = e->last;
+        ecap = e->cap;
+    }
+    auto streams = green_streams(g);
+    bool conflict = false;
+    if (ecap != nullptr && ecap->status.load() == kCapActive) {
+        invalidate_capture(ecap);
+        conflict = true;
+    }
+    if (invalidate_green_captures(streams)) conflict = true;
+    if (conflict) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+    if (!sig || sig->is_done()) return CUDA_SUCCESS;
+    {
+        // "All future work submitted to the green context waits": streams made later too.
+        std::lock_guard<std::mutex> lk(g->mu);
+        auto& w = g->future_waits;
+        w.erase(std::remove_if(w.begin(), w.end(), [](const SignalPtr& p) { return p->is_done(); }), w.end());
+        w.push_back(sig);
+    }
+    for (Stream* s : streams)
+        if (s->alive.load(std::memory_order_relaxed)) push_raw(s, [sig] { sig->wait(); });
+    return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuStreamGetGreenCtx(CUstream hStream, CUgreenCtx* phCtx) {
+    SIM_ENTER_INIT("cuStreamGetGreenCtx");
+    if (phCtx == nullptr) return CUDA_ERROR_INVALID_VALUE;
+    Stream* s;
+    CUresult r = resolve_stream(hStream, &s);
+    if (r != CUDA_SUCCESS) return r;
+    *phCtx = reinterpret_cast<CUgreenCtx>(s->green);
+    return CUDA_SUCCESS;
+}

@@ -1,0 +1,281 @@
+// Memory: allocations (device pointers are real host memory), memset, memcpy,
+// host functions. Asynchronous operations run on the stream's worker; the
+// synchronous forms go through the legacy stream (or the per-thread stream
+// for the _ptds variants) and wait for completion, so they are ordered like
+// the real driver's.
+//
+// guess/choice: an async host-to-device copy reads the host buffer when it
+// runs (as with pinned memory), not at call time (pageable staging); this
+// keeps ordering bugs of the caller visible.
+#include <cstdlib>
+#include <cstring>
+#include <map>
+
+#include "state.h"
+
+using namespace sim;
+
+namespace sim {
+
+static std::shared_mutex& alloc_mu() {
+    static auto* m = new std::shared_mutex;
+    return *m;
+}
+struct Alloc {
+    size_t size;
+    int device;
+    bool host;
+};
+static std::map<uintptr_t, Alloc>& allocs() {
+    static auto* m = new std::map<uintptr_t, Alloc>;
+    return *m;
+}
+
+// Caller holds alloc_mu (shared or exclusive).
+static bool range_ok_locked(uintptr_t p, size_t n) {
+    auto& m = allocs();
+    auto it = m.upper_bound(p);
+    if (it == m.begin()) return false;
+    --it;
+    return p >= it->first && p + n <= it->first + it->second.size && p < it->first + it->second.size;
+}
+
+bool device_range_ok(CUdeviceptr p, size_t n) {
+    std::shared_lock<std::shared_mutex> lk(alloc_mu());
+    return range_ok_locked((uintptr_t)p, n);
+}
+
+// An op touching device memory re-checks its range when it runs, under the
+// shared lock, so a free that raced ahead of queued work is reported instead
+// of corrupting memory.
+static void guarded(std::initializer_list<std::pair<uintptr_t, size_t>> ranges, const std::function<void()>& body) {
+    std::shared_lock<std::shared_mutex> lk(alloc_mu());
+    for (auto& r : ranges)
+        if (!range_ok_locked(r.first, r.second)) {
+            add_hazard("memory_op_on_freed_memory", "a queued memory operation ran after its allocation was freed");
+            return;
+        }
+    body();
+}
+
+static CUresult sync_op(Op op, bool pt) {
+    CUresult r = check_unsafe_call();
+    if (r != CUDA_SUCCESS) return r;
+    Stream* s;
+    r = resolve_stream(nullptr, &s, pt);
+    if (r != CUDA_SUCCESS) return r;
+    auto sig = std::make_shared<Signal>();
+    r = submit(s, [op, sig] {
+        op();
+        sig->arrive();
+    }, "memop", true);
+    if (r != CUDA_SUCCESS) return r;
+    sig->wait();
+    return CUDA_SUCCESS;
+}
+
+static CUresult async_op(CUstream h, Op op, bool pt, const char* kind) {
+    Stream* s;
+    CUresult r = resolve_stream(h, &s, pt);
+    if (r != CUDA_SUCCESS) return r;
+    return submit(s, std::move(op), kind, true);
+}
+
+// ---- operation builders (validate now, run later)
+static CUresult memset8(CUdeviceptr d, unsigned char v, size_t n, Op* op) {
+    if (!device_range_ok(d, n)) return CUDA_ERROR_INVALID_VALUE;
+    *op = [d, v, n] { guarded({{(uintptr_t)d, n}}, [&] { memset((void*)d, v, n); }); };
+    return CUDA_SUCCESS;
+}
+static CUresult memset32(CUdeviceptr d, unsigned int v, size_t n, Op* op) {
+    if (d % 4 != 0) return CUDA_ERROR_INVALID_VALUE;  // cuda.h: dstDevice must be 4-byte aligned
+    if (!device_range_ok(d, n * 4)) return CUDA_ERROR_INVALID_VALUE;
+    *op = [d, v, n] {
+        guarded({{(uintptr_t)d, n * 4}}, [&] {
+            auto* p = (unsigned int*)d;
+            for (size_t i = 0; i < n; ++i) p[i] = v;
+        });
+    };
+    return CUDA_SUCCESS;
+}
+static CUresult htod(CUdeviceptr d, const void* src, size_t n, Op* op) {
+    if (src == nullptr && n > 0) return CUDA_ERROR_INVALID_VALUE;
+    if (!device_range_ok(d, n)) return CUDA_ERROR_INVALID_VALUE;
+    *op = [d, src, n] { guarded({{(uintptr_t)d, n}}, [&] { memcpy((void*)d, src, n); }); };
+    return CUDA_SUCCESS;
+}
+static CUresult dtoh(void* dst, CUdeviceptr s, size_t n, Op* op) {
+    if (dst == nullptr && n > 0) return CUDA_ERROR_INVALID_VALUE;
+    if (!device_range_ok(s, n)) return CUDA_ERROR_INVALID_VALUE;
+    *op = [dst, s, n] { guarded({{(uintptr_t)s, n}}, [&] { memcpy(dst, (const void*)s, n); }); };
+    return CUDA_SUCCESS;
+}
+static CUresult dtod(CUdeviceptr d, CUdeviceptr s, size_t n, Op* op) {
+    if (!device_range_ok(d, n) || !device_range_ok(s, n)) return CUDA_ERROR_INVALID_VALUE;
+    *op = [d, s, n] { guarded({{(uintptr_t)d, n}, {(uintptr_t)s, n}}, [&] { memmove((void*)d, (const void*)s, n); }); };
+    return CUDA_SUCCESS;
+}
+// Unified addressing: either side may be host or device memory.
+static CUresult any_copy(CUdeviceptr d, CUdeviceptr s, size_t n, Op* op) {
+    if ((d == 0 || s == 0) && n > 0) return CUDA_ERROR_INVALID_VALUE;
+    *op = [d, s, n] { memmove((void*)d, (const void*)s, n); };
+    return CUDA_SUCCESS;
+}
+
+#define SYNC_FORM(NAME, BUILD, PT)        \
+    {                                     \
+        SIM_ENTER_INIT(NAME);             \
+        Op op;                            \
+        CUresult r = BUILD;               \
+        if (r != CUDA_SUCCESS) return r;  \
+        return sync_op(std::move(op), PT); \
+    }
+#define ASYNC_FORM(NAME, BUILD, H, PT)                 \
+    {                                                  \
+        SIM_ENTER_INIT(NAME);                          \
+        Op op;                                         \
+        CUresult r = BUILD;                            \
+        if (r != CUDA_SUCCESS) return r;               \
+        return async_op(H, std::move(op), PT, NAME);   \
+    }
+
+// Per-thread variants (reached through cuGetProcAddress with
+// CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM).
+CUresult memsetD8_ptds(CUdeviceptr d, unsigned char v, size_t n) SYNC_FORM("cuMemsetD8", memset8(d, v, n, &op), true)
+CUresult memsetD32_ptds(CUdeviceptr d, unsigned int v, size_t n) SYNC_FORM("cuMemsetD32", memset32(d, v, n, &op), true)
+CUresult memcpyHtoD_ptds(CUdeviceptr d, const void* s, size_t n) SYNC_FORM("cuMemcpyHtoD", htod(d, s, n, &op), true)
+CUresult memcpyDtoH_ptds(void* d, CUdeviceptr s, size_t n) SYNC_FORM("cuMemcpyDtoH", dtoh(d, s, n, &op), true)
+CUresult memcpyDtoD_ptds(CUdeviceptr d, CUdeviceptr s, size_t n) SYNC_FORM("cuMemcpyDtoD", dtod(d, s, n, &op), true)
+CUresult memcpy_ptds(CUdeviceptr d, CUdeviceptr s, size_t n) SYNC_FORM("cuMemcpy", any_copy(d, s, n, &op), true)
+CUresult memsetD8Async_ptsz(CUdeviceptr d, unsigned char v, size_t n, CUstream h) ASYNC_FORM("cuMemsetD8Async", memset8(d, v, n, &op), h, true)
+CUresult memsetD32Async_ptsz(CUdeviceptr d, unsigned int v, size_t n, CUstream h) ASYNC_FORM("cuMemsetD32Async", memset32(d, v, n, &op), h, true)
+CUresult memcpyHtoDAsync_ptsz(CUdeviceptr d, const void* s, size_t n, CUstream h) ASYNC_FORM("cuMemcpyHtoDAsync", htod(d, s, n, &op), h, true)
+CUresult memcpyDtoHAsync_ptsz(void* d, CUdeviceptr s, size_t n, CUstream h) ASYNC_FORM("cuMemcpyDtoHAsync", dtoh(d, s, n, &op), h, true)
+CUresult memcpyDtoDAsync_ptsz(CUdeviceptr d, CUdeviceptr s, size_t n, CUstream h) ASYNC_FORM("cuMemcpyDtoDAsync", dtod(d, s, n, &op), h, true)
+CUresult memcpyAsync_ptsz(CUdeviceptr d, CUdeviceptr s, size_t n, CUstream h) ASYNC_FORM("cuMemcpyAsync", any_copy(d, s, n, &op), h, true)
+
+static CUresult host_func(CUstream h, CUhostFn fn, void* data, bool pt) {
+    if (fn == nullptr) return CUDA_ERROR_INVALID_VALUE;
+    return async_op(h, [fn, data] { fn(data); }, pt, "host");
+}
+CUresult launchHostFunc_ptsz(CUstream h, CUhostFn fn, void* data) {
+    SIM_ENTER_INIT("cuLaunchHostFunc");
+    return host_func(h, fn, data, true);
+}
+CUresult launchHostFunc_v2_ptsz(CUstream h, CUhostFn fn, void* data, unsigned int mode) {
+    SIM_ENTER_INIT("cuLaunchHostFunc");
+    if (mode > CU_HOST_TASK_SPINWAIT) return CUDA_ERROR_INVALID_VALUE;
+    return host_func(h, fn, data, true);
+}
+
+}  // namespace sim
+
+// ---------------------------------------------------------------- allocation
+SIM_EXPORT CUresult cuMemAlloc_v2(CUdeviceptr* dptr, size_t bytesize) {
+    SIM_ENTER_INIT("cuMemAlloc");
+    if (dptr == nullptr || bytesize == 0) return CUDA_ERROR_INVALID_VALUE;
+    Context* c;
+    CUresult r = require_current(&c);
+    if (r != CUDA_SUCCESS) return r;
+    r = check_unsafe_call();
+    if (r != CUDA_SUCCESS) return r;
+    Device& d = *g_devices[c->device];
+    size_t rounded = (bytesize + 255) / 256 * 256;
+    unsigned long long before = d.allocated.fetch_add(rounded);
+    if (before + rounded > d.total_mem) {
+        d.allocated.fetch_sub(rounded);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    void* p = aligned_alloc(256, rounded);
+    if (p == nullptr) {
+        d.allocated.fetch_sub(rounded);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    {
+        std::unique_lock<std::shared_mutex> lk(alloc_mu());
+        allocs()[(uintptr_t)p] = Alloc{bytesize, c->device, false};
+    }
+    g_live[kLiveAlloc].fetch_add(1, std::memory_order_relaxed);
+    *dptr = (CUdeviceptr)p;
+    return CUDA_SUCCESS;
+}
+
+static CUresult free_alloc(uintptr_t p, bool host) {
+    Alloc a;
+    {
+        std::unique_lock<std::shared_mutex> lk(alloc_mu());
+        auto it = allocs().find(p);
+        if (it == allocs().end() || it->second.host != host) return CUDA_ERROR_INVALID_VALUE;
+        a = it->second;
+        allocs().erase(it);
+    }
+    if (!host) g_devices[a.device]->allocated.fetch_sub((a.size + 255) / 256 * 256);
+    free((void*)p);
+    g_live[kLiveAlloc].fetch_sub(1, std::memory_order_relaxed);
+    return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuMemFree_v2(CUdeviceptr dptr) {
+    SIM_ENTER_INIT("cuMemFree");
+    CUresult r = check_unsafe_call();
+    if (r != CUDA_SUCCESS) return r;
+    return free_alloc((uintptr_t)dptr, false);
+}
+
+SIM_EXPORT CUresult cuMemAllocHost_v2(void** pp, size_t bytesize) {
+    SIM_ENTER_INIT("cuMemAllocHost");
+    if (pp == nullptr || bytesize == 0) return CUDA_ERROR_INVALID_VALUE;
+    Context* c;
+    CUresult r = require_current(&c);
+    if (r != CUDA_SUCCESS) return r;
+    void* p = aligned_alloc(256, (bytesize + 255) / 256 * 256);
+    if (p == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
+    {
+        std::unique_lock<std::shared_mutex> lk(alloc_mu());
+        allocs()[(uintptr_t)p] = Alloc{bytesize, c->device, true};
+    }
+    g_live[kLiveAlloc].fetch_add(1, std::memory_order_relaxed);
+    *pp = p;
+    return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuMemFreeHost(void* p) {
+    SIM_ENTER_INIT("cuMemFreeHost");
+    return free_alloc((uintptr_t)p, true);
+}
+
+SIM_EXPORT CUresult cuMemGetInfo_v2(size_t* free_bytes, size_t* total) {
+    SIM_ENTER_INIT("cuMemGetInfo");
+    if (free_bytes == nullptr || total == nullptr) return CUDA_ERROR_INVALID_VALUE;
+    Context* c;
+    CUresult r = require_current(&c);
+    if (r != CUDA_SUCCESS) return r;
+    Device& d = *g_devices[c->device];
+    *total = (size_t)d.total_mem;
+    *free_bytes = (size_t)(d.total_mem - d.allocated.load());
+    return CUDA_SUCCESS;
+}
+
+// ---------------------------------------------------------------- set & copy
+SIM_EXPORT CUresult cuMemsetD8_v2(CUdeviceptr d, unsigned char v, size_t n) SYNC_FORM("cuMemsetD8", memset8(d, v, n, &op), false)
+SIM_EXPORT CUresult cuMemsetD32_v2(CUdeviceptr d, unsigned int v, size_t n) SYNC_FORM("cuMemsetD32", memset32(d, v, n, &op), false)
+SIM_EXPORT CUresult cuMemcpyHtoD_v2(CUdeviceptr d, const void* s, size_t n) SYNC_FORM("cuMemcpyHtoD", htod(d, s, n, &op), false)
+SIM_EXPORT CUresult cuMemcpyDtoH_v2(void* d, CUdeviceptr s, size_t n) SYNC_FORM("cuMemcpyDtoH", dtoh(d, s, n, &op), false)
+SIM_EXPORT CUresult cuMemcpyDtoD_v2(CUdeviceptr d, CUdeviceptr s, size_t n) SYNC_FORM("cuMemcpyDtoD", dtod(d, s, n, &op), false)
+SIM_EXPORT CUresult cuMemcpy(CUdeviceptr d, CUdeviceptr s, size_t n) SYNC_FORM("cuMemcpy", any_copy(d, s, n, &op), false)
+SIM_EXPORT CUresult cuMemsetD8Async(CUdeviceptr d, unsigned char v, size_t n, CUstream h) ASYNC_FORM("cuMemsetD8Async", memset8(d, v, n, &op), h, false)
+SIM_EXPORT CUresult cuMemsetD32Async(CUdeviceptr d, unsigned int v, size_t n, CUstream h) ASYNC_FORM("cuMemsetD32Async", memset32(d, v, n, &op), h, false)
+SIM_EXPORT CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void* s, size_t n, CUstream h) ASYNC_FORM("cuMemcpyHtoDAsync", htod(d, s, n, &op), h, false)
+SIM_EXPORT CUresult cuMemcpyDtoHAsync_v2(void* d, CUdeviceptr s, size_t n, CUstream h) ASYNC_FORM("cuMemcpyDtoHAsync", dtoh(d, s, n, &op), h, false)
+SIM_EXPORT CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr d, CUdeviceptr s, size_t n, CUstream h) ASYNC_FORM("cuMemcpyDtoDAsync", dtod(d, s, n, &op), h, false)
+SIM_EXPORT CUresult cuMemcpyAsync(CUdeviceptr d, CUdeviceptr s, size_t n, CUstream h) ASYNC_FORM("cuMemcpyAsync", any_copy(d, s, n, &op), h, false)
+
+SIM_EXPORT CUresult cuLaunchHostFunc(CUstream h, CUhostFn fn, void* data) {
+    SIM_ENTER_INIT("cuLaunchHostFunc");
+    return host_func(h, fn, data, false);
+}
+SIM_EXPORT CUresult cuLaunchHostFunc_v2(CUstream h, CUhostFn fn, void* data, unsigned int syncMode) {
+    SIM_ENTER_INIT("cuLaunchHostFunc");
+    if (syncMode > CU_HOST_TASK_SPINWAIT) return CUDA_ERROR_INVALID_VALUE;
+    return host_func(h, fn, data, false);
+}

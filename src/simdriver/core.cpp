@@ -1,0 +1,193 @@
+// Globals, cuInit / cuDriverGetVersion, device configuration, call sites and
+// faults, hazards, thread state and signals.
+#include <cstring>
+#include <map>
+#include <unordered_map>
+
+#include "state.h"
+
+namespace sim {
+
+// Globals are heap objects that are never destroyed: stream worker threads may
+// still run while the process exits, and must not meet destroyed globals.
+std::vector<Device*> g_devices;
+std::atomic<bool> g_initialized{false};
+int g_driver_version = 13010;
+std::atomic<bool> g_any_faults{false};
+std::atomic<int> g_live[kLiveKinds];
+std::atomic<unsigned long long> g_next_id{1};
+
+static std::mutex& config_mu() {
+    static auto* m = new std::mutex;
+    return *m;
+}
+
+// ---------------------------------------------------------------- call sites
+static std::mutex& sites_mu() {
+    static auto* m = new std::mutex;
+    return *m;
+}
+static std::unordered_map<std::string, CallSite*>& sites() {
+    static auto* m = new std::unordered_map<std::string, CallSite*>;
+    return *m;
+}
+
+CallSite* site_for(const char* name) {
+    std::lock_guard<std::mutex> lk(sites_mu());
+    auto& m = sites();
+    auto it = m.find(name);
+    if (it != m.end()) return it->second;
+    auto* s = new CallSite;
+    s->name = name;
+    m.emplace(name, s);
+    return s;
+}
+
+CUresult take_fault(CallSite* site) {
+    std::lock_guard<std::mutex> lk(site->mu);
+    CUresult fire = CUDA_SUCCESS;
+    for (auto it = site->faults.begin(); it != site->faults.end();) {
+        if (--it->first == 0) {
+            if (fire == CUDA_SUCCESS) fire = it->second;
+            it = site->faults.erase(it);
+        } else {
+            ++it;
+        }
+    }
+    return fire;
+}
+
+// ---------------------------------------------------------------- signals
+void Signal::arrive() {
+    if (pending.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    std::lock_guard<std::mutex> lk(mu);
+    when = std::chrono::steady_clock::now();
+    done.store(true, std::memory_order_release);
+    cv.notify_all();
+}
+void Signal::wait() {
+    if (is_done()) return;
+    std::unique_lock<std::mutex> lk(mu);
+    cv.wait(lk, [this] { return done.load(std::memory_order_acquire); });
+}
+
+// ---------------------------------------------------------------- hazards
+static std::mutex& hazards_mu() {
+    static auto* m = new std::mutex;
+    return *m;
+}
+static std::vector<std::string>& hazards() {
+    static auto* v = new std::vector<std::string>;
+    return *v;
+}
+void add_hazard(const std::string& kind, const std::string& detail) {
+    std::lock_guard<std::mutex> lk(hazards_mu());
+    hazards().push_back(kind + ": " + detail);
+}
+std::vector<std::string> hazards_snapshot() {
+    std::lock_guard<std::mutex> lk(hazards_mu());
+    return hazards();
+}
+void hazards_clear() {
+    std::lock_guard<std::mutex> lk(hazards_mu());
+    hazards().clear();
+}
+void for_each_site(const std::function<void(CallSite*)>& f) {
+    std::lock_guard<std::mutex> lk(sites_mu());
+    for (auto& kv : sites()) f(kv.second);
+}
+
+// ---------------------------------------------------------------- thread state
+ThreadState::~ThreadState() {
+    // A thread that exits with a context current no longer has it current.
+    if (!stack.empty()) stack.back()->top_count.fetch_sub(1, std::memory_order_relaxed);
+}
+ThreadState& tls() {
+    thread_local ThreadState state;
+    return state;
+}
+
+CUresult require_current(Context** out) {
+    Context* c = current_ctx();
+    if (c == nullptr) return CUDA_ERROR_INVALID_CONTEXT;
+    if (!ctx_usable(c)) return CUDA_ERROR_CONTEXT_IS_DESTROYED;
+    *out = c;
+    return CUDA_SUCCESS;
+}
+
+Context* checked_ctx(CUcontext h) { return as_object<Context>(h, kMagicContext); }
+
+SmSet all_sms(int device) {
+    SmSet s;
+    for (int i = 0; i < g_devices[device]->sm_count; ++i) s.set(i);
+    return s;
+}
+
+}  // namespace sim
+
+using namespace sim;
+
+// ---------------------------------------------------------------- configuration
+SIM_EXPORT int greenres_sim_add_device(const char* name, int cc_major, int cc_minor, int sm_count,
+                                       unsigned long long total_mem_bytes, int min_sm_partition,
+                                       int sm_alignment) {
+    std::lock_guard<std::mutex> lk(config_mu());
+    if (g_initialized.load()) return CUDA_ERROR_ILLEGAL_STATE;
+    if (name == nullptr || sm_count <= 0 || sm_count > kMaxSms || cc_major <= 0 || cc_minor < 0 ||
+        min_sm_partition <= 0 || sm_alignment <= 0 || total_mem_bytes == 0)
+        return CUDA_ERROR_INVALID_VALUE;
+    auto* d = new Device;
+    d->name = name;
+    d->major = cc_major;
+    d->minor = cc_minor;
+    d->sm_count = sm_count;
+    d->total_mem = total_mem_bytes;
+    d->min_partition = min_sm_partition;
+    d->alignment = sm_alignment;
+    // A stable, recognisable UUID: "GRSIM" + ordinal.
+    const char tag[] = "GRSIM-device";
+    memcpy(d->uuid, tag, sizeof(tag) - 1);
+    d->uuid[15] = (unsigned char)g_devices.size();
+    g_devices.push_back(d);
+    return 0;
+}
+
+SIM_EXPORT int greenres_sim_set_driver_version(int version) {
+    std::lock_guard<std::mutex> lk(config_mu());
+    if (g_initialized.load()) return CUDA_ERROR_ILLEGAL_STATE;
+    if (version < 12040 || version > 99999) return CUDA_ERROR_INVALID_VALUE;
+    g_driver_version = version;
+    return 0;
+}
+
+SIM_EXPORT int greenres_sim_is_configured(void) { return g_devices.empty() ? 0 : 1; }
+SIM_EXPORT int greenres_sim_is_initialized(void) { return g_initialized.load() ? 1 : 0; }
+SIM_EXPORT int greenres_sim_driver_version(void) { return g_driver_version; }
+SIM_EXPORT int greenres_sim_device_count(void) { return (int)g_devices.size(); }
+
+// ---------------------------------------------------------------- init & version
+SIM_EXPORT CUresult cuInit(unsigned int Flags) {
+    SIM_ENTER("cuInit");
+    if (Flags != 0) return CUDA_ERROR_INVALID_VALUE;
+    std::lock_guard<std::mutex> lk(config_mu());
+    if (g_initialized.load()) return CUDA_SUCCESS;
+    // guess: a simulator with no device configured behaves like a machine whose
+    // driver finds no GPU.
+    if (g_devices.empty()) return CUDA_ERROR_NO_DEVICE;
+    for (size_t i = 0; i < g_devices.size(); ++i) {
+        auto* c = new Context;
+        c->kind = CtxKind::Primary;
+        c->device = (int)i;
+        c->id = next_id();
+        g_devices[i]->primary = c;
+    }
+    g_initialized.store(true, std::memory_order_release);
+    return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuDriverGetVersion(int* driverVersion) {
+    SIM_ENTER("cuDriverGetVersion");
+    if (driverVersion == nullptr) return CUDA_ERROR_INVALID_VALUE;
+    *driverVersion = g_driver_version;
+    return CUDA_SUCCESS;
+}

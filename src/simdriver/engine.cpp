@@ -1,0 +1,227 @@
+// The execution engine: every stream owns a worker thread that runs its queue
+// in order. Cross-stream dependencies are Signals (see state.h) that a queued
+// op waits on, so a missing wait in a caller produces wrong data.
+//
+// Implicit synchronisation of the legacy NULL stream (as cuda.h's "stream
+// synchronization behavior" section describes): work on the legacy stream
+// first waits for all work already queued on the blocking streams of its
+// context; work on a blocking stream first waits for all work already queued on
+// the legacy stream. Non-blocking streams (CU_STREAM_NON_BLOCKING, which
+// includes all green-context streams) never synchronise implicitly. The
+// per-thread stream is a blocking stream of the context.
+#include <cstdio>
+
+#include "state.h"
+
+namespace sim {
+
+std::atomic<int> g_op_delay_us{0};
+
+void sleep_op_delay() {
+    int us = g_op_delay_us.load(std::memory_order_relaxed);
+    if (us > 0) std::this_thread::sleep_for(std::chrono::microseconds(us));
+}
+
+// A destroyed stream leaves the lists of its contexts once its work is done
+// (cuda.h: cuStreamDestroy returns at once, the work still completes, and
+// cuCtxSynchronize still waits for it).
+void unlink_stream(Stream* s) {
+    {
+        std::lock_guard<std::mutex> lk(s->ctx->mu);
+        auto& v = s->ctx->streams;
+        for (auto it = v.begin(); it != v.end(); ++it)
+            if (*it == s) { v.erase(it); break; }
+    }
+    if (s->green != nullptr) {
+        std::lock_guard<std::mutex> lk(s->green->mu);
+        auto& v = s->green->streams;
+        for (auto it = v.begin(); it != v.end(); ++it)
+            if (*it == s) { v.erase(it); break; }
+    }
+}
+
+static void worker_loop(Stream* s) {
+    std::unique_lock<std::mutex> lk(s->mu);
+    for (;;) {
+        s->cv.wait(lk, [s] { return !s->queue.empty() || s->stopping; });
+        if (s->queue.empty()) {  // stopping and drained
+            s->worker_done = true;
+            lk.unlock();
+            unlink_stream(s);
+            return;
+        }
+        Op op = std::move(s->queue.front());
+        s->queue.pop_front();
+        lk.unlock();
+        op();
+        lk.lock();
+        s->completed++;
+        s->cv.notify_all();
+    }
+}
+
+void push_raw(Stream* s, Op op) {
+    std::unique_lock<std::mutex> lk(s->mu);
+    if (s->worker_done) {
+        // A marker or wait that reaches a destroyed, drained stream: nothing is
+        // left to order against, so it runs at once.
+        lk.unlock();
+        op();
+        return;
+    }
+    s->queue.push_back(std::move(op));
+    s->submitted++;
+    if (!s->worker_started) {
+        // Threads are started on first use: most streams of a test never get work.
+        s->worker_started = true;
+        std::thread(worker_loop, s).detach();
+    }
+    s->cv.notify_all();
+}
+
+void wait_idle(Stream* s) {
+    std::unique_lock<std::mutex> lk(s->mu);
+    s->cv.wait(lk, [s] { return s->completed == s->submitted; });
+}
+
+bool has_pending(Stream* s) {
+    std::lock_guard<std::mutex> lk(s->mu);
+    return s->completed != s->submitted;
+}
+
+SignalPtr marker(Stream* s) {
+    auto sig = std::make_shared<Signal>();
+    push_raw(s, [sig] { sig->arrive(); });
+    return sig;
+}
+
+static Stream* make_stream(Context* ctx, GreenCtx* g, unsigned flags, int prio, bool internal) {
+    auto* s = new Stream;
+    s->ctx = ctx;
+    s->green = g;
+    s->flags = flags;
+    s->priority = prio;
+    s->id = next_id();
+    s->internal = internal;
+    return s;
+}
+
+Stream* new_stream(Context* ctx, GreenCtx* g, unsigned flags, int prio, bool internal) {
+    Stream* s = make_stream(ctx, g, flags, prio, internal);
+    {
+        std::lock_guard<std::mutex> lk(ctx->mu);
+        ctx->streams.push_back(s);
+    }
+    if (g != nullptr) {
+        std::vector<SignalPtr> waits;
+        {
+            std::lock_guard<std::mutex> lk(g->mu);
+            g->streams.push_back(s);
+            waits = g->future_waits;
+        }
+        // cuGreenCtxWaitEvent: "all future work submitted to the green context waits".
+        for (auto& w : waits)
+            if (!w->is_done()) push_raw(s, [w] { w->wait(); });
+    }
+    if (!internal) g_live[kLiveStream].fetch_add(1, std::memory_order_relaxed);
+    return s;
+}
+
+Stream* legacy_stream(Context* ctx) {
+    std::lock_guard<std::mutex> lk(ctx->mu);
+    if (ctx->legacy == nullptr) {
+        Stream* s = make_stream(ctx, ctx->green, 0, 0, true);
+        s->is_legacy = true;
+        ctx->streams.push_back(s);
+        ctx->legacy = s;
+    }
+    return ctx->legacy;
+}
+
+Stream* per_thread_stream(Context* ctx) {
+    auto& v = tls().per_thread_streams;
+    for (auto& p : v)
+        if (p.first == ctx) return p.second;
+    Stream* s = new_stream(ctx, ctx->green, 0, 0, true);
+    v.emplace_back(ctx, s);
+    return s;
+}
+
+CUresult resolve_stream(CUstream h, Stream** out, bool per_thread_null) {
+    uintptr_t v = reinterpret_cast<uintptr_t>(h);
+    if (v <= 2) {  // NULL, CU_STREAM_LEGACY, CU_STREAM_PER_THREAD
+        Context* c;
+        CUresult r = require_current(&c);
+        if (r != CUDA_SUCCESS) return r;
+        bool per_thread = (v == 2) || (v == 0 && per_thread_null);
+        *out = per_thread ? per_thread_stream(c) : legacy_stream(c);
+        return CUDA_SUCCESS;
+    }
+    Stream* s = as_object<Stream>(h, kMagicStream);
+    if (s == nullptr || !s->alive.load(std::memory_order_acquire)) return CUDA_ERROR_INVALID_HANDLE;
+    if (s->detached.load(std::memory_order_acquire)) {
+        char buf[96];
+        snprintf(buf, sizeof buf, "stream %llu used after its green context was destroyed", s->id);
+        add_hazard("stream_used_after_green_ctx_destroyed", buf);
+        return CUDA_ERROR_STREAM_DETACHED;
+    }
+    if (s->ctx->kind != CtxKind::Green && !ctx_usable(s->ctx)) return CUDA_ERROR_CONTEXT_IS_DESTROYED;
+    *out = s;
+    return CUDA_SUCCESS;
+}
+
+static std::vector<Stream*> blocking_streams(Context* ctx, Stream* except) {
+    std::vector<Stream*> out;
+    std::lock_guard<std::mutex> lk(ctx->mu);
+    for (Stream* b : ctx->streams)
+        if (b != except && !b->is_legacy && !(b->flags & CU_STREAM_NON_BLOCKING) &&
+            b->alive.load(std::memory_order_relaxed))
+            out.push_back(b);
+    return out;
+}
+
+CUresult submit(Stream* s, Op op, const char* kind, bool delayed) {
+    if (delayed) {
+        Op inner = std::move(op);
+        op = [inner] {
+            sleep_op_delay();
+            inner();
+        };
+    }
+    Capture* c = s->capture.load(std::memory_order_acquire);
+    if (c != nullptr) {
+        if (capture_add_node(s, c, std::move(op), kind)) return CUDA_SUCCESS;
+        return CUDA_ERROR_STREAM_CAPTURE_INVALIDATED;
+    }
+    if (s->is_legacy) {
+        auto blockers = blocking_streams(s->ctx, s);
+        for (Stream* b : blockers) {
+            Capture* bc = b->capture.load(std::memory_order_acquire);
+            if (bc != nullptr) {
+                // cuda.h: using the legacy stream while a blocking stream of the
+                // context captures would join the capture implicitly.
+                invalidate_capture(bc);
+                return CUDA_ERROR_STREAM_CAPTURE_IMPLICIT;
+            }
+        }
+        for (Stream* b : blockers)
+            if (has_pending(b)) {
+                SignalPtr sig = marker(b);
+                push_raw(s, [sig] { sig->wait(); });
+            }
+    } else if (!(s->flags & CU_STREAM_NON_BLOCKING)) {
+        Stream* legacy;
+        {
+            std::lock_guard<std::mutex> lk(s->ctx->mu);
+            legacy = s->ctx->legacy;
+        }
+        if (legacy != nullptr && has_pending(legacy)) {
+            SignalPtr sig = marker(legacy);
+            push_raw(s, [sig] { sig->wait(); });
+        }
+    }
+    push_raw(s, std::move(op));
+    return CUDA_SUCCESS;
+}
+
+}  // namespace sim

@@ -1,0 +1,175 @@
+"""Helpers of the simulator tests (imported by the test modules)."""
+
+import os
+import site
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+import pytest
+
+import greenres
+import greenres.sim as sim
+
+sim.install("h100", count=2)  # no-op when tests/conftest.py's GREENRES_SIM=2xh100 already did it
+
+import cuda.bindings  # noqa: E402
+from cuda.bindings import driver  # noqa: E402  (after install: the simulator is the driver)
+
+BINDINGS_VERSION = cuda.bindings.__version__
+BINDINGS_MAJOR = int(BINDINGS_VERSION.split(".")[0])
+
+OK = driver.CUresult.CUDA_SUCCESS
+E = driver.CUresult
+SM = driver.CUdevResourceType.CU_DEV_RESOURCE_TYPE_SM
+
+
+def check(result):
+    """Unpack a cuda.bindings result tuple, asserting success; returns the values."""
+    err, *values = result
+    assert err == OK, f"driver call failed: {err!r}"
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def error_of(result):
+    """The CUresult of a cuda.bindings result tuple."""
+    return result[0]
+
+
+def _has(name):
+    """True when cuda.bindings.driver has `name` (dotted: an enum member, ``Enum.MEMBER``)."""
+    obj = driver
+    for part in name.split("."):
+        if not hasattr(obj, part):
+            return False
+        obj = getattr(obj, part)
+    return True
+
+
+def requires_bindings(*names):
+    """Skip marker: the test needs these cuda.bindings.driver names (functions, types, enum
+    members as ``Enum.MEMBER``) that older bindings lack (12.9 has no CUDA 13.x API)."""
+    missing = [n for n in names if not _has(n)]
+    return pytest.mark.skipif(
+        bool(missing),
+        reason=f"cuda-bindings {BINDINGS_VERSION} lacks driver.{', driver.'.join(missing)}",
+    )
+
+
+def ctx_create(flags=0, dev=0):
+    """cuCtxCreate with no create params: bindings 13 call the v4 ABI cuCtxCreate(params, flags,
+    dev); bindings 12.9 call cuCtxCreate(flags, dev) (the _v2 ABI, looked up with 3020)."""
+    if BINDINGS_MAJOR >= 13:
+        return driver.cuCtxCreate(None, flags, dev)
+    return driver.cuCtxCreate(flags, dev)
+
+
+def capture_info_v3(stream):
+    """cuStreamGetCaptureInfo with the 12030 ABI (status, id, graph, deps, edges, n): that is
+    cuStreamGetCaptureInfo in bindings 13 and cuStreamGetCaptureInfo_v3 in bindings 12.9 (whose
+    cuStreamGetCaptureInfo is the 11030 ABI without edges)."""
+    return getattr(driver, "cuStreamGetCaptureInfo_v3", driver.cuStreamGetCaptureInfo)(stream)
+
+
+_SIM_C = None
+
+
+def green_ctx_id(g):
+    """cuGreenCtxGetId(g): through cuda.bindings when they have it (13.x); else straight from
+    the simulator's exported C function (bindings 12.9 do not wrap it; the driver has it)."""
+    global _SIM_C
+    if hasattr(driver, "cuGreenCtxGetId"):
+        return check(driver.cuGreenCtxGetId(g))
+    import ctypes
+
+    if _SIM_C is None:
+        _SIM_C = ctypes.CDLL(str(sim.LIBRARY_PATH))
+        _SIM_C.cuGreenCtxGetId.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_ulonglong)]
+        _SIM_C.cuGreenCtxGetId.restype = ctypes.c_int
+    out = ctypes.c_ulonglong()
+    err = _SIM_C.cuGreenCtxGetId(int(g) if g is not None else None, ctypes.byref(out))
+    assert err == 0, f"cuGreenCtxGetId failed: {err}"
+    return out.value
+
+
+def _greenres_import_root():
+    """The folder this process imports greenres from, when it is not a site-packages folder
+    (a source tree with an in-place build, found through the cwd or sys.path)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(greenres.__file__)))
+    installed = {os.path.realpath(p) for p in site.getsitepackages()}
+    installed.add(os.path.realpath(site.getusersitepackages()))
+    return None if os.path.realpath(root) in installed else root
+
+
+def run_python(code, env_extra=None):
+    """Run code in a fresh interpreter (another simulated machine); returns its stdout.
+
+    The child runs in an empty temporary folder (``python -c`` puts the cwd first on sys.path:
+    from the repository root it would import the source tree's greenres, which has no compiled
+    extension in a fresh clone) and imports the same greenres as this process: the inherited
+    PYTHONPATH, plus this process's greenres folder when that is not site-packages.
+    """
+    env = dict(os.environ)
+    env.pop("GREENRES_SIM", None)
+    env.update(env_extra or {})
+    root = _greenres_import_root()
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if root is not None and not any(os.path.realpath(p) == os.path.realpath(root) for p in paths):
+        paths.insert(0, root)
+    if paths:
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+    else:
+        env.pop("PYTHONPATH", None)
+    with tempfile.TemporaryDirectory(prefix="greenres-sim-test-") as cwd:
+        proc = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(code)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=cwd,
+            timeout=120,
+        )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def device_resource(dev=0):
+    return check(driver.cuDeviceGetDevResource(dev, SM))
+
+
+def split(resource, groups, min_count, flags=0):
+    """cuDevSmResourceSplitByCount with room for `groups` groups: (groups, remainder)."""
+    result, n, remainder = check(
+        driver.cuDevSmResourceSplitByCount(groups, resource, flags, min_count)
+    )
+    return list(result)[:n], remainder
+
+
+def make_green(resources, dev=0, flags=None):
+    """A green context from resources of one split (DEFAULT_STREAM by default)."""
+    if flags is None:
+        flags = driver.CUgreenCtxCreate_flags.CU_GREEN_CTX_DEFAULT_STREAM
+    desc = check(driver.cuDevResourceGenerateDesc(list(resources), len(resources)))
+    return check(driver.cuGreenCtxCreate(desc, dev, flags))
+
+
+def green_stream(g, priority=0):
+    return check(
+        driver.cuGreenCtxStreamCreate(g, driver.CUstream_flags.CU_STREAM_NON_BLOCKING, priority)
+    )
+
+
+_HOSTFN = __import__("ctypes").CFUNCTYPE(None, __import__("ctypes").c_void_p)
+_keep_alive = []
+
+
+def host_fn(pyfunc):
+    """A CUhostFn calling pyfunc(userData) (kept alive for the session)."""
+    import ctypes
+
+    cf = _HOSTFN(pyfunc)
+    _keep_alive.append(cf)
+    return driver.CUhostFn(ctypes.cast(cf, ctypes.c_void_p).value)
