@@ -1,0 +1,261 @@
+"""The SM facts of a device, as plain data.
+
+Planning needs only a handful of numbers about a device: how many SMs it has, the smallest
+partition the driver makes and the alignment of partition sizes (with and without SM
+co-scheduling), the driver version and whether the structured split of CUDA 13.1 is
+available. :class:`SmFacts` holds them. The runtime measures them on a real device
+(``greenres.Device.sm_facts()``); :meth:`SmFacts.for_device_profile` builds them from the
+documented granularity table so plans can be made, explained and tested with no GPU.
+
+This module never imports the driver.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from attrs import field, frozen
+
+from greenres.errors import SpecError
+
+__all__ = [
+    "DEVICE_PROFILES",
+    "DeviceProfile",
+    "SmFacts",
+    "documented_granularity",
+    "resolve_facts",
+]
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(f"'{name}' must be an int (got {value!r} of type {type(value).__name__})")
+    if value < minimum:
+        raise SpecError(f"'{name}' must be >= {minimum} (got {value})")
+
+
+def _positive(_instance: Any, attribute: Any, value: Any) -> None:
+    _check_int(attribute.name, value, 1)
+
+
+def _non_negative(_instance: Any, attribute: Any, value: Any) -> None:
+    _check_int(attribute.name, value, 0)
+
+
+def _to_cc(value: Any) -> Any:
+    # JSON and TOML have no tuples: accept a list of two items, keep anything else as given
+    # so the validator can report it.
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def _check_cc(_instance: Any, attribute: Any, value: Any) -> None:
+    if not (isinstance(value, tuple) and len(value) == 2):
+        raise SpecError(f"'{attribute.name}' must be a (major, minor) pair of ints (got {value!r})")
+    for part in value:
+        if isinstance(part, bool) or not isinstance(part, int) or part < 0:
+            raise SpecError(
+                f"'{attribute.name}' must be a (major, minor) pair of ints >= 0 (got {value!r})"
+            )
+
+
+def _check_name(_instance: Any, attribute: Any, value: Any) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise SpecError(f"'{attribute.name}' must be a non-empty string (got {value!r})")
+
+
+def _check_bool(_instance: Any, attribute: Any, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise SpecError(f"'{attribute.name}' must be a bool (got {value!r})")
+
+
+def documented_granularity(compute_capability: tuple[int, int]) -> tuple[int, int]:
+    """The documented ``(minimum SMs per group, alignment)`` for a compute capability.
+
+    From the guideline table of DRIVER_FACTS.md (6.x and 7.x: 2 and 2; 8.x: 4 and 2;
+    9.0 and newer: 8 and 8). A real device's ``CUdevSmResource`` fields are authoritative.
+
+    Raises:
+        SpecError: for compute capabilities older than 6.0, which have no green contexts.
+    """
+    major = compute_capability[0]
+    if major >= 9:
+        return (8, 8)
+    if major == 8:
+        return (4, 2)
+    if major in (6, 7):
+        return (2, 2)
+    raise SpecError(
+        f"'compute_capability' must be >= (6, 0) for green contexts (got {compute_capability!r})"
+    )
+
+
+@frozen
+class SmFacts:
+    """What planning needs to know about a device's streaming multiprocessors.
+
+    Attributes:
+        device_name: the product name, e.g. ``"H100 SXM5"``.
+        compute_capability: ``(major, minor)``.
+        sm_count: SMs of the whole device.
+        min_partition_size: the smallest SM group the driver makes with SM co-scheduling
+            (``CUdevSmResource.minSmPartitionSize``).
+        alignment: group sizes are multiples of this with co-scheduling
+            (``CUdevSmResource.smCoscheduledAlignment``).
+        uncoscheduled_min_partition_size: the smallest group with the
+            ``IGNORE_SM_COSCHEDULING`` split flag (undocumented: measured by the runtime on
+            a real device, a guess of 2 elsewhere).
+        uncoscheduled_alignment: the alignment with that flag (same caveat).
+        driver_version: the CUDA driver version as an int, e.g. ``13010`` for 13.1.
+        structured_split: True when the driver is 13.1 or newer and the bindings expose
+            ``cuDevSmResourceSplit``.
+        total_memory: device memory in bytes (0 when unknown).
+    """
+
+    device_name: str = field(validator=_check_name)
+    compute_capability: tuple[int, int] = field(converter=_to_cc, validator=_check_cc)
+    sm_count: int = field(validator=_positive)
+    min_partition_size: int = field(validator=_positive)
+    alignment: int = field(validator=_positive)
+    uncoscheduled_min_partition_size: int = field(validator=_positive)
+    uncoscheduled_alignment: int = field(validator=_positive)
+    driver_version: int = field(validator=_non_negative)
+    structured_split: bool = field(validator=_check_bool)
+    total_memory: int = field(default=0, validator=_non_negative)
+
+    @classmethod
+    def for_device_profile(
+        cls,
+        name: str,
+        compute_capability: tuple[int, int],
+        sm_count: int,
+        driver_version: int = 13010,
+        *,
+        structured_split: bool | None = None,
+        total_memory: int = 0,
+        uncoscheduled_min_partition_size: int = 2,
+        uncoscheduled_alignment: int = 2,
+    ) -> SmFacts:
+        """Facts for a device described by name, compute capability and SM count.
+
+        The co-scheduled granularity comes from :func:`documented_granularity`; the
+        un-co-scheduled one is the guess of 2 and 2 the simulated driver also uses.
+        ``structured_split`` defaults to ``driver_version >= 13010``.
+        """
+        _check_cc(None, _Named("compute_capability"), _to_cc(compute_capability))
+        minimum, alignment = documented_granularity(_to_cc(compute_capability))
+        if structured_split is None:
+            structured_split = isinstance(driver_version, int) and driver_version >= 13010
+        return cls(
+            device_name=name,
+            compute_capability=compute_capability,
+            sm_count=sm_count,
+            min_partition_size=minimum,
+            alignment=alignment,
+            uncoscheduled_min_partition_size=uncoscheduled_min_partition_size,
+            uncoscheduled_alignment=uncoscheduled_alignment,
+            driver_version=driver_version,
+            structured_split=structured_split,
+            total_memory=total_memory,
+        )
+
+    @classmethod
+    def for_known_device(cls, profile: str, driver_version: int = 13010, **kwargs: Any) -> SmFacts:
+        """Facts for one of :data:`DEVICE_PROFILES` by its profile name, e.g. ``"h100"``.
+
+        Keyword arguments are passed on to :meth:`for_device_profile`.
+
+        Raises:
+            SpecError: for an unknown profile name (the message lists the known ones).
+        """
+        try:
+            known = DEVICE_PROFILES[profile]
+        except (KeyError, TypeError):
+            raise SpecError(
+                f"unknown device profile {profile!r}; known: {', '.join(DEVICE_PROFILES)}"
+            ) from None
+        return cls.for_device_profile(
+            known.product, known.compute_capability, known.sm_count, driver_version, **kwargs
+        )
+
+    def sm_facts(self) -> SmFacts:
+        """Return self, so facts can be passed wherever a device is accepted."""
+        return self
+
+    @property
+    def driver_version_text(self) -> str:
+        """The driver version as ``"13.1"``."""
+        return f"{self.driver_version // 1000}.{self.driver_version % 1000 // 10}"
+
+    def granularity(self, coscheduling: bool = True) -> tuple[int, int]:
+        """``(min_partition_size, alignment)`` with or without SM co-scheduling."""
+        if coscheduling:
+            return (self.min_partition_size, self.alignment)
+        return (self.uncoscheduled_min_partition_size, self.uncoscheduled_alignment)
+
+    def group_size(self, coscheduling: bool = True) -> int:
+        """SMs in one minimum-size group of ``cuDevSmResourceSplitByCount``: the minimum
+        partition size rounded up to the alignment."""
+        minimum, alignment = self.granularity(coscheduling)
+        return -(-minimum // alignment) * alignment
+
+
+class _Named:
+    """Stands in for an attrs attribute when a validator is called by hand."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+@frozen
+class DeviceProfile:
+    """A real product the simulated driver models (see DEVICES.md)."""
+
+    product: str
+    compute_capability: tuple[int, int]
+    sm_count: int
+
+
+#: The devices of DEVICES.md by profile name (the names ``sim:<profile>`` uses).
+DEVICE_PROFILES: dict[str, DeviceProfile] = {
+    "v100": DeviceProfile("Tesla V100 SXM2", (7, 0), 80),
+    "t4": DeviceProfile("Tesla T4", (7, 5), 40),
+    "a100": DeviceProfile("A100 SXM4", (8, 0), 108),
+    "a30": DeviceProfile("A30", (8, 0), 56),
+    "a10": DeviceProfile("A10", (8, 6), 72),
+    "l4": DeviceProfile("L4", (8, 9), 58),
+    "l40s": DeviceProfile("L40S", (8, 9), 142),
+    "rtx4090": DeviceProfile("GeForce RTX 4090", (8, 9), 128),
+    "h100": DeviceProfile("H100 SXM5", (9, 0), 132),
+    "h100-pcie": DeviceProfile("H100 PCIe", (9, 0), 114),
+    "h200": DeviceProfile("H200", (9, 0), 132),
+    "h20": DeviceProfile("H20", (9, 0), 78),
+    "b200": DeviceProfile("B200", (10, 0), 148),
+    "rtx5090": DeviceProfile("GeForce RTX 5090", (12, 0), 170),
+}
+
+
+def resolve_facts(device_or_facts: Any) -> SmFacts:
+    """The :class:`SmFacts` of an ``SmFacts`` or of any object with a ``sm_facts()`` method
+    (``greenres.Device`` has one).
+
+    Raises:
+        TypeError: for anything else (strings such as ``"sim:h100"`` are resolved by the
+            CLI, not here).
+    """
+    if isinstance(device_or_facts, SmFacts):
+        return device_or_facts
+    method = getattr(device_or_facts, "sm_facts", None)
+    if callable(method):
+        facts = method()
+        if not isinstance(facts, SmFacts):
+            raise TypeError(
+                f"{type(device_or_facts).__name__}.sm_facts() must return SmFacts "
+                f"(got {type(facts).__name__})"
+            )
+        return facts
+    raise TypeError(
+        "plan() needs an SmFacts or an object with a sm_facts() method such as "
+        f"greenres.Device (got {device_or_facts!r})"
+    )

@@ -1,0 +1,276 @@
+"""Isolation schemas and keys: one stable key per partition for anything cached per partition.
+
+Autotuning results, compiled kernels and captured graphs are only valid for the conditions
+they were made under. An :class:`IsolationSchema` selects which conditions ("context
+forms") enter the key, grouped like a compiler cache's runtime/compile split:
+
+* runtime forms: ``partition`` (SM count, minimum partition size, alignment, co-scheduling,
+  the layout's fingerprint), ``environment`` (``CUDA_DEVICE_MAX_CONNECTIONS``,
+  ``CUDA_MPS_ACTIVE_THREAD_PERCENTAGE``, ``CUDA_VISIBLE_DEVICES``), ``stream_priority``;
+* compile forms: ``device`` (name, compute capability, total SMs), ``driver_version``,
+  ``bindings_version`` (of cuda-bindings), ``greenres_version``.
+
+:func:`isolation_context` returns the selected forms as a dict; :func:`isolation_key` is 32
+hex characters of SHA-256 over its canonical JSON (sorted keys, no whitespace, ASCII), so
+it is the same in every process, on every Python version and for any dict order.
+
+A *partition* here is anything with ``.plan`` (a :class:`~greenres.plan.Plan`) and
+``.planned_partition`` (one of its :class:`~greenres.plan.PlannedPartition`): the
+runtime's ``GreenContext``, or ``plan.ref(name)``; a ``(plan, name)`` pair works too.
+This module never imports the driver.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from attrs import field, fields, frozen
+
+from greenres.errors import SpecError
+from greenres.facts import SmFacts
+from greenres.plan import Plan, PlannedPartition
+
+__all__ = [
+    "COMPILE_FORMS",
+    "ENVIRONMENT_VARIABLES",
+    "KEY_FORMAT_VERSION",
+    "RUNTIME_FORMS",
+    "IsolationSchema",
+    "SelectedCompileContext",
+    "SelectedRuntimeContext",
+    "canonical_json",
+    "installed_versions",
+    "isolation_context",
+    "isolation_key",
+    "key_of_context",
+]
+
+#: The runtime context forms, in order.
+RUNTIME_FORMS = ("partition", "environment", "stream_priority")
+#: The compile context forms, in order.
+COMPILE_FORMS = ("device", "driver_version", "bindings_version", "greenres_version")
+#: The environment variables of the ``environment`` form.
+ENVIRONMENT_VARIABLES = (
+    "CUDA_DEVICE_MAX_CONNECTIONS",
+    "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE",
+    "CUDA_VISIBLE_DEVICES",
+)
+#: Bumped whenever the content of a form changes, so old keys cannot collide with new.
+KEY_FORMAT_VERSION = 1
+
+
+def _check_bool(_instance: Any, attribute: Any, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise SpecError(f"'{attribute.name}' must be a bool (got {value!r})")
+
+
+@frozen
+class SelectedRuntimeContext:
+    """Which runtime forms enter the key (all by default)."""
+
+    partition: bool = field(default=True, validator=_check_bool)
+    environment: bool = field(default=True, validator=_check_bool)
+    stream_priority: bool = field(default=True, validator=_check_bool)
+
+    def selected(self) -> tuple[str, ...]:
+        """The names of the selected forms, in :data:`RUNTIME_FORMS` order."""
+        return tuple(f.name for f in fields(type(self)) if getattr(self, f.name))
+
+
+@frozen
+class SelectedCompileContext:
+    """Which compile forms enter the key (all by default)."""
+
+    device: bool = field(default=True, validator=_check_bool)
+    driver_version: bool = field(default=True, validator=_check_bool)
+    bindings_version: bool = field(default=True, validator=_check_bool)
+    greenres_version: bool = field(default=True, validator=_check_bool)
+
+    def selected(self) -> tuple[str, ...]:
+        """The names of the selected forms, in :data:`COMPILE_FORMS` order."""
+        return tuple(f.name for f in fields(type(self)) if getattr(self, f.name))
+
+
+def _selection(kind: type):
+    def validate(_instance: Any, attribute: Any, value: Any) -> None:
+        if not isinstance(value, (bool, kind)):
+            raise SpecError(
+                f"'{attribute.name}' must be True, False or a {kind.__name__} (got {value!r})"
+            )
+
+    return validate
+
+
+@frozen
+class IsolationSchema:
+    """Which context forms an isolation key depends on.
+
+    Attributes:
+        runtime_context: True (every runtime form), False (none) or a
+            :class:`SelectedRuntimeContext`.
+        compile_context: True (every compile form), False (none) or a
+            :class:`SelectedCompileContext`.
+    """
+
+    runtime_context: bool | SelectedRuntimeContext = field(
+        default=True, validator=_selection(SelectedRuntimeContext)
+    )
+    compile_context: bool | SelectedCompileContext = field(
+        default=True, validator=_selection(SelectedCompileContext)
+    )
+
+    def runtime_forms(self) -> tuple[str, ...]:
+        """The selected runtime forms, in :data:`RUNTIME_FORMS` order."""
+        if isinstance(self.runtime_context, SelectedRuntimeContext):
+            return self.runtime_context.selected()
+        return RUNTIME_FORMS if self.runtime_context else ()
+
+    def compile_forms(self) -> tuple[str, ...]:
+        """The selected compile forms, in :data:`COMPILE_FORMS` order."""
+        if isinstance(self.compile_context, SelectedCompileContext):
+            return self.compile_context.selected()
+        return COMPILE_FORMS if self.compile_context else ()
+
+
+def installed_versions() -> dict[str, str]:
+    """``{"bindings_version": ..., "greenres_version": ...}`` from the installed
+    distributions' metadata (``"none"`` when cuda-bindings is not installed, ``"unknown"``
+    when greenres is not installed, e.g. run from a source tree). Never imports them."""
+    try:
+        bindings = importlib.metadata.version("cuda-bindings")
+    except importlib.metadata.PackageNotFoundError:
+        bindings = "none"
+    try:
+        greenres = importlib.metadata.version("greenres")
+    except importlib.metadata.PackageNotFoundError:
+        greenres = "unknown"
+    return {"bindings_version": bindings, "greenres_version": greenres}
+
+
+def _resolve_partition(partition: Any) -> tuple[Plan, PlannedPartition] | None:
+    if partition is None:
+        return None
+    if isinstance(partition, tuple) and len(partition) == 2 and isinstance(partition[0], Plan):
+        plan, name = partition
+        try:
+            return plan, plan[name]
+        except KeyError:
+            raise KeyError(f"the plan has no partition {name!r}; it has {plan.names}") from None
+    if isinstance(partition, PlannedPartition):
+        raise TypeError(
+            "a PlannedPartition does not know its plan: pass plan.ref(name), a "
+            "(plan, name) pair or the runtime's GreenContext"
+        )
+    plan = getattr(partition, "plan", None)
+    planned = getattr(partition, "planned_partition", None)
+    if isinstance(plan, Plan) and isinstance(planned, PlannedPartition):
+        return plan, planned
+    raise TypeError(
+        "'partition' must have .plan and .planned_partition (a GreenContext or "
+        f"plan.ref(name)) or be a (plan, name) pair (got {partition!r})"
+    )
+
+
+def isolation_context(
+    schema: IsolationSchema,
+    partition: Any = None,
+    *,
+    facts: SmFacts | None = None,
+    environ: Mapping[str, str] | None = None,
+    versions: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The selected context forms as a JSON-ready dict.
+
+    Args:
+        schema: which forms to include.
+        partition: a ``GreenContext``, ``plan.ref(name)``, a ``(plan, name)`` pair, or
+            None (the whole device: the ``partition`` and ``stream_priority`` forms are
+            then ``None``).
+        facts: the device facts for the ``device`` and ``driver_version`` forms; taken from
+            the partition's plan when omitted (if both are given they must be equal).
+        environ: the environment to read (``os.environ`` when omitted).
+        versions: override ``bindings_version`` / ``greenres_version`` (default
+            :func:`installed_versions`), e.g. to compute another installation's key.
+
+    Raises:
+        SpecError: when a selected compile form needs facts and none are available, or
+            ``facts`` disagree with the partition's plan.
+        TypeError: for a ``partition`` of another kind.
+    """
+    if not isinstance(schema, IsolationSchema):
+        raise TypeError(f"'schema' must be an IsolationSchema (got {schema!r})")
+    resolved = _resolve_partition(partition)
+    if resolved is not None:
+        plan, planned = resolved
+        if facts is not None and facts != plan.facts:
+            raise SpecError("'facts' differ from the facts the partition's plan was made for")
+        facts = plan.facts
+    runtime: dict[str, Any] = {}
+    for form in schema.runtime_forms():
+        if form == "partition":
+            runtime[form] = (
+                None
+                if resolved is None
+                else {
+                    "sm_count": planned.sm_count,
+                    "min_partition_size": plan.min_partition_size,
+                    "alignment": plan.alignment,
+                    "coscheduling": plan.spec.coscheduling,
+                    "layout": plan.fingerprint,
+                }
+            )
+        elif form == "environment":
+            env = os.environ if environ is None else environ
+            runtime[form] = {name: env.get(name) for name in ENVIRONMENT_VARIABLES}
+        else:
+            runtime[form] = None if resolved is None else planned.priority
+    compile_: dict[str, Any] = {}
+    found = installed_versions()
+    if versions:
+        found.update(versions)
+    for form in schema.compile_forms():
+        if form in ("device", "driver_version") and facts is None:
+            raise SpecError(f"the {form!r} form needs device facts: pass facts=... or a partition")
+        if form == "device":
+            compile_[form] = {
+                "name": facts.device_name,
+                "compute_capability": list(facts.compute_capability),
+                "sm_count": facts.sm_count,
+            }
+        elif form == "driver_version":
+            compile_[form] = facts.driver_version
+        else:
+            compile_[form] = str(found[form])
+    return {"format": KEY_FORMAT_VERSION, "runtime": runtime, "compile": compile_}
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys, no whitespace and only ASCII: the text keys are hashed over."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
+
+
+def key_of_context(context: Mapping[str, Any]) -> str:
+    """32 hex characters of SHA-256 over :func:`canonical_json` of ``context``."""
+    return hashlib.sha256(canonical_json(context).encode("ascii")).hexdigest()[:32]
+
+
+def isolation_key(
+    schema: IsolationSchema,
+    partition: Any = None,
+    *,
+    facts: SmFacts | None = None,
+    environ: Mapping[str, str] | None = None,
+    versions: Mapping[str, str] | None = None,
+) -> str:
+    """The isolation key: :func:`key_of_context` of :func:`isolation_context` (same
+    arguments)."""
+    return key_of_context(
+        isolation_context(schema, partition, facts=facts, environ=environ, versions=versions)
+    )

@@ -1,0 +1,410 @@
+"""What a user declares: partitions, partition specs and specs with several modes.
+
+Everything here is a frozen attrs class, validated at construction: a bad value raises
+:class:`~greenres.errors.SpecError` (a ``ValueError``) whose message names the field, the
+rule and the value, for example ``'sms' must be >= 1 (got 0)``. Planning against a device
+is :meth:`PartitionSpec.plan` (see :mod:`greenres.plan`). This module never imports the
+driver.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from attrs import field, frozen
+
+from greenres.errors import SpecError
+
+if TYPE_CHECKING:
+    from greenres.plan import ModalPlan, Plan
+
+__all__ = [
+    "REMAINDER_KEYWORDS",
+    "REMAINDER_PARTITION_NAME",
+    "ModalSpec",
+    "Partition",
+    "PartitionSpec",
+    "check_name",
+]
+
+#: The remainder policies that are keywords rather than partition names.
+REMAINDER_KEYWORDS = ("drop", "own")
+#: The name of the partition ``remainder="own"`` creates.
+REMAINDER_PARTITION_NAME = "remainder"
+
+# Shares may sum to 1 in decimal but a little over in binary (0.1 * 10).
+_SHARE_SUM_TOLERANCE = 1e-9
+
+
+def check_name(field_name: str, value: Any) -> str:
+    """Validate a partition or mode name and return it.
+
+    A name is a non-empty string with no leading or trailing whitespace and no control
+    characters (it appears in tables, file keys and NVTX ranges).
+
+    Raises:
+        SpecError: naming ``field_name`` and the value.
+    """
+    if not isinstance(value, str):
+        raise SpecError(
+            f"'{field_name}' must be a str (got {value!r} of type {type(value).__name__})"
+        )
+    if not value:
+        raise SpecError(f"'{field_name}' must not be empty (got '')")
+    if value != value.strip():
+        raise SpecError(f"'{field_name}' must not start or end with whitespace (got {value!r})")
+    if any(not ch.isprintable() for ch in value):
+        raise SpecError(f"'{field_name}' must not contain control characters (got {value!r})")
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _int_at_least(minimum: int, optional: bool):
+    def validate(_instance: Any, attribute: Any, value: Any) -> None:
+        if value is None and optional:
+            return
+        if not _is_int(value):
+            kind = "an int or None" if optional else "an int"
+            raise SpecError(
+                f"'{attribute.name}' must be {kind} (got {value!r} of type {type(value).__name__})"
+            )
+        if value < minimum:
+            raise SpecError(f"'{attribute.name}' must be >= {minimum} (got {value})")
+
+    return validate
+
+
+def _plain_int(_instance: Any, attribute: Any, value: Any) -> None:
+    if not _is_int(value):
+        raise SpecError(
+            f"'{attribute.name}' must be an int (got {value!r} of type {type(value).__name__})"
+        )
+
+
+def _share_to_float(value: Any) -> Any:
+    # Accept `share = 1` from a file; leave anything that is not a plain int for the
+    # validator to reject with the original value in the message.
+    if _is_int(value):
+        return float(value)
+    return value
+
+
+def _check_share(_instance: Any, attribute: Any, value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, float):
+        raise SpecError(
+            f"'{attribute.name}' must be a number or None (got {value!r} of type "
+            f"{type(value).__name__})"
+        )
+    if not math.isfinite(value):
+        raise SpecError(f"'{attribute.name}' must be a finite number (got {value!r})")
+    if not 0.0 < value <= 1.0:
+        raise SpecError(f"'{attribute.name}' must be in (0, 1] (got {value!r})")
+
+
+def _check_bool(_instance: Any, attribute: Any, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise SpecError(f"'{attribute.name}' must be a bool (got {value!r})")
+
+
+def _validate_name(_instance: Any, attribute: Any, value: Any) -> None:
+    check_name(attribute.name, value)
+
+
+@frozen
+class Partition:
+    """One partition of a device, as declared.
+
+    Give ``sms`` for a fixed SM count, ``share`` for a fraction of the device, or neither
+    for "the rest" (at most one such partition per spec).
+
+    Attributes:
+        name: unique within the spec.
+        sms: a fixed SM count (rounded up to the device's granularity when planned).
+        share: a fraction of the usable SMs, in (0, 1].
+        min_sms: a floor for a share or for the rest; not allowed with ``sms``.
+        streams: how many streams the runtime creates in the partition (>= 1).
+        priority: the priority of those streams (CUDA: lower is more urgent).
+    """
+
+    name: str = field(validator=_validate_name)
+    sms: int | None = field(default=None, validator=_int_at_least(1, optional=True))
+    share: float | None = field(default=None, converter=_share_to_float, validator=_check_share)
+    min_sms: int | None = field(default=None, validator=_int_at_least(1, optional=True))
+    streams: int = field(default=1, validator=_int_at_least(1, optional=False))
+    priority: int = field(default=0, validator=_plain_int)
+
+    def __attrs_post_init__(self) -> None:
+        if self.sms is not None and self.share is not None:
+            raise SpecError(
+                f"partition {self.name!r}: 'sms' and 'share' are exclusive "
+                f"(got sms={self.sms}, share={self.share!r})"
+            )
+        if self.sms is not None and self.min_sms is not None:
+            raise SpecError(
+                f"partition {self.name!r}: 'min_sms' is a floor for a share or the rest and "
+                f"cannot be combined with 'sms' (got sms={self.sms}, min_sms={self.min_sms})"
+            )
+
+    @property
+    def is_rest(self) -> bool:
+        """True when the partition asks for "the rest" (neither ``sms`` nor ``share``)."""
+        return self.sms is None and self.share is None
+
+    @property
+    def request(self) -> str:
+        """The request in words: ``"96 SMs"``, ``"25% share"``, ``"the rest"``."""
+        if self.sms is not None:
+            text = f"{self.sms} SM" if self.sms == 1 else f"{self.sms} SMs"
+        elif self.share is not None:
+            text = f"{self.share * 100:.6g}% share"
+        else:
+            text = "the rest"
+        if self.min_sms is not None:
+            text += f", at least {self.min_sms} SMs"
+        return text
+
+
+def _to_partition_tuple(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return tuple(value)
+    if isinstance(value, (str, bytes, Mapping)):
+        return value  # rejected by the validator, with the value in the message
+    if isinstance(value, Iterable):
+        return tuple(value)
+    return value
+
+
+def _check_partitions(_instance: Any, attribute: Any, value: Any) -> None:
+    if not isinstance(value, tuple):
+        raise SpecError(
+            f"'{attribute.name}' must be a sequence of Partition (got {value!r} of type "
+            f"{type(value).__name__})"
+        )
+    if not value:
+        raise SpecError(f"'{attribute.name}' must not be empty (got ())")
+    for index, item in enumerate(value):
+        if not isinstance(item, Partition):
+            raise SpecError(
+                f"'{attribute.name}[{index}]' must be a Partition (got {item!r} of type "
+                f"{type(item).__name__})"
+            )
+
+
+@frozen
+class PartitionSpec:
+    """A set of partitions of one device, made from one split so they are disjoint.
+
+    Attributes:
+        partitions: the partitions in declaration order (the plan keeps that order).
+        remainder: what becomes of the SMs no partition takes: ``"drop"`` (unused),
+            ``"own"`` (a partition named ``"remainder"``), or the name of a partition that
+            also takes them. The keywords win over partition names of the same spelling.
+        coscheduling: False asks for the finer split without SM co-scheduling guarantees
+            (``CU_DEV_SM_RESOURCE_SPLIT_IGNORE_SM_COSCHEDULING``).
+        backfill: the CUDA 13.1 backfill mode of the structured split (sizes need not be
+            multiples of the co-scheduling alignment).
+    """
+
+    partitions: tuple[Partition, ...] = field(
+        converter=_to_partition_tuple, validator=_check_partitions
+    )
+    remainder: str = field(default="drop")
+    coscheduling: bool = field(default=True, validator=_check_bool)
+    backfill: bool = field(default=False, validator=_check_bool)
+
+    @remainder.validator
+    def _check_remainder(self, attribute: Any, value: Any) -> None:
+        if not isinstance(value, str):
+            raise SpecError(
+                f"'remainder' must be 'drop', 'own' or a partition name (got {value!r} of "
+                f"type {type(value).__name__})"
+            )
+
+    def __attrs_post_init__(self) -> None:
+        # Cross-field rules, all in one place.
+        seen: set[str] = set()
+        for partition in self.partitions:
+            if partition.name in seen:
+                raise SpecError(
+                    f"'partitions' must have unique names (got {partition.name!r} twice)"
+                )
+            seen.add(partition.name)
+        rest = [p.name for p in self.partitions if p.is_rest]
+        if len(rest) > 1:
+            raise SpecError(
+                "at most one partition may ask for the rest (no 'sms', no 'share') "
+                f"(got {', '.join(map(repr, rest))})"
+            )
+        shares = [p.share for p in self.partitions if p.share is not None]
+        total = math.fsum(shares)
+        if total > 1.0 + _SHARE_SUM_TOLERANCE:
+            raise SpecError(f"the shares must sum to <= 1 (got {total:.6g})")
+        if self.remainder == "own" and REMAINDER_PARTITION_NAME in seen:
+            raise SpecError(
+                "remainder='own' creates a partition named 'remainder': rename the "
+                "partition called 'remainder'"
+            )
+        if self.remainder not in REMAINDER_KEYWORDS and self.remainder not in seen:
+            raise SpecError(
+                "'remainder' must be 'drop', 'own' or the name of a partition "
+                f"(got {self.remainder!r}; partitions: {', '.join(map(repr, seen))})"
+            )
+
+    def __getitem__(self, name: str) -> Partition:
+        for partition in self.partitions:
+            if partition.name == name:
+                return partition
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[Partition]:
+        return iter(self.partitions)
+
+    def __len__(self) -> int:
+        return len(self.partitions)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The partition names in declaration order."""
+        return tuple(p.name for p in self.partitions)
+
+    def plan(self, device_or_facts: Any, *, mechanism: str = "auto") -> Plan:
+        """Plan this spec for a device.
+
+        Args:
+            device_or_facts: an :class:`~greenres.facts.SmFacts` or any object with a
+                ``sm_facts()`` method (such as ``greenres.Device``).
+            mechanism: ``"auto"`` (the structured split when the facts allow it, else
+                groups), ``"groups"`` or ``"structured"``.
+
+        Raises:
+            PlanError: when the spec does not fit; the message lists every violation.
+            DriverTooOldError: for ``backfill=True`` or ``mechanism="structured"`` without
+                the CUDA 13.1 structured split.
+        """
+        from greenres.plan import make_plan
+
+        return make_plan(self, device_or_facts, mechanism=mechanism)
+
+
+class _ModeMap(Mapping):
+    """An immutable, hashable mapping that keeps insertion order (modes and their plans)."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[tuple[str, Any]]) -> None:
+        self._items = dict(items)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._items.items()))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Mapping):
+            return dict(self._items) == dict(other.items())
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return repr(self._items)
+
+
+def _to_mode_map(value: Any) -> Any:
+    if isinstance(value, _ModeMap):
+        return value
+    if isinstance(value, Mapping):
+        return _ModeMap(value.items())
+    return value
+
+
+def _check_modes(_instance: Any, attribute: Any, value: Any) -> None:
+    if not isinstance(value, _ModeMap):
+        raise SpecError(
+            f"'{attribute.name}' must be a mapping of mode name to PartitionSpec (got "
+            f"{value!r} of type {type(value).__name__})"
+        )
+    if not value:
+        raise SpecError(f"'{attribute.name}' must not be empty (got {{}})")
+    for name, spec in value.items():
+        check_name(f"{attribute.name}[{name!r}]", name)
+        if not isinstance(spec, PartitionSpec):
+            raise SpecError(
+                f"'{attribute.name}[{name!r}]' must be a PartitionSpec (got {spec!r} of type "
+                f"{type(spec).__name__})"
+            )
+
+
+@frozen
+class ModalSpec:
+    """Several named modes: alternative partitionings of the same device.
+
+    Each mode is planned for the same device; the runtime creates every mode's
+    partitions once and switches between modes in O(1) (a serving engine switching
+    between decode-heavy and prefill-heavy steps, for example).
+
+    Attributes:
+        modes: mode name -> :class:`PartitionSpec`, in declaration order (an immutable
+            mapping; pass a dict).
+        default: the mode active first; ``None`` means the first mode.
+    """
+
+    modes: Mapping[str, PartitionSpec] = field(converter=_to_mode_map, validator=_check_modes)
+    default: str | None = field(default=None)
+
+    @default.validator
+    def _check_default(self, attribute: Any, value: Any) -> None:
+        if value is None:
+            return
+        if not isinstance(value, str):
+            raise SpecError(
+                f"'default' must be a mode name or None (got {value!r} of type "
+                f"{type(value).__name__})"
+            )
+        if value not in self.modes:
+            raise SpecError(
+                f"'default' must name a mode (got {value!r}; modes: "
+                f"{', '.join(map(repr, self.modes))})"
+            )
+
+    @property
+    def default_mode(self) -> str:
+        """The name of the mode active first (``default`` or the first mode)."""
+        return self.default if self.default is not None else next(iter(self.modes))
+
+    @property
+    def mode_names(self) -> tuple[str, ...]:
+        """The mode names in declaration order."""
+        return tuple(self.modes)
+
+    def __getitem__(self, mode: str) -> PartitionSpec:
+        return self.modes[mode]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.modes)
+
+    def __len__(self) -> int:
+        return len(self.modes)
+
+    def plan(self, device_or_facts: Any, *, mechanism: str = "auto") -> ModalPlan:
+        """Plan every mode for the same device (see :meth:`PartitionSpec.plan`).
+
+        Raises:
+            PlanError: when any mode does not fit; the message lists every violation of
+                every mode, each prefixed with its mode name.
+        """
+        from greenres.plan import make_modal_plan
+
+        return make_modal_plan(self, device_or_facts, mechanism=mechanism)

@@ -1,0 +1,178 @@
+"""The declarative classes are values: frozen, comparable, hashable, and import no driver."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import attrs
+import pytest
+from hypothesis import given
+from strategies import facts, isolation_schemas, modal_specs, partition_specs
+
+from greenres.facts import DEVICE_PROFILES, SmFacts
+from greenres.spec import ModalSpec, Partition, PartitionSpec
+
+values = partition_specs(backfill=None) | modal_specs() | isolation_schemas | facts()
+
+
+@given(value=values)
+def test_equal_copies_hash_equal(value):
+    twin = copy.deepcopy(value)
+    assert twin == value and hash(twin) == hash(value)
+    assert pickle.loads(pickle.dumps(value)) == value
+    assert {value: 1}[twin] == 1
+
+
+@given(value=values)
+def test_frozen(value):
+    field = attrs.fields(type(value))[0]
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        setattr(value, field.name, None)
+
+
+@given(spec=partition_specs(small=True), facts=facts())
+def test_plans_are_values(spec, facts):
+    try:
+        plan = spec.plan(facts)
+    except Exception:
+        return
+    assert hash(plan) == hash(copy.deepcopy(plan))
+    assert pickle.loads(pickle.dumps(plan)) == plan
+    for p in plan:
+        assert hash(p) == hash(copy.deepcopy(p))
+
+
+def test_changing_any_field_breaks_equality():
+    base = Partition("a", share=0.5, min_sms=8, streams=2, priority=-1)
+    for change in (
+        {"name": "b"},
+        {"share": 0.25},
+        {"min_sms": 16},
+        {"streams": 3},
+        {"priority": 0},
+    ):
+        assert attrs.evolve(base, **change) != base
+    spec = PartitionSpec([base])
+    assert attrs.evolve(spec, coscheduling=False) != spec
+    assert attrs.evolve(spec, remainder="own") != spec
+    assert PartitionSpec([base, Partition("c", sms=8)]) != PartitionSpec(
+        [Partition("c", sms=8), base]
+    )  # declaration order matters
+
+
+def test_partition_spec_accepts_any_iterable_and_keeps_a_tuple():
+    spec = PartitionSpec(Partition(n, sms=8) for n in "ab")
+    assert spec.partitions == (Partition("a", sms=8), Partition("b", sms=8))
+    assert spec.names == ("a", "b")
+    assert list(spec) == list(spec.partitions) and len(spec) == 2
+    assert spec["b"].name == "b"
+    with pytest.raises(KeyError):
+        spec["c"]
+
+
+def test_modal_spec_is_an_immutable_ordered_mapping():
+    a = PartitionSpec([Partition("x", sms=8)])
+    b = PartitionSpec([Partition("x", sms=16)])
+    modes = {"one": a, "two": b}
+    modal = ModalSpec(modes)
+    modes["three"] = a  # the caller's dict is copied
+    assert modal.mode_names == ("one", "two")
+    assert modal["two"] is b and len(modal) == 2 and list(modal) == ["one", "two"]
+    with pytest.raises(TypeError):
+        modal.modes["three"] = a  # type: ignore[index]
+    assert ModalSpec({"two": b, "one": a}) == modal  # equality ignores order, like dicts
+    assert hash(ModalSpec({"two": b, "one": a})) == hash(modal)
+    assert ModalSpec(modes={"one": a}, default="one") != ModalSpec(modes={"one": a})
+
+
+def test_request_words():
+    assert Partition("a", sms=1).request == "1 SM"
+    assert Partition("a", sms=96).request == "96 SMs"
+    assert Partition("a", share=0.25).request == "25% share"
+    assert Partition("a", share=1 / 3).request == "33.3333% share"
+    assert Partition("a").request == "the rest"
+    assert Partition("a", min_sms=8).request == "the rest, at least 8 SMs"
+
+
+def test_facts_helpers():
+    h100 = SmFacts.for_known_device("h100")
+    assert h100.sm_facts() is h100
+    assert h100.driver_version_text == "13.1"
+    assert h100.structured_split
+    assert h100.granularity() == (8, 8) and h100.granularity(False) == (2, 2)
+    assert h100.group_size() == 8 and h100.group_size(False) == 2
+    assert SmFacts.for_known_device("a100").group_size() == 4
+    assert not SmFacts.for_known_device("h100", driver_version=13000).structured_split
+    odd = SmFacts(**{**attrs.asdict(h100, recurse=False), "min_partition_size": 3, "alignment": 2})
+    assert odd.group_size() == 4  # the minimum rounded up to the alignment
+
+
+def test_device_profiles_match_devices_md():
+    text = Path(__file__).resolve().parents[3] / "shared" / "design" / "DEVICES.md"
+    if not text.exists():
+        pytest.skip("DEVICES.md is not beside the repository")
+    rows = {}
+    for line in text.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[3].isdigit():
+            major, minor = cells[2].split(".")
+            rows[cells[0]] = (cells[1], (int(major), int(minor)), int(cells[3]))
+    assert rows == {
+        name: (p.product, p.compute_capability, p.sm_count) for name, p in DEVICE_PROFILES.items()
+    }
+
+
+def test_the_declarative_modules_import_no_driver():
+    root = Path(__file__).resolve().parents[2]
+    script = (
+        "import sys, importlib.util\n"
+        "for name in ('greenres.errors', 'greenres.facts', 'greenres.spec', 'greenres.plan',\n"
+        "             'greenres.isolation', 'greenres.serialize'):\n"
+        "    spec = importlib.util.spec_from_file_location(name, f'greenres/{name[9:]}.py')\n"
+        "    module = importlib.util.module_from_spec(spec)\n"
+        "    sys.modules[name] = module\n"
+        "    spec.loader.exec_module(module)\n"
+        "bad = [m for m in sys.modules if m.startswith(('cuda', 'greenres._driver'))]\n"
+        "print(bad)\n"
+    )
+    # Load the modules by path with a stand-in package, so greenres/__init__.py (which
+    # loads the runtime) does not run: only what the modules import themselves counts.
+    script = (
+        "import sys, types\n"
+        "sys.modules['greenres'] = types.ModuleType('greenres')\n"
+        "sys.modules['greenres'].__path__ = ['greenres']\n" + script
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_every_module_has_all_and_docstrings():
+    import greenres.facts
+    import greenres.isolation
+    import greenres.plan
+    import greenres.serialize
+    import greenres.spec
+
+    for module in (
+        greenres.facts,
+        greenres.spec,
+        greenres.plan,
+        greenres.isolation,
+        greenres.serialize,
+    ):
+        assert module.__doc__
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if callable(obj) and not isinstance(obj, type(greenres.serialize.converter)):
+                assert obj.__doc__, f"{module.__name__}.{name} has no docstring"
