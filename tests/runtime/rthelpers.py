@@ -1,0 +1,95 @@
+"""Helpers of the runtime tests (a uniquely named module: several test folders have a
+conftest.py). Device memory and streams go through cuda.bindings.driver, so the same tests
+run against the simulated driver and a real GPU."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from cuda.bindings import driver as cu
+
+import greenres
+
+SIM = bool(os.environ.get("GREENRES_SIM"))
+
+
+def ok(result):
+    """Unwrap a cuda.bindings.driver result tuple, raising on failure."""
+    if isinstance(result, tuple):
+        err, *rest = result
+    else:
+        err, rest = result, []
+    if err != cu.CUresult.CUDA_SUCCESS:
+        raise RuntimeError(f"driver call failed: {err!r}")
+    if not rest:
+        return None
+    return rest[0] if len(rest) == 1 else tuple(rest)
+
+
+class Memory:
+    """Device buffers allocated in the primary context (usable from every partition)."""
+
+    def __init__(self):
+        self.ptrs = []
+
+    def alloc(self, nbytes):
+        ptr = ok(cu.cuMemAlloc(nbytes))
+        self.ptrs.append(ptr)
+        return int(ptr)
+
+    def free_all(self):
+        for ptr in self.ptrs:
+            ok(cu.cuMemFree(ptr))
+        self.ptrs.clear()
+
+
+def memset(ptr, value, nbytes, stream):
+    ok(cu.cuMemsetD8Async(cu.CUdeviceptr(ptr), value, nbytes, _cu_stream(stream)))
+
+
+def copy(dst, src, nbytes, stream):
+    ok(cu.cuMemcpyDtoDAsync(cu.CUdeviceptr(dst), cu.CUdeviceptr(src), nbytes, _cu_stream(stream)))
+
+
+def read(ptr, nbytes):
+    out = bytearray(nbytes)
+    ok(cu.cuMemcpyDtoH(out, cu.CUdeviceptr(ptr), nbytes))
+    return bytes(out)
+
+
+def sync(stream):
+    ok(cu.cuStreamSynchronize(_cu_stream(stream)))
+
+
+def _cu_stream(stream):
+    if isinstance(stream, cu.CUstream):
+        return stream
+    if hasattr(stream, "__cuda_stream__"):
+        return cu.CUstream(stream.__cuda_stream__()[1])
+    return cu.CUstream(int(stream))
+
+
+def child_env(**extra):
+    """Environment for a child Python that imports this checkout's greenres."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    return dict(os.environ, PYTHONPATH=path, **extra)
+
+
+def facts():
+    return greenres.Device(0).sm_facts()
+
+
+@contextlib.contextmanager
+def layout_of(mapping_or_plan, device=0):
+    layout = greenres.Layout.create(mapping_or_plan, device=device)
+    try:
+        yield layout
+    finally:
+        layout.close()
+
+
+def live(sim):
+    """Live objects of every kind, without zero entries."""
+    return {kind: n for kind, n in sim.live_objects().items() if n}

@@ -1,0 +1,103 @@
+"""Modes: alternative splits created once, switched in O(1) with an event fence."""
+
+import pytest
+from rthelpers import SIM, copy, layout_of, memset, read
+
+import greenres
+from greenres.spec import ModalSpec, Partition, PartitionSpec
+
+pytestmark = pytest.mark.gpu
+
+N = 4096
+
+
+def _modal_plan():
+    spec = ModalSpec(
+        modes={
+            "decode-heavy": PartitionSpec(
+                partitions=(Partition("decode", share=0.7), Partition("prefill", share=0.25))
+            ),
+            "prefill-heavy": PartitionSpec(
+                partitions=(Partition("decode", share=0.25), Partition("prefill", share=0.7))
+            ),
+        }
+    )
+    return spec.plan(greenres.Device(0))
+
+
+def test_switch_returns_the_modes_partitions():
+    plan = _modal_plan()
+    with layout_of(plan) as layout:
+        assert layout.modes == ("decode-heavy", "prefill-heavy")
+        assert layout.mode == plan.default
+        first = layout.partitions
+        heavy = layout.switch("prefill-heavy")
+        assert layout.mode == "prefill-heavy"
+        assert heavy == layout.partitions
+        heavy_plan = plan["prefill-heavy"]
+        assert layout["prefill"].sm_count == heavy_plan["prefill"].sm_count
+        assert layout["decode"].sm_count == heavy_plan["decode"].sm_count
+        assert layout["prefill"].sm_count > layout["decode"].sm_count
+        back = layout.switch(plan.default)
+        assert back == first
+        assert layout.switch(plan.default) is back  # same mode: nothing to do
+        with pytest.raises(KeyError, match="no mode"):
+            layout.switch("bogus")
+        assert layout.plan is plan[plan.default]
+        assert layout.modal_plan is plan
+
+
+@pytest.mark.sim_only
+def test_switch_makes_no_split_and_no_green_context(sim):
+    with layout_of(_modal_plan()) as layout:
+        sim.reset_call_counts()
+        for _ in range(10):
+            layout.switch("prefill-heavy")
+            layout.switch("decode-heavy")
+        counts = sim.call_counts(
+            "cuDevSmResourceSplitByCount",
+            "cuGreenCtxCreate",
+            "cuStreamCreate",
+            "cuGreenCtxStreamCreate",
+            "cuEventCreate",
+        )
+        assert set(counts.values()) == {0}
+
+
+def test_switch_fences_old_work_before_new_streams(memory):
+    if SIM:
+        import greenres.sim as sim
+
+        sim.set_op_delay_us(500)
+    try:
+        with layout_of(_modal_plan()) as layout:
+            x, y = memory.alloc(N), memory.alloc(N)
+            for i in range(10):
+                old = layout["decode"].stream
+                memset(x, i + 1, N, old)
+                mode = "prefill-heavy" if layout.mode == "decode-heavy" else "decode-heavy"
+                layout.switch(mode)
+                new = layout["prefill"].stream
+                copy(y, x, N, new)
+                new.synchronize()
+                assert read(y, N) == bytes([i + 1]) * N, f"round {i}"
+    finally:
+        if SIM:
+            sim.set_op_delay_us(0)
+
+
+def test_switch_while_entered_raises():
+    with layout_of(_modal_plan()) as layout:
+        with layout["decode"]:
+            with pytest.raises(greenres.ThreadOwnershipError):
+                layout.switch("prefill-heavy")
+
+
+@pytest.mark.sim_only
+def test_modal_layout_leaves_nothing(sim):
+    from rthelpers import live
+
+    before = live(sim)
+    with layout_of(_modal_plan()) as layout:
+        layout.switch("prefill-heavy")
+    assert live(sim) == before
