@@ -1,0 +1,241 @@
+"""The ``greenres`` command: ``info``, ``plan``, ``key`` and ``demo``.
+
+Exit codes: 0 success, 2 bad input (the message says what), 1 driver error.
+``--device 0`` uses the loaded driver; ``--device sim:h100`` (or ``sim:8xh100``) installs
+the simulated driver first. With no ``--device`` and no driver on the machine, the CLI
+uses the simulated H100 and says so on stderr (the library itself never falls back).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_DRIVER_ERROR, EXIT_BAD_INPUT = 0, 1, 2
+DEFAULT_SIM_PROFILE = "h100"
+
+
+class BadInput(Exception):
+    """A user error the CLI reports with exit code 2."""
+
+
+def _real_driver_present() -> bool:
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    return True
+
+
+def _select_driver(device: str | None) -> int:
+    """Load the driver the ``--device`` option asks for; return the device ordinal."""
+    from greenres import sim
+
+    if device is None:
+        if not sim.is_installed() and not _real_driver_present():
+            sim.install(DEFAULT_SIM_PROFILE)
+            print(
+                f"greenres: no CUDA driver found; using the simulated {DEFAULT_SIM_PROFILE} "
+                "(choose with --device sim:PROFILE)",
+                file=sys.stderr,
+            )
+        return 0
+    if device.startswith("sim:"):
+        try:
+            sim.install(device[len("sim:") :])
+        except ValueError as error:
+            raise BadInput(str(error)) from None
+        return 0
+    try:
+        ordinal = int(device)
+    except ValueError:
+        raise BadInput(
+            f"--device must be an ordinal like 0 or a simulated profile like sim:h100 "
+            f"(got {device!r})"
+        ) from None
+    if ordinal < 0:
+        raise BadInput(f"--device must be >= 0 (got {ordinal})")
+    return ordinal
+
+
+def _device(args: argparse.Namespace):
+    ordinal = _select_driver(args.device)
+    import greenres
+
+    count = greenres.device_count()
+    if ordinal >= count:
+        raise BadInput(f"--device {ordinal}: the driver reports {count} device(s)")
+    return greenres.Device(ordinal)
+
+
+def _load_spec(path: str):
+    from greenres.serialize import load_spec
+
+    return load_spec(path)
+
+
+def _plan_for(spec, facts, mode: str | None):
+    """The plan of ``spec`` on ``facts``: of one mode (``--mode``, else the default) for a
+    spec with modes. Every mode is planned, so an infeasible mode is reported too."""
+    from greenres.spec import PartitionSpec
+
+    if isinstance(spec, PartitionSpec):
+        if mode is not None:
+            raise BadInput(f"--mode {mode!r}: the spec has no modes")
+        return spec.plan(facts)
+    if mode is None:
+        mode = spec.default_mode
+    if mode not in spec.modes:
+        raise BadInput(f"--mode {mode!r}: the spec's modes are {', '.join(spec.modes)}")
+    return spec.plan(facts).plans[mode]
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import greenres
+
+    _select_driver(args.device)
+    rows = []
+    for ordinal in range(greenres.device_count()):
+        facts = greenres.Device(ordinal).sm_facts()
+        rows.append(
+            {
+                "ordinal": ordinal,
+                "name": facts.device_name,
+                "compute_capability": list(facts.compute_capability),
+                "sm_count": facts.sm_count,
+                "min_partition_size": facts.min_partition_size,
+                "alignment": facts.alignment,
+                "driver_version": facts.driver_version,
+                "structured_split": facts.structured_split,
+            }
+        )
+    if args.json:
+        print(json.dumps({"devices": rows}, indent=2))
+        return EXIT_OK
+    for row in rows:
+        major, minor = row["compute_capability"]
+        print(
+            f"device {row['ordinal']}: {row['name']} (compute capability {major}.{minor})\n"
+            f"  {row['sm_count']} SMs; partitions of at least {row['min_partition_size']} SMs "
+            f"in multiples of {row['alignment']}\n"
+            f"  driver {row['driver_version'] // 1000}.{row['driver_version'] % 1000 // 10}; "
+            f"structured split (CUDA 13.1): {'yes' if row['structured_split'] else 'no'}"
+        )
+    return EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    spec = _load_spec(args.spec)
+    device = _device(args)
+    plan = _plan_for(spec, device.sm_facts(), args.mode)
+    if args.json:
+        from greenres.serialize import plan_to_dict
+
+        print(json.dumps(plan_to_dict(plan), indent=2))
+    else:
+        print(plan.explain())
+    return EXIT_OK
+
+
+def cmd_key(args: argparse.Namespace) -> int:
+    from greenres.isolation import isolation_context, isolation_key
+    from greenres.serialize import load_schema
+
+    spec = _load_spec(args.spec)
+    schema = load_schema(args.schema) if args.schema else None
+    device = _device(args)
+    plan = _plan_for(spec, device.sm_facts(), args.mode)
+    try:
+        partition = plan[args.partition]
+    except KeyError:
+        names = ", ".join(p.name for p in plan.partitions)
+        raise BadInput(f"partition {args.partition!r} is not in the plan ({names})") from None
+    from greenres.isolation import IsolationSchema
+
+    schema = schema or IsolationSchema()
+    key = isolation_key(schema, plan.ref(partition.name))
+    if args.json:
+        context = isolation_context(schema, plan.ref(partition.name))
+        print(json.dumps({"key": key, "context": context}, indent=2, sort_keys=True))
+    else:
+        print(key)
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from greenres.demo import run_demo
+
+    device = _device(args)
+    return run_demo(device, spec_path=args.spec, out=sys.stdout)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="greenres",
+        description="Partition NVIDIA GPUs with CUDA green contexts: inspect devices, plan "
+        "partition specs, compute isolation keys, and run a demo pipeline.",
+        epilog="Exit codes: 0 success, 1 driver error, 2 bad input.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Callable[[argparse.Namespace], int], help_text: str):
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument(
+            "--device",
+            metavar="DEVICE",
+            help="device ordinal (0, 1, ...) or a simulated profile (sim:h100, sim:8xh100); "
+            "default: device 0, or the simulated H100 when no driver is installed",
+        )
+        sub.set_defaults(handler=handler)
+        return sub
+
+    info = add("info", cmd_info, "List the devices and their SM granularity.")
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+
+    plan = add("plan", cmd_plan, "Plan a partition spec (.toml or .json) on a device.")
+    plan.add_argument("spec", help="path of the spec file")
+    plan.add_argument("--mode", help="which mode of a spec with modes (default: its default)")
+    plan.add_argument("--json", action="store_true", help="machine-readable output")
+
+    key = add("key", cmd_key, "Print the isolation key of one partition of a spec.")
+    key.add_argument("spec", help="path of the spec file")
+    key.add_argument("partition", help="name of the partition")
+    key.add_argument("--schema", help="isolation schema file (.toml or .json); default: all")
+    key.add_argument("--mode", help="which mode of a spec with modes")
+    key.add_argument("--json", action="store_true", help="also print the isolation context")
+
+    demo = add(
+        "demo",
+        cmd_demo,
+        "Plan an example serving spec, create it, run a short "
+        "pipeline with handoffs and a captured graph, and report what happened.",
+    )
+    demo.add_argument("--spec", help="spec file to use instead of the built-in example")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 ok, 1 driver error, 2 bad input)."""
+    args = _parser().parse_args(argv)
+    from greenres.errors import DriverError, GreenresError
+
+    try:
+        return args.handler(args)
+    except BadInput as error:
+        print(f"greenres: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except DriverError as error:
+        print(f"greenres: driver error: {error}", file=sys.stderr)
+        return EXIT_DRIVER_ERROR
+    except (GreenresError, ValueError, OSError) as error:
+        print(f"greenres: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""The ``greenres`` command: output, --json, exit codes (0 ok, 1 driver error, 2 bad input)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from greenres import sim
+from greenres.cli import main
+
+pytestmark = pytest.mark.gpu
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+SERVING = EXAMPLES / "serving.toml"
+
+
+def run_cli(*argv, cwd, env_sim=None):
+    """Run ``python -m greenres.cli`` in a fresh process (its own driver choice)."""
+    env = {k: v for k, v in os.environ.items() if k != "GREENRES_SIM"}
+    if env_sim:
+        env["GREENRES_SIM"] = env_sim
+    return subprocess.run(
+        [sys.executable, "-m", "greenres.cli", *argv],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_info_json_lists_every_device(capsys):
+    assert main(["info", "--json"]) == 0
+    devices = json.loads(capsys.readouterr().out)["devices"]
+    import greenres
+
+    assert len(devices) == greenres.device_count()
+    first = devices[0]
+    facts = greenres.Device(0).sm_facts()
+    assert first["sm_count"] == facts.sm_count
+    assert first["min_partition_size"] == facts.min_partition_size
+    assert first["alignment"] == facts.alignment
+
+
+def test_plan_prints_the_explanation(capsys):
+    assert main(["plan", str(SERVING)]) == 0
+    out = capsys.readouterr().out
+    for name in ("decode", "prefill", "comm", "batch"):
+        assert name in out
+
+
+def test_plan_json_matches_the_library(capsys):
+    import greenres
+
+    assert main(["plan", str(SERVING), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    plan = greenres.load_spec(SERVING).plan(greenres.Device(0))
+    granted = {p["name"]: p["sm_count"] for p in data["partitions"]}
+    assert granted == {p.name: p.sm_count for p in plan.partitions}
+
+
+def test_plan_of_each_mode(capsys):
+    modes = EXAMPLES / "modes.toml"
+    import greenres
+
+    spec = greenres.load_spec(modes)
+    for mode in spec.modes:
+        assert main(["plan", str(modes), "--mode", mode, "--json"]) == 0
+        data = json.loads(capsys.readouterr().out)
+        expected = spec.plan(greenres.Device(0)).plans[mode]
+        assert [p["sm_count"] for p in data["partitions"]] == [
+            p.sm_count for p in expected.partitions
+        ]
+
+
+def test_unknown_mode_is_bad_input(capsys):
+    assert main(["plan", str(EXAMPLES / "modes.toml"), "--mode", "nope"]) == 2
+    assert "nope" in capsys.readouterr().err
+
+
+def test_mode_on_a_spec_without_modes_is_bad_input(capsys):
+    assert main(["plan", str(SERVING), "--mode", "x"]) == 2
+    assert "no modes" in capsys.readouterr().err
+
+
+def test_key_is_the_library_key(capsys):
+    import greenres
+
+    assert main(["key", str(SERVING), "decode"]) == 0
+    key = capsys.readouterr().out.strip()
+    plan = greenres.load_spec(SERVING).plan(greenres.Device(0))
+    assert key == greenres.isolation_key(greenres.IsolationSchema(), plan.ref("decode"))
+    assert len(key) == 32 and int(key, 16) >= 0
+
+
+def test_key_of_an_unknown_partition_is_bad_input(capsys):
+    assert main(["key", str(SERVING), "nope"]) == 2
+    assert "'nope' is not in the plan" in capsys.readouterr().err
+
+
+def test_missing_spec_file_is_bad_input(tmp_path, capsys):
+    assert main(["plan", str(tmp_path / "missing.toml")]) == 2
+    assert "missing.toml" in capsys.readouterr().err
+
+
+def test_invalid_spec_names_file_and_key(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[partitions]]\nname = "a"\nsms = 0\n')
+    assert main(["plan", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.toml" in err and "sms" in err
+
+
+def test_infeasible_plan_is_bad_input_and_says_what_fits(tmp_path, capsys):
+    big = tmp_path / "big.toml"
+    big.write_text('[[partitions]]\nname = "decode"\nsms = 100000\n')
+    assert main(["plan", str(big)]) == 2
+    assert "decode" in capsys.readouterr().err
+
+
+def test_device_out_of_range_is_bad_input(capsys):
+    assert main(["plan", str(SERVING), "--device", "99"]) == 2
+    assert "99" in capsys.readouterr().err
+
+
+def test_bad_device_spelling_is_bad_input(capsys):
+    assert main(["info", "--device", "gpu0"]) == 2
+    assert "sim:h100" in capsys.readouterr().err
+
+
+@pytest.mark.sim_only
+def test_driver_error_exits_1(capsys):
+    sim.inject_fault("cuGreenCtxCreate", "CUDA_ERROR_OUT_OF_MEMORY")
+    try:
+        assert main(["demo"]) == 1
+    finally:
+        sim.clear_faults()
+    assert "CUDA_ERROR_OUT_OF_MEMORY" in capsys.readouterr().err
+
+
+@pytest.mark.sim_only
+def test_demo_runs_checks_data_and_frees_everything(capsys):
+    assert main(["demo", "--spec", str(SERVING)]) == 0
+    out = capsys.readouterr().out
+    assert "all data correct" in out
+    assert "live objects after close: none" in out
+    assert all(n == 0 for kind, n in sim.live_objects().items() if kind != "primary_context")
+
+
+def test_help_lists_the_commands():
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+
+
+@pytest.mark.sim_only
+def test_simulated_device_option_in_a_fresh_process(tmp_path):
+    result = run_cli("info", "--json", "--device", "sim:a100", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["devices"][0]["sm_count"] == 108
+
+
+@pytest.mark.sim_only
+def test_no_driver_falls_back_to_the_simulated_h100_and_says_so(tmp_path):
+    result = run_cli("demo", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "simulated h100" in result.stderr
+    assert "all data correct" in result.stdout
+
+
+@pytest.mark.sim_only
+def test_unknown_simulated_profile_is_bad_input(tmp_path):
+    result = run_cli("info", "--device", "sim:nosuchgpu", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "nosuchgpu" in result.stderr
