@@ -1,15 +1,10 @@
 """Helpers of the simulator tests (imported by the test modules)."""
 
-import os
-import site
-import subprocess
-import sys
-import tempfile
 import textwrap
 
+import childprocess
 import pytest
 
-import greenres
 import greenres.sim as sim
 
 sim.install("h100", count=2)  # no-op when tests/conftest.py's GREENRES_SIM=2xh100 already did it
@@ -95,45 +90,11 @@ def green_ctx_id(g):
     return out.value
 
 
-def _greenres_import_root():
-    """The folder this process imports greenres from, when it is not a site-packages folder
-    (a source tree with an in-place build, found through the cwd or sys.path)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(greenres.__file__)))
-    installed = {os.path.realpath(p) for p in site.getsitepackages()}
-    installed.add(os.path.realpath(site.getusersitepackages()))
-    return None if os.path.realpath(root) in installed else root
-
-
 def run_python(code, env_extra=None):
-    """Run code in a fresh interpreter (another simulated machine); returns its stdout.
-
-    The child runs in an empty temporary folder (``python -c`` puts the cwd first on sys.path:
-    from the repository root it would import the source tree's greenres, which has no compiled
-    extension in a fresh clone) and imports the same greenres as this process: the inherited
-    PYTHONPATH, plus this process's greenres folder when that is not site-packages.
-    """
-    env = dict(os.environ)
-    env.pop("GREENRES_SIM", None)
-    env.update(env_extra or {})
-    root = _greenres_import_root()
-    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if root is not None and not any(os.path.realpath(p) == os.path.realpath(root) for p in paths):
-        paths.insert(0, root)
-    if paths:
-        env["PYTHONPATH"] = os.pathsep.join(paths)
-    else:
-        env.pop("PYTHONPATH", None)
-    with tempfile.TemporaryDirectory(prefix="greenres-sim-test-") as cwd:
-        proc = subprocess.run(
-            [sys.executable, "-c", textwrap.dedent(code)],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=cwd,
-            timeout=120,
-        )
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+    """Run dedented ``code`` in a fresh interpreter (another simulated machine) that does not
+    inherit this process's GREENRES_SIM; returns its stdout."""
+    overrides = {"GREENRES_SIM": None, **(env_extra or {})}
+    return childprocess.run_python(textwrap.dedent(code), **overrides)
 
 
 def device_resource(dev=0):
