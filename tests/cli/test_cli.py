@@ -1,12 +1,10 @@
 """The ``greenres`` command: output, --json, exit codes (0 ok, 1 driver error, 2 bad input)."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from childprocess import run_child
 
 from greenres import sim
 from greenres.cli import main
@@ -17,19 +15,10 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SERVING = EXAMPLES / "serving.toml"
 
 
-def run_cli(*argv, cwd, env_sim=None):
-    """Run ``python -m greenres.cli`` in a fresh process (its own driver choice)."""
-    env = {k: v for k, v in os.environ.items() if k != "GREENRES_SIM"}
-    if env_sim:
-        env["GREENRES_SIM"] = env_sim
-    return subprocess.run(
-        [sys.executable, "-m", "greenres.cli", *argv],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def run_cli(*argv):
+    """Run ``python -m greenres.cli`` in a fresh process with no GREENRES_SIM: the CLI
+    chooses the driver itself."""
+    return run_child(["-m", "greenres.cli", *argv], GREENRES_SIM=None)
 
 
 def test_info_json_lists_every_device(capsys):
@@ -157,22 +146,22 @@ def test_help_lists_the_commands():
 
 
 @pytest.mark.sim_only
-def test_simulated_device_option_in_a_fresh_process(tmp_path):
-    result = run_cli("info", "--json", "--device", "sim:a100", cwd=tmp_path)
+def test_simulated_device_option_in_a_fresh_process():
+    result = run_cli("info", "--json", "--device", "sim:a100")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["devices"][0]["sm_count"] == 108
 
 
 @pytest.mark.sim_only
 def test_no_driver_falls_back_to_the_simulated_h100_and_says_so(tmp_path):
-    result = run_cli("demo", cwd=tmp_path)
+    result = run_cli("demo")
     assert result.returncode == 0, result.stderr
     assert "simulated h100" in result.stderr
     assert "all data correct" in result.stdout
 
 
 @pytest.mark.sim_only
-def test_unknown_simulated_profile_is_bad_input(tmp_path):
-    result = run_cli("info", "--device", "sim:nosuchgpu", cwd=tmp_path)
+def test_unknown_simulated_profile_is_bad_input():
+    result = run_cli("info", "--device", "sim:nosuchgpu")
     assert result.returncode == 2
     assert "nosuchgpu" in result.stderr

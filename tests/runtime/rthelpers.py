@@ -70,13 +70,6 @@ def _cu_stream(stream):
     return cu.CUstream(int(stream))
 
 
-def child_env(**extra):
-    """Environment for a child Python that imports this checkout's greenres."""
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
-    return dict(os.environ, PYTHONPATH=path, **extra)
-
-
 def facts():
     return greenres.Device(0).sm_facts()
 

@@ -1,12 +1,10 @@
 """Disjointness: no SM in two partitions of one layout, for every profile and many sizes."""
 
-import subprocess
-import sys
-
 import pytest
+from childprocess import run_python
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rthelpers import SIM, child_env, layout_of
+from rthelpers import SIM, layout_of
 
 import greenres
 from greenres.facts import DEVICE_PROFILES
@@ -129,9 +127,4 @@ print("ok", f.device_name, f.sm_count)
 @pytest.mark.skipif(not SIM, reason="profiles are simulated devices")
 @pytest.mark.parametrize("profile", sorted(DEVICE_PROFILES))
 def test_every_profile_in_its_own_process(profile):
-    env = child_env(GREENRES_SIM=profile)
-    done = subprocess.run(
-        [sys.executable, "-c", _CHILD], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.startswith("ok")
+    assert run_python(_CHILD, GREENRES_SIM=profile).startswith("ok")

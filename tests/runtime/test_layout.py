@@ -1,10 +1,8 @@
 """Layout.create, partitions and their properties, streams and events."""
 
-import subprocess
-import sys
-
 import pytest
-from rthelpers import child_env, facts, layout_of, ok
+from childprocess import run_python
+from rthelpers import facts, layout_of, ok
 
 import greenres
 from greenres import ClosedError, GreenContext, Layout, PlanError, Stream
@@ -189,15 +187,7 @@ print("ok")
 def test_cuda_core_uses_partition_streams():
     """In a child process: cuda.core keeps the primary context it makes current."""
     pytest.importorskip("cuda.core")
-    done = subprocess.run(
-        [sys.executable, "-c", _CUDA_CORE_CHILD],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=child_env(),
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip() == "ok"
+    assert run_python(_CUDA_CORE_CHILD).strip() == "ok"
 
 
 def test_stream_belongs_to_its_green_context():
