@@ -23,6 +23,7 @@ from libc.stdint cimport uintptr_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memset
 
+from greenres.devices import documented_granularity
 from greenres.errors import (
     ClosedError,
     DriverError,
@@ -71,15 +72,6 @@ def _version_text(int version):
 
 
 # ----------------------------------------------------------------------------- driver
-
-
-# Documented granularity guideline by compute capability major (DRIVER_FACTS.md), used only
-# when the driver does not report it (drivers older than 13.0).
-cdef dict _GRANULARITY_BY_MAJOR = {6: (2, 2), 7: (2, 2), 8: (4, 2)}
-
-
-cdef tuple _documented_granularity(int major):
-    return _GRANULARITY_BY_MAJOR.get(major, (8, 8))
 
 
 cdef bint _initialized = False
@@ -244,7 +236,8 @@ cdef class Device:
         cdef const greenres_sm_prefix* sm = greenres_sm_prefix_of(&resource)
         minimum, alignment = sm.minSmPartitionSize, sm.smCoscheduledAlignment
         if minimum == 0 or alignment == 0:
-            minimum, alignment = _documented_granularity(self.compute_capability[0])
+            # drivers older than 13.0 do not report it: use the documented guideline
+            minimum, alignment = documented_granularity(self.compute_capability)
         return SmResource(sm.smCount, minimum, alignment)
 
     cdef unsigned int _group_size(self, unsigned int flags, unsigned int min_count) except 0:

@@ -16,15 +16,10 @@ from typing import Any
 
 from attrs import field, frozen
 
+from greenres.devices import DEVICE_PROFILES, documented_granularity
 from greenres.errors import SpecError
 
-__all__ = [
-    "DEVICE_PROFILES",
-    "DeviceProfile",
-    "SmFacts",
-    "documented_granularity",
-    "resolve_facts",
-]
+__all__ = ["SmFacts", "resolve_facts"]
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
@@ -70,33 +65,12 @@ def _check_bool(_instance: Any, attribute: Any, value: Any) -> None:
         raise SpecError(f"'{attribute.name}' must be a bool (got {value!r})")
 
 
-def documented_granularity(compute_capability: tuple[int, int]) -> tuple[int, int]:
-    """The documented ``(minimum SMs per group, alignment)`` for a compute capability.
-
-    From the guideline table of DRIVER_FACTS.md (6.x and 7.x: 2 and 2; 8.x: 4 and 2;
-    9.0 and newer: 8 and 8). A real device's ``CUdevSmResource`` fields are authoritative.
-
-    Raises:
-        SpecError: for compute capabilities older than 6.0, which have no green contexts.
-    """
-    major = compute_capability[0]
-    if major >= 9:
-        return (8, 8)
-    if major == 8:
-        return (4, 2)
-    if major in (6, 7):
-        return (2, 2)
-    raise SpecError(
-        f"'compute_capability' must be >= (6, 0) for green contexts (got {compute_capability!r})"
-    )
-
-
 @frozen
 class SmFacts:
     """What planning needs to know about a device's streaming multiprocessors.
 
     Attributes:
-        device_name: the product name, e.g. ``"H100 SXM5"``.
+        device_name: the name the driver reports, e.g. ``"NVIDIA H100 80GB HBM3"``.
         compute_capability: ``(major, minor)``.
         sm_count: SMs of the whole device.
         min_partition_size: the smallest SM group the driver makes with SM co-scheduling
@@ -162,7 +136,8 @@ class SmFacts:
 
     @classmethod
     def for_known_device(cls, profile: str, driver_version: int = 13010, **kwargs: Any) -> SmFacts:
-        """Facts for one of :data:`DEVICE_PROFILES` by its profile name, e.g. ``"h100"``.
+        """Facts for one of :data:`greenres.devices.DEVICE_PROFILES` by its profile name, e.g.
+        ``"h100"``: the name the driver reports, the documented granularity, the memory size.
 
         Keyword arguments are passed on to :meth:`for_device_profile`.
 
@@ -175,8 +150,9 @@ class SmFacts:
             raise SpecError(
                 f"unknown device profile {profile!r}; known: {', '.join(DEVICE_PROFILES)}"
             ) from None
+        kwargs.setdefault("total_memory", known.total_memory)
         return cls.for_device_profile(
-            known.product, known.compute_capability, known.sm_count, driver_version, **kwargs
+            known.name, known.compute_capability, known.sm_count, driver_version, **kwargs
         )
 
     def sm_facts(self) -> SmFacts:
@@ -206,34 +182,6 @@ class _Named:
 
     def __init__(self, name: str) -> None:
         self.name = name
-
-
-@frozen
-class DeviceProfile:
-    """A real product the simulated driver models (see DEVICES.md)."""
-
-    product: str
-    compute_capability: tuple[int, int]
-    sm_count: int
-
-
-#: The devices of DEVICES.md by profile name (the names ``sim:<profile>`` uses).
-DEVICE_PROFILES: dict[str, DeviceProfile] = {
-    "v100": DeviceProfile("Tesla V100 SXM2", (7, 0), 80),
-    "t4": DeviceProfile("Tesla T4", (7, 5), 40),
-    "a100": DeviceProfile("A100 SXM4", (8, 0), 108),
-    "a30": DeviceProfile("A30", (8, 0), 56),
-    "a10": DeviceProfile("A10", (8, 6), 72),
-    "l4": DeviceProfile("L4", (8, 9), 58),
-    "l40s": DeviceProfile("L40S", (8, 9), 142),
-    "rtx4090": DeviceProfile("GeForce RTX 4090", (8, 9), 128),
-    "h100": DeviceProfile("H100 SXM5", (9, 0), 132),
-    "h100-pcie": DeviceProfile("H100 PCIe", (9, 0), 114),
-    "h200": DeviceProfile("H200", (9, 0), 132),
-    "h20": DeviceProfile("H20", (9, 0), 78),
-    "b200": DeviceProfile("B200", (10, 0), 148),
-    "rtx5090": DeviceProfile("GeForce RTX 5090", (12, 0), 170),
-}
 
 
 def resolve_facts(device_or_facts: Any) -> SmFacts:

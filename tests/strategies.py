@@ -7,8 +7,9 @@ import math
 from hypothesis import assume
 from hypothesis import strategies as st
 
+from greenres.devices import DEVICE_PROFILES
 from greenres.errors import SpecError
-from greenres.facts import DEVICE_PROFILES, SmFacts
+from greenres.facts import SmFacts
 from greenres.isolation import IsolationSchema, SelectedCompileContext, SelectedRuntimeContext
 from greenres.spec import ModalSpec, Partition, PartitionSpec
 

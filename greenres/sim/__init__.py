@@ -6,7 +6,8 @@ driver call, so cuda-bindings, cuda.core and greenres run against it
 unchanged. Everything else here is introspection for tests: live objects, the
 SM ownership of green contexts, call counts, hazards, fault injection.
 
-This module only needs ctypes; it never imports other greenres modules.
+This module only needs ctypes and the device table of :mod:`greenres.devices`; it never
+imports the runtime, so it can load the driver before anything calls it.
 
 Environment: ``GREENRES_SIM`` = ``PROFILE``, ``NxPROFILE`` and optionally
 ``@VERSION`` for the driver version, e.g. ``h100``, ``8xh100``,
@@ -184,8 +185,8 @@ def install(
             prof.compute_capability[1],
             prof.sm_count,
             prof.total_memory,
-            prof.min_sm_partition,
-            prof.sm_alignment,
+            prof.min_partition_size,
+            prof.alignment,
         )
         if rc != 0:
             raise RuntimeError(f"the simulator refused device {prof.key} (error {rc})")

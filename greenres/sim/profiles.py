@@ -1,78 +1,18 @@
-"""Device profiles of the simulated driver: real products, as data.
+"""Device profiles of the simulated driver: the real products of :mod:`greenres.devices`.
 
-Each profile is a real NVIDIA product (SM count, compute capability and memory
-size as published). The split granularity follows the compute capability
-(the documented guideline of CUDA's green-context API):
-
-====================  =====================  ==========================
-compute capability    minimum SMs per group  group size a multiple of
-====================  =====================  ==========================
-6.x, 7.x              2                      2
-8.x                   4                      2
-9.0 and newer         8                      8
-====================  =====================  ==========================
-
-Memory sizes are the products' nominal sizes in GiB (a real driver reports a
-little less).
+A profile gives a simulated device its name, compute capability, SM count, memory size and
+the documented split granularity of its compute capability. ``parse_profile`` reads the
+``"h100"`` / ``"8xh100"`` spelling of ``install()`` and ``GREENRES_SIM``.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
-__all__ = ["PROFILES", "DeviceProfile", "granularity", "parse_profile"]
+from greenres.devices import DEVICE_PROFILES as PROFILES
+from greenres.devices import DeviceProfile
 
-_GIB = 1 << 30
-
-
-def granularity(major: int) -> tuple[int, int]:
-    """(minimum SMs per group, alignment) for a compute capability major version."""
-    if major >= 9:
-        return 8, 8
-    if major == 8:
-        return 4, 2
-    return 2, 2
-
-
-@dataclass(frozen=True)
-class DeviceProfile:
-    """One simulated device: a real product's facts."""
-
-    key: str
-    name: str
-    compute_capability: tuple[int, int]
-    sm_count: int
-    total_memory: int
-    min_sm_partition: int
-    sm_alignment: int
-
-    @classmethod
-    def of(cls, key: str, name: str, cc: tuple[int, int], sms: int, gib: int) -> DeviceProfile:
-        """A profile whose granularity follows its compute capability."""
-        minimum, alignment = granularity(cc[0])
-        return cls(key, name, cc, sms, gib * _GIB, minimum, alignment)
-
-
-PROFILES: dict[str, DeviceProfile] = {
-    p.key: p
-    for p in (
-        DeviceProfile.of("v100", "Tesla V100-SXM2-32GB", (7, 0), 80, 32),
-        DeviceProfile.of("t4", "Tesla T4", (7, 5), 40, 16),
-        DeviceProfile.of("a100", "NVIDIA A100-SXM4-80GB", (8, 0), 108, 80),
-        DeviceProfile.of("a30", "NVIDIA A30", (8, 0), 56, 24),
-        DeviceProfile.of("a10", "NVIDIA A10", (8, 6), 72, 24),
-        DeviceProfile.of("l4", "NVIDIA L4", (8, 9), 58, 24),
-        DeviceProfile.of("l40s", "NVIDIA L40S", (8, 9), 142, 48),
-        DeviceProfile.of("rtx4090", "NVIDIA GeForce RTX 4090", (8, 9), 128, 24),
-        DeviceProfile.of("h100", "NVIDIA H100 80GB HBM3", (9, 0), 132, 80),
-        DeviceProfile.of("h100-pcie", "NVIDIA H100 PCIe", (9, 0), 114, 80),
-        DeviceProfile.of("h200", "NVIDIA H200", (9, 0), 132, 141),
-        DeviceProfile.of("h20", "NVIDIA H20", (9, 0), 78, 96),
-        DeviceProfile.of("b200", "NVIDIA B200", (10, 0), 148, 180),
-        DeviceProfile.of("rtx5090", "NVIDIA GeForce RTX 5090", (12, 0), 170, 32),
-    )
-}
+__all__ = ["PROFILES", "DeviceProfile", "parse_profile"]
 
 _SPEC = re.compile(r"^\s*(?:(\d+)\s*[xX]\s*)?([A-Za-z0-9_-]+)\s*$")
 

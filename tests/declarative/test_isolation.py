@@ -70,7 +70,11 @@ def test_context_of_a_partition_has_every_form():
             "stream_priority": -1,
         },
         "compile": {
-            "device": {"name": "H100 SXM5", "compute_capability": [9, 0], "sm_count": 132},
+            "device": {
+                "name": "NVIDIA H100 80GB HBM3",
+                "compute_capability": [9, 0],
+                "sm_count": 132,
+            },
             "driver_version": 12080,
             "bindings_version": "13.5.0",
             "greenres_version": "0.1.0",

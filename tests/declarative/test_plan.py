@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from greenres.devices import DEVICE_PROFILES
 from greenres.errors import DriverTooOldError, PlanError, SpecError
-from greenres.facts import DEVICE_PROFILES, SmFacts
+from greenres.facts import SmFacts
 from greenres.plan import ModalPlan, Plan
 from greenres.spec import ModalSpec, Partition, PartitionSpec
 
 P = Partition
+H100 = "NVIDIA H100 80GB HBM3"  # the name the driver reports
 
 
 def spec(*parts, **kwargs):
@@ -98,8 +100,8 @@ def test_architecture_example_does_not_fit_an_h100_and_says_why():
     with pytest.raises(PlanError) as info:
         s.plan(old("h100"))
     assert str(info.value) == (
-        "cannot plan 3 partitions on H100 SXM5 (132 SMs, mechanism 'groups', in groups of 8):\n"
-        "  - the partitions need 17 groups of 8 (136 SMs) but H100 SXM5 has 16 (128 SMs): "
+        f"cannot plan 3 partitions on {H100} (132 SMs, mechanism 'groups', in groups of 8):\n"
+        f"  - the partitions need 17 groups of 8 (136 SMs) but {H100} has 16 (128 SMs): "
         "decode 96, prefill 32, comm 8; ask for at least 8 SMs less"
     )
 
@@ -107,7 +109,9 @@ def test_architecture_example_does_not_fit_an_h100_and_says_why():
 def test_a_count_over_the_device_names_what_fits():
     with pytest.raises(PlanError) as info:
         spec(P("decode", sms=130)).plan(old("h100"))
-    assert "decode asks 130 SMs; H100 SXM5 gives at most 128 in groups of 8" in str(info.value)
+    assert "decode asks 130 SMs; NVIDIA H100 80GB HBM3 gives at most 128 in groups of 8" in str(
+        info.value
+    )
 
 
 def test_every_violation_is_listed():
@@ -119,12 +123,12 @@ def test_every_violation_is_listed():
     with pytest.raises(PlanError) as info:
         s.plan(old("h100"))
     lines = str(info.value).splitlines()
-    assert lines[0].startswith("cannot plan 3 partitions on H100 SXM5")
+    assert lines[0].startswith("cannot plan 3 partitions on NVIDIA H100 80GB HBM3")
     assert lines[1:] == [
-        "  - decode asks 130 SMs; H100 SXM5 gives at most 128 in groups of 8",
-        "  - prefill asks at least 200 SMs (min_sms); H100 SXM5 gives at most 128 in groups of 8",
-        "  - batch asks at least 300 SMs (min_sms); H100 SXM5 gives at most 128 in groups of 8",
-        "  - the partitions need 80 groups of 8 (640 SMs) but H100 SXM5 has 16 (128 SMs): "
+        f"  - decode asks 130 SMs; {H100} gives at most 128 in groups of 8",
+        f"  - prefill asks at least 200 SMs (min_sms); {H100} gives at most 128 in groups of 8",
+        f"  - batch asks at least 300 SMs (min_sms); {H100} gives at most 128 in groups of 8",
+        f"  - the partitions need 80 groups of 8 (640 SMs) but {H100} has 16 (128 SMs): "
         "decode 136, prefill 200, batch (the rest) at least 304; ask for at least 512 SMs less",
     ]
 
@@ -137,8 +141,9 @@ def test_plan_error_is_a_value_error():
 def test_structured_violation_words():
     with pytest.raises(PlanError) as info:
         spec(P("decode", sms=130)).plan(new("h100"))
-    assert "decode asks 130 SMs; H100 SXM5 gives at most 128 in multiples of 8, at least 8" in (
-        str(info.value)
+    assert (
+        "decode asks 130 SMs; NVIDIA H100 80GB HBM3 gives at most 128 in multiples of 8, at least 8"
+        in (str(info.value))
     )
 
 
@@ -399,7 +404,7 @@ def test_explain_is_a_table():
         .explain()
     )
     lines = text.splitlines()
-    assert lines[0] == "H100 SXM5 (cc 9.0, 132 SMs, driver 12.8): mechanism 'groups'"
+    assert lines[0] == "NVIDIA H100 80GB HBM3 (cc 9.0, 132 SMs, driver 12.8): mechanism 'groups'"
     assert "16 groups of 8 SMs, remainder 4 SMs" in lines[1]
     header = next(line for line in lines if line.startswith("partition"))
     assert header.split() == ["partition", "request", "SMs", "made", "of", "reason"]
@@ -476,7 +481,7 @@ def test_modal_plan_errors_name_every_failing_mode():
     with pytest.raises(PlanError) as info:
         modal.plan(old("h100"))
     text = str(info.value)
-    assert text.startswith("mode 'big': cannot plan 1 partition on H100 SXM5")
+    assert text.startswith("mode 'big': cannot plan 1 partition on NVIDIA H100 80GB HBM3")
     assert "mode 'bigger': cannot plan" in text
     assert "decode asks 300 SMs" in text
     assert "mode 'ok'" not in text

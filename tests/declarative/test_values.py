@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given
 from strategies import facts, isolation_schemas, modal_specs, partition_specs
 
-from greenres.facts import DEVICE_PROFILES, SmFacts
+from greenres.devices import DEVICE_PROFILES
+from greenres.facts import SmFacts
 from greenres.spec import ModalSpec, Partition, PartitionSpec
 
 values = partition_specs(backfill=None) | modal_specs() | isolation_schemas | facts()

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from rthelpers import SIM, layout_of
 
 import greenres
-from greenres.facts import DEVICE_PROFILES
+from greenres.devices import DEVICE_PROFILES
 from greenres.spec import Partition, PartitionSpec
 
 pytestmark = [pytest.mark.gpu, pytest.mark.sim_only]

@@ -240,7 +240,7 @@ def test_split_properties_on_every_profile():
             driver.cuInit(0)
             SM = driver.CUdevResourceType.CU_DEV_RESOURCE_TYPE_SM
             res = driver.cuDeviceGetDevResource(0, SM)[1]
-            expected = ({prof.sm_count}, {prof.min_sm_partition}, {prof.sm_alignment})
+            expected = ({prof.sm_count}, {prof.min_partition_size}, {prof.alignment})
             n_sms = res.sm.smCount
             # bindings 12.9: CUdevSmResource has only smCount; take the granularity from the profile
             lo = getattr(res.sm, "minSmPartitionSize", expected[1])
