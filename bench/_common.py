@@ -70,8 +70,15 @@ def floor():
     lib.floor_init.restype = ctypes.c_int
     lib.floor_enter_exit.argtypes = [vp, vp, vp, vp, vp, lg, ctypes.c_int]
     lib.floor_enter_exit.restype = ctypes.c_double
-    lib.floor_enter_exit_many.argtypes = [vp, ctypes.POINTER(vp), ctypes.POINTER(vp),
-                                          ctypes.c_int, vp, vp, lg]
+    lib.floor_enter_exit_many.argtypes = [
+        vp,
+        ctypes.POINTER(vp),
+        ctypes.POINTER(vp),
+        ctypes.c_int,
+        vp,
+        vp,
+        lg,
+    ]
     lib.floor_enter_exit_many.restype = ctypes.c_double
     lib.floor_handoff.argtypes = [vp, vp, vp, lg]
     lib.floor_handoff.restype = ctypes.c_double
@@ -137,7 +144,7 @@ def median(values) -> float:
 
 def ratio(results: dict, a: str, b: str) -> float:
     """Median over rounds of results[a][i] / results[b][i] (side by side, same round)."""
-    return statistics.median(x / y for x, y in zip(results[a], results[b]))
+    return statistics.median(x / y for x, y in zip(results[a], results[b], strict=True))
 
 
 def spread(values) -> str:
@@ -158,8 +165,12 @@ def all_function_names(sim) -> list:
     lib = sim._need()
     lib.greenres_sim_function_count.restype = ctypes.c_int
     lib.greenres_sim_function_entry.restype = ctypes.c_char_p
-    lib.greenres_sim_function_entry.argtypes = [ctypes.c_int, ctypes.c_void_p,
-                                                 ctypes.c_void_p, ctypes.c_void_p]
+    lib.greenres_sim_function_entry.argtypes = [
+        ctypes.c_int,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+    ]
     names = set()
     for i in range(lib.greenres_sim_function_count()):
         name = lib.greenres_sim_function_entry(i, None, None, None)
@@ -188,8 +199,10 @@ def fmt_calls(total, counts) -> str:
 def machine() -> str:
     import platform
 
-    return (f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-            f"loadavg {os.getloadavg()[0]:.2f}")
+    return (
+        f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"loadavg {os.getloadavg()[0]:.2f}"
+    )
 
 
 # ----------------------------------------------------------------------------- driver state

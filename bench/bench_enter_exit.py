@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+import _common as C
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "15"))
 BATCH = int(os.environ.get("BENCH_BATCH", "20000"))
@@ -36,7 +36,7 @@ def main():
 
     import greenres
 
-    device, primary = C.primary_context()
+    C.primary_context()
     caller = C.ok(cu.cuStreamCreate(cu.CUstream_flags.CU_STREAM_NON_BLOCKING.value))
     caller_h = int(caller)
     legacy = cu.CUstream(0)
@@ -67,8 +67,12 @@ def main():
     e1, e2 = C.ok(cu.cuEventCreate(flags)), C.ok(cu.cuEventCreate(flags))
 
     def bindings_explicit(n):
-        record, push, pop, wait = (cu.cuEventRecord, cu.cuCtxPushCurrent,
-                                   cu.cuCtxPopCurrent, cu.cuStreamWaitEvent)
+        record, push, pop, wait = (
+            cu.cuEventRecord,
+            cu.cuCtxPushCurrent,
+            cu.cuCtxPopCurrent,
+            cu.cuStreamWaitEvent,
+        )
         for _ in range(n):
             record(e1, caller)
             push(green_ctx)
@@ -78,9 +82,13 @@ def main():
             wait(caller, e2, 0)
 
     def bindings_resolve(n):
-        record, push, pop, wait, get = (cu.cuEventRecord, cu.cuCtxPushCurrent,
-                                        cu.cuCtxPopCurrent, cu.cuStreamWaitEvent,
-                                        cu.cuCtxGetCurrent)
+        record, push, pop, wait, get = (
+            cu.cuEventRecord,
+            cu.cuCtxPushCurrent,
+            cu.cuCtxPopCurrent,
+            cu.cuStreamWaitEvent,
+            cu.cuCtxGetCurrent,
+        )
         for _ in range(n):
             get()
             record(e1, legacy)
@@ -117,32 +125,34 @@ def main():
                 cs.wait(ce2)
 
         core_rows["cuda.core set_current(green ctx) + Stream.record/wait"] = core_path
-    except Exception as exc:  # noqa: BLE001 - report, don't fail
+    except Exception as exc:
         print(f"(cuda.core path unavailable: {exc!r})")
         core_gs = None
 
     # ---- C floor
     def floor_explicit(n):
-        return C.checked(floor.floor_enter_exit(caller_h, pctx_h, pstream_h,
-                                                int(e1), int(e2), n, 0), "floor")
+        return C.checked(
+            floor.floor_enter_exit(caller_h, pctx_h, pstream_h, int(e1), int(e2), n, 0), "floor"
+        )
 
     def floor_resolve(n):
-        return C.checked(floor.floor_enter_exit(caller_h, pctx_h, pstream_h,
-                                                int(e1), int(e2), n, 1), "floor")
+        return C.checked(
+            floor.floor_enter_exit(caller_h, pctx_h, pstream_h, int(e1), int(e2), n, 1), "floor"
+        )
 
     def timed(fn):
         def run():
             t0 = C.perf()
             fn(BATCH)
             return (C.perf() - t0) / BATCH
+
         return run
 
     paths = {
         "greenres enter(stream)/exit()": (timed(greenres_explicit), greenres_explicit),
         "greenres `with part:`": (timed(greenres_with), greenres_with),
         "cuda.bindings.driver, same 6 calls": (timed(bindings_explicit), bindings_explicit),
-        "cuda.bindings.driver, same 7 calls (resolve)": (timed(bindings_resolve),
-                                                          bindings_resolve),
+        "cuda.bindings.driver, same 7 calls (resolve)": (timed(bindings_resolve), bindings_resolve),
         "C floor, 6 calls": (lambda: floor_explicit(BATCH), floor_explicit),
         "C floor, 7 calls (resolve)": (lambda: floor_resolve(BATCH), floor_resolve),
     }
@@ -161,37 +171,65 @@ def main():
         drain()
     results = C.interleaved({n: t for n, (t, _) in paths.items()}, ROUNDS, between=drain)
 
-    print(f"### enter+exit, one cycle ({ROUNDS} rounds x {BATCH} cycles, "
-          f"{'simulated ' + os.environ['GREENRES_SIM'] if sim else 'real driver'})\n")
+    print(
+        f"### enter+exit, one cycle ({ROUNDS} rounds x {BATCH} cycles, "
+        f"{'simulated ' + os.environ['GREENRES_SIM'] if sim else 'real driver'})\n"
+    )
     print(f"{C.machine()}; {C.describe_import()}\n")
     print("| path | median ns/cycle | IQR | driver calls/cycle | vs C floor |")
     print("|---|---:|---:|---:|---:|")
-    floor_of = {n: ("C floor, 7 calls (resolve)" if ("with" in n or "resolve" in n)
-                    else "C floor, 6 calls") for n in results}
+    floor_of = {
+        n: ("C floor, 7 calls (resolve)" if ("with" in n or "resolve" in n) else "C floor, 6 calls")
+        for n in results
+    }
     for name, vals in results.items():
         total, _counts = calls[name]
-        print(f"| {name} | {C.median(vals):.0f} | {C.spread(vals)} | "
-              f"{C.fmt_calls(total, _counts)} | {C.ratio(results, name, floor_of[name]):.2f}x |")
+        print(
+            f"| {name} | {C.median(vals):.0f} | {C.spread(vals)} | "
+            f"{C.fmt_calls(total, _counts)} | {C.ratio(results, name, floor_of[name]):.2f}x |"
+        )
     print()
     for name, (total, counts) in calls.items():
         if total is not None and name.startswith("cuda.core"):
             print(f"{name}: calls per cycle {counts}\n")
 
     targets = [
-        ("greenres enter(stream)/exit() <= 1.5x C floor (6 calls)",
-         C.ratio(results, "greenres enter(stream)/exit()", "C floor, 6 calls"), "<=", 1.5),
-        ("greenres `with part:` <= 1.5x C floor (7 calls)",
-         C.ratio(results, "greenres `with part:`", "C floor, 7 calls (resolve)"), "<=", 1.5),
-        ("cuda.bindings (6 calls) / greenres enter(stream) >= 8x",
-         C.ratio(results, "cuda.bindings.driver, same 6 calls",
-                 "greenres enter(stream)/exit()"), ">=", 8),
-        ("cuda.bindings (7 calls) / greenres `with part:` >= 8x",
-         C.ratio(results, "cuda.bindings.driver, same 7 calls (resolve)",
-                 "greenres `with part:`"), ">=", 8),
+        (
+            "greenres enter(stream)/exit() <= 1.5x C floor (6 calls)",
+            C.ratio(results, "greenres enter(stream)/exit()", "C floor, 6 calls"),
+            "<=",
+            1.5,
+        ),
+        (
+            "greenres `with part:` <= 1.5x C floor (7 calls)",
+            C.ratio(results, "greenres `with part:`", "C floor, 7 calls (resolve)"),
+            "<=",
+            1.5,
+        ),
+        (
+            "cuda.bindings (6 calls) / greenres enter(stream) >= 8x",
+            C.ratio(results, "cuda.bindings.driver, same 6 calls", "greenres enter(stream)/exit()"),
+            ">=",
+            8,
+        ),
+        (
+            "cuda.bindings (7 calls) / greenres `with part:` >= 8x",
+            C.ratio(
+                results, "cuda.bindings.driver, same 7 calls (resolve)", "greenres `with part:`"
+            ),
+            ">=",
+            8,
+        ),
     ]
     for name in core_rows:
-        targets.append((f"{name} / greenres enter(stream) >= 8x",
-                        C.ratio(results, name, "greenres enter(stream)/exit()"), ">=", 8))
+        targets.append(
+            (
+                f"{name} / greenres enter(stream) >= 8x",
+                C.ratio(results, name, "greenres enter(stream)/exit()"),
+                ">=",
+                8,
+            )
+        )
     C.print_targets(targets)
 
     # What each path adds above the C floor (the simulator's own per-call cost, which is
@@ -199,14 +237,20 @@ def main():
     def over(name, fl):
         return C.median(results[name]) - C.median(results[fl])
 
-    g6, g7 = over("greenres enter(stream)/exit()", "C floor, 6 calls"), over(
-        "greenres `with part:`", "C floor, 7 calls (resolve)")
-    b6, b7 = over("cuda.bindings.driver, same 6 calls", "C floor, 6 calls"), over(
-        "cuda.bindings.driver, same 7 calls (resolve)", "C floor, 7 calls (resolve)")
-    print("Overhead above the C floor (difference of medians; noisy when small): "
-          f"greenres enter(stream)/exit() {g6:.0f} ns, cuda.bindings 6 calls {b6:.0f} ns"
-          f"{f' ({b6 / g6:.1f}x)' if g6 > 0 else ''}; greenres `with` {g7:.0f} ns, "
-          f"cuda.bindings 7 calls {b7:.0f} ns{f' ({b7 / g7:.1f}x)' if g7 > 0 else ''}.\n")
+    g6, g7 = (
+        over("greenres enter(stream)/exit()", "C floor, 6 calls"),
+        over("greenres `with part:`", "C floor, 7 calls (resolve)"),
+    )
+    b6, b7 = (
+        over("cuda.bindings.driver, same 6 calls", "C floor, 6 calls"),
+        over("cuda.bindings.driver, same 7 calls (resolve)", "C floor, 7 calls (resolve)"),
+    )
+    print(
+        "Overhead above the C floor (difference of medians; noisy when small): "
+        f"greenres enter(stream)/exit() {g6:.0f} ns, cuda.bindings 6 calls {b6:.0f} ns"
+        f"{f' ({b6 / g6:.1f}x)' if g6 > 0 else ''}; greenres `with` {g7:.0f} ns, "
+        f"cuda.bindings 7 calls {b7:.0f} ns{f' ({b7 / g7:.1f}x)' if g7 > 0 else ''}.\n"
+    )
 
     drain()
     C.ok(cu.cuEventDestroy(e1))

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+import _common as C
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "15"))
 BATCH = int(os.environ.get("BENCH_BATCH", "40000"))
@@ -79,7 +79,7 @@ def main():
 
         fns["cuda.core dst.wait(src.record(event))"] = core_event
         fns["cuda.core dst.wait(src) (new event each call)"] = core_stream
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         print(f"(cuda.core path unavailable: {exc!r})")
 
     def timed(fn):
@@ -87,6 +87,7 @@ def main():
             t0 = C.perf()
             fn(BATCH)
             return (C.perf() - t0) / BATCH
+
         return run
 
     def floor_fn(n):
@@ -112,16 +113,30 @@ def main():
     print("|---|---:|---:|---:|---:|")
     for name, vals in results.items():
         total, counts = calls[name]
-        print(f"| {name} | {C.median(vals):.0f} | {C.spread(vals)} | "
-              f"{C.fmt_calls(total, counts)} | {C.ratio(results, name, fl):.2f}x |")
+        print(
+            f"| {name} | {C.median(vals):.0f} | {C.spread(vals)} | "
+            f"{C.fmt_calls(total, counts)} | {C.ratio(results, name, fl):.2f}x |"
+        )
     print()
     g = "greenres.handoff(Stream, Stream)"
-    targets = [(f"{g} <= 1.5x C floor", C.ratio(results, g, fl), "<=", 1.5),
-               (f"cuda.bindings / {g} >= 8x",
-                C.ratio(results, "cuda.bindings.driver, record + wait", g), ">=", 8)]
+    targets = [
+        (f"{g} <= 1.5x C floor", C.ratio(results, g, fl), "<=", 1.5),
+        (
+            f"cuda.bindings / {g} >= 8x",
+            C.ratio(results, "cuda.bindings.driver, record + wait", g),
+            ">=",
+            8,
+        ),
+    ]
     if "cuda.core dst.wait(src.record(event))" in results:
-        targets.append((f"cuda.core (reused event) / {g} >= 8x",
-                        C.ratio(results, "cuda.core dst.wait(src.record(event))", g), ">=", 8))
+        targets.append(
+            (
+                f"cuda.core (reused event) / {g} >= 8x",
+                C.ratio(results, "cuda.core dst.wait(src.record(event))", g),
+                ">=",
+                8,
+            )
+        )
     C.print_targets(targets)
 
     drain()

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+import _common as C
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "15"))
 BATCH = int(os.environ.get("BENCH_BATCH", "20000"))
@@ -31,7 +31,7 @@ TOLERANCE = 1.25
 
 
 def main():
-    sim = C.setup("h100")
+    C.setup("h100")
     from cuda.bindings import driver as cu
 
     import greenres
@@ -70,7 +70,7 @@ def main():
                 streams = C.void_array([p.stream.handle for p in parts])
                 handles = [p.stream.handle for p in parts]
 
-                def run_greenres():
+                def run_greenres(pairs=pairs):
                     m = len(pairs)
                     t0 = C.perf()
                     for i in range(BATCH):
@@ -79,10 +79,13 @@ def main():
                         exit_()
                     return (C.perf() - t0) / BATCH
 
-                def run_floor():
-                    return C.checked(floor.floor_enter_exit_many(
-                        caller_h, ctxs, streams, len(parts), int(e1), int(e2), BATCH),
-                        "floor")
+                def run_floor(ctxs=ctxs, streams=streams, parts=parts):
+                    return C.checked(
+                        floor.floor_enter_exit_many(
+                            caller_h, ctxs, streams, len(parts), int(e1), int(e2), BATCH
+                        ),
+                        "floor",
+                    )
 
                 both = [("greenres", run_greenres), ("C floor", run_floor)]
                 if rnd % 2:
@@ -96,26 +99,41 @@ def main():
                 for lay in layouts:
                     lay.close()
 
-    print(f"### enter+exit versus partitions alive ({ROUNDS} rounds x {BATCH} cycles, "
-          f"round-robin over the partitions alive)\n")
+    print(
+        f"### enter+exit versus partitions alive ({ROUNDS} rounds x {BATCH} cycles, "
+        f"round-robin over the partitions alive)\n"
+    )
     print(f"{C.machine()}; {C.describe_import()}\n")
-    print("| partitions alive | greenres median ns | IQR | C floor median ns | IQR | "
-          "greenres vs 1 alive | greenres / floor (same N) |")
+    print(
+        "| partitions alive | greenres median ns | IQR | C floor median ns | IQR | "
+        "greenres vs 1 alive | greenres / floor (same N) |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|")
     base = "greenres, 1 alive"
     for n in COUNTS:
         g, f = f"greenres, {n} alive", f"C floor, {n} alive"
-        print(f"| {n} | {C.median(results[g]):.0f} | {C.spread(results[g])} | "
-              f"{C.median(results[f]):.0f} | {C.spread(results[f])} | "
-              f"{C.ratio(results, g, base):.2f}x | {C.ratio(results, g, f):.2f}x |")
+        print(
+            f"| {n} | {C.median(results[g]):.0f} | {C.spread(results[g])} | "
+            f"{C.median(results[f]):.0f} | {C.spread(results[f])} | "
+            f"{C.ratio(results, g, base):.2f}x | {C.ratio(results, g, f):.2f}x |"
+        )
     print()
     over = [C.ratio(results, f"greenres, {n} alive", f"C floor, {n} alive") for n in COUNTS]
     raw = max(C.ratio(results, f"greenres, {n} alive", base) for n in COUNTS)
     targets = [
-        (f"greenres' own cost independent of partitions alive: max/min over N of "
-         f"(greenres / floor, same N) <= {TOLERANCE}x", max(over) / min(over), "<=", TOLERANCE),
-        (f"raw: worst N vs N=1 <= {TOLERANCE}x (includes the simulator's own scaling)",
-         raw, "<=", TOLERANCE),
+        (
+            f"greenres' own cost independent of partitions alive: max/min over N of "
+            f"(greenres / floor, same N) <= {TOLERANCE}x",
+            max(over) / min(over),
+            "<=",
+            TOLERANCE,
+        ),
+        (
+            f"raw: worst N vs N=1 <= {TOLERANCE}x (includes the simulator's own scaling)",
+            raw,
+            "<=",
+            TOLERANCE,
+        ),
     ]
     C.print_targets(targets)
 

@@ -22,7 +22,7 @@ import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+import _common as C
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "15"))
 BATCH = int(os.environ.get("BENCH_BATCH", "20000"))
@@ -39,8 +39,9 @@ def main():
     layout = greenres.Layout.create({"a": 16, "b": 16})
     parts = [layout["a"], layout["b"]]
     flags = cu.CUevent_flags.CU_EVENT_DISABLE_TIMING.value
-    callers = [C.ok(cu.cuStreamCreate(cu.CUstream_flags.CU_STREAM_NON_BLOCKING.value))
-               for _ in parts]
+    callers = [
+        C.ok(cu.cuStreamCreate(cu.CUstream_flags.CU_STREAM_NON_BLOCKING.value)) for _ in parts
+    ]
     events = [(C.ok(cu.cuEventCreate(flags)), C.ok(cu.cuEventCreate(flags))) for _ in parts]
 
     def greenres_loop(k, n):
@@ -54,8 +55,12 @@ def main():
         caller, (e1, e2) = callers[k], events[k]
         green_ctx = cu.CUcontext(parts[k].context_handle)
         pstream = cu.CUstream(parts[k].stream.handle)
-        record, push, pop, wait = (cu.cuEventRecord, cu.cuCtxPushCurrent,
-                                   cu.cuCtxPopCurrent, cu.cuStreamWaitEvent)
+        record, push, pop, wait = (
+            cu.cuEventRecord,
+            cu.cuCtxPushCurrent,
+            cu.cuCtxPopCurrent,
+            cu.cuStreamWaitEvent,
+        )
         for _ in range(n):
             record(e1, caller)
             push(green_ctx)
@@ -85,17 +90,24 @@ def main():
             # first start to last end, taken in the threads themselves
             wall = max(e for _, e in spans) - min(s for s, _ in spans)
             return wall / (BATCH * nthreads)
+
         return run
 
     def floor_threads(nthreads):
-        arrays = [C.void_array(v[:nthreads]) for v in (
-            [int(c) for c in callers], [p.context_handle for p in parts],
-            [p.stream.handle for p in parts], [int(e[0]) for e in events],
-            [int(e[1]) for e in events])]
+        arrays = [
+            C.void_array(v[:nthreads])
+            for v in (
+                [int(c) for c in callers],
+                [p.context_handle for p in parts],
+                [p.stream.handle for p in parts],
+                [int(e[0]) for e in events],
+                [int(e[1]) for e in events],
+            )
+        ]
 
         def run():
-            return C.checked(floor.floor_threads(nthreads, int(primary), *arrays, BATCH),
-                             "floor")
+            return C.checked(floor.floor_threads(nthreads, int(primary), *arrays, BATCH), "floor")
+
         return run
 
     methods = {
@@ -112,23 +124,30 @@ def main():
 
     results = C.interleaved(methods, ROUNDS, between=drain)
 
-    print(f"### threads: each enters/exits its own partition ({ROUNDS} rounds x {BATCH} "
-          f"cycles per thread)\n")
+    print(
+        f"### threads: each enters/exits its own partition ({ROUNDS} rounds x {BATCH} "
+        f"cycles per thread)\n"
+    )
     print(f"{C.machine()}; {C.describe_import()}\n")
-    print("| path | 1 thread: median ns/cycle | 2 threads: median wall ns per cycle "
-          "(all threads) | throughput 2 threads / 1 thread |")
+    print(
+        "| path | 1 thread: median ns/cycle | 2 threads: median wall ns per cycle "
+        "(all threads) | throughput 2 threads / 1 thread |"
+    )
     print("|---|---:|---:|---:|")
     speedups = {}
     for path in ("greenres", "cuda.bindings", "C floor"):
         one, two = f"{path}, 1 thread", f"{path}, 2 threads"
         speedups[path] = C.ratio(results, one, two)
-        print(f"| {path} | {C.median(results[one]):.0f} | {C.median(results[two]):.0f} | "
-              f"{speedups[path]:.2f}x |")
+        print(
+            f"| {path} | {C.median(results[one]):.0f} | {C.median(results[two]):.0f} | "
+            f"{speedups[path]:.2f}x |"
+        )
     print()
     rel = speedups["greenres"] / speedups["C floor"]
-    targets = [("no global lock: greenres 2-thread speedup / C floor's >= 0.8", rel, ">=", 0.8),
-               ("greenres 2-thread speedup >= 1.6x (raw, 2 cores)", speedups["greenres"],
-                ">=", 1.6)]
+    targets = [
+        ("no global lock: greenres 2-thread speedup / C floor's >= 0.8", rel, ">=", 0.8),
+        ("greenres 2-thread speedup >= 1.6x (raw, 2 cores)", speedups["greenres"], ">=", 1.6),
+    ]
     C.print_targets(targets)
 
     drain()
