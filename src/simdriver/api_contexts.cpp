@@ -11,12 +11,16 @@ namespace sim {
 // The thread's top of stack changes from old_top to new_top. Keeps each
 // context's count of "threads having it current", and records the hazard of a
 // green context current on two threads (the real driver does no locking).
+// Only green contexts are counted (the hazard is about them): the primary
+// context, current on every thread, would otherwise be one counter that all
+// threads' push/pop bounce between cores.
 void on_top_change(Context* old_top, Context* new_top) {
     if (old_top == new_top) return;
-    if (old_top != nullptr) old_top->top_count.fetch_sub(1, std::memory_order_relaxed);
-    if (new_top != nullptr) {
+    if (old_top != nullptr && old_top->kind == CtxKind::Green)
+        old_top->top_count.fetch_sub(1, std::memory_order_relaxed);
+    if (new_top != nullptr && new_top->kind == CtxKind::Green) {
         int before = new_top->top_count.fetch_add(1, std::memory_order_relaxed);
-        if (before > 0 && new_top->kind == CtxKind::Green) {
+        if (before > 0) {
             char buf[128];
             snprintf(buf, sizeof buf, "green context %llu made current while current on %d other thread(s)",
                      new_top->green ? new_top->green->id : 0ULL, before);

@@ -132,16 +132,20 @@ CUresult stream_wait_event(CUstream h, CUevent hEvent, unsigned int flags, bool 
     if (flags & ~(unsigned)CU_EVENT_WAIT_EXTERNAL) return CUDA_ERROR_INVALID_VALUE;
     SignalPtr sig;
     Capture* ecap;
+    bool complete;
     std::vector<Node*> enodes;
     {
         std::lock_guard<std::mutex> lk(e->mu);
-        sig = e->last;
         ecap = e->cap;
+        Signal* last = e->last.get();
+        // Fast path: never recorded / already complete. No copy of the signal.
+        complete = last == nullptr || last->is_done();
+        if (!complete) sig = e->last;
         if (ecap) enodes = e->cap_nodes;
     }
     Capture* scap = s->capture.load(std::memory_order_acquire);
     if (ecap != nullptr || scap != nullptr) return capture_wait_event(s, scap, ecap, enodes, flags);
-    if (!sig || sig->is_done()) return CUDA_SUCCESS;  // never recorded / already complete: nothing to wait for
+    if (complete) return CUDA_SUCCESS;  // nothing to wait for: no op is queued
     return submit(s, [sig] { sig->wait(); }, "wait", false);
 }
 
@@ -154,6 +158,12 @@ CUresult event_record(CUevent hEvent, CUstream h, unsigned flags, bool pt, const
     (void)name;
     Capture* c = s->capture.load(std::memory_order_acquire);
     if (c != nullptr) return capture_record_event(s, c, e);
+    if (record_completes_now(s)) {
+        // Fast path: the marker would be the only thing on an idle queue, so
+        // the record is complete at once (no op queued, no worker woken).
+        complete_record_inline(e);
+        return CUDA_SUCCESS;
+    }
     auto sig = std::make_shared<Signal>();
     CUresult r = submit(s, [sig] { sig->arrive(); }, "event", false);
     if (r != CUDA_SUCCESS) return r;
@@ -289,7 +299,8 @@ static CUresult elapsed(float* ms, CUevent hStart, CUevent hEnd) {
     if (r != CUDA_SUCCESS) return r;
     if (!sa || !sb) return CUDA_ERROR_INVALID_HANDLE;
     if (!sa->is_done() || !sb->is_done()) return CUDA_ERROR_NOT_READY;
-    *ms = std::chrono::duration<float, std::milli>(sb->when - sa->when).count();
+    long long ns = sb->when_ns.load(std::memory_order_relaxed) - sa->when_ns.load(std::memory_order_relaxed);
+    *ms = (float)((double)ns / 1e6);
     return CUDA_SUCCESS;
 }
 #undef cuEventElapsedTime  // cuda.h maps the name to _v2; both ABI variants are exported

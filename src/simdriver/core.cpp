@@ -61,7 +61,7 @@ CUresult take_fault(CallSite* site) {
 void Signal::arrive() {
     if (pending.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
     std::lock_guard<std::mutex> lk(mu);
-    when = std::chrono::steady_clock::now();
+    when_ns.store(steady_now_ns(), std::memory_order_relaxed);
     done.store(true, std::memory_order_release);
     cv.notify_all();
 }
@@ -100,7 +100,8 @@ void for_each_site(const std::function<void(CallSite*)>& f) {
 // ---------------------------------------------------------------- thread state
 ThreadState::~ThreadState() {
     // A thread that exits with a context current no longer has it current.
-    if (!stack.empty()) stack.back()->top_count.fetch_sub(1, std::memory_order_relaxed);
+    if (!stack.empty() && stack.back()->kind == CtxKind::Green)
+        stack.back()->top_count.fetch_sub(1, std::memory_order_relaxed);
 }
 ThreadState& tls() {
     thread_local ThreadState state;

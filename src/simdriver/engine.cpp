@@ -55,7 +55,7 @@ static void worker_loop(Stream* s) {
         lk.unlock();
         op();
         lk.lock();
-        s->completed++;
+        s->completed.store(s->completed.load(std::memory_order_relaxed) + 1, std::memory_order_release);
         s->cv.notify_all();
     }
 }
@@ -70,7 +70,7 @@ void push_raw(Stream* s, Op op) {
         return;
     }
     s->queue.push_back(std::move(op));
-    s->submitted++;
+    s->submitted.store(s->submitted.load(std::memory_order_relaxed) + 1, std::memory_order_release);
     if (!s->worker_started) {
         // Threads are started on first use: most streams of a test never get work.
         s->worker_started = true;
@@ -80,13 +80,52 @@ void push_raw(Stream* s, Op op) {
 }
 
 void wait_idle(Stream* s) {
+    if (s->idle()) return;
     std::unique_lock<std::mutex> lk(s->mu);
-    s->cv.wait(lk, [s] { return s->completed == s->submitted; });
+    s->cv.wait(lk, [s] { return s->idle(); });
 }
 
-bool has_pending(Stream* s) {
-    std::lock_guard<std::mutex> lk(s->mu);
-    return s->completed != s->submitted;
+bool has_pending(Stream* s) { return !s->idle(); }
+
+// The idle test of the event-record fast path. Conservative: anything that
+// would make submit() do more than push a marker on an idle queue (a capture,
+// pending work on a stream the legacy stream synchronises with) answers false
+// and the caller takes the queued path.
+bool record_completes_now(Stream* s) {
+    if (s->capture.load(std::memory_order_acquire) != nullptr || !s->idle()) return false;
+    if (s->is_legacy) {
+        std::lock_guard<std::mutex> lk(s->ctx->mu);
+        for (Stream* b : s->ctx->streams) {
+            if (b == s || b->is_legacy || (b->flags & CU_STREAM_NON_BLOCKING) ||
+                !b->alive.load(std::memory_order_relaxed))
+                continue;
+            if (b->capture.load(std::memory_order_acquire) != nullptr || !b->idle()) return false;
+        }
+    } else if (!(s->flags & CU_STREAM_NON_BLOCKING)) {
+        Stream* legacy = s->ctx->legacy.load(std::memory_order_acquire);
+        if (legacy != nullptr && !legacy->idle()) return false;
+    }
+    return true;
+}
+
+void complete_record_inline(Event* e) {
+    long long now = (e->flags & CU_EVENT_DISABLE_TIMING) ? 0 : steady_now_ns();
+    std::lock_guard<std::mutex> lk(e->mu);
+    Signal* cur = e->last.get();
+    // Copies of e->last are only taken under e->mu, so use_count() == 1 here
+    // means no queued wait, reader or green-context wait list holds it.
+    if (cur != nullptr && cur->is_done() && e->last.use_count() == 1) {
+        std::atomic_thread_fence(std::memory_order_acquire);
+        cur->when_ns.store(now, std::memory_order_relaxed);
+    } else {
+        auto sig = std::make_shared<Signal>();
+        sig->pending.store(0, std::memory_order_relaxed);
+        sig->when_ns.store(now, std::memory_order_relaxed);
+        sig->done.store(true, std::memory_order_release);
+        e->last = std::move(sig);
+    }
+    e->cap = nullptr;
+    if (!e->cap_nodes.empty()) e->cap_nodes.clear();
 }
 
 SignalPtr marker(Stream* s) {
@@ -128,14 +167,17 @@ Stream* new_stream(Context* ctx, GreenCtx* g, unsigned flags, int prio, bool int
 }
 
 Stream* legacy_stream(Context* ctx) {
+    Stream* l = ctx->legacy.load(std::memory_order_acquire);
+    if (l != nullptr) return l;  // made once per context, never replaced
     std::lock_guard<std::mutex> lk(ctx->mu);
-    if (ctx->legacy == nullptr) {
-        Stream* s = make_stream(ctx, ctx->green, 0, 0, true);
-        s->is_legacy = true;
-        ctx->streams.push_back(s);
-        ctx->legacy = s;
+    l = ctx->legacy.load(std::memory_order_relaxed);
+    if (l == nullptr) {
+        l = make_stream(ctx, ctx->green, 0, 0, true);
+        l->is_legacy = true;
+        ctx->streams.push_back(l);
+        ctx->legacy.store(l, std::memory_order_release);
     }
-    return ctx->legacy;
+    return l;
 }
 
 Stream* per_thread_stream(Context* ctx) {
@@ -210,11 +252,7 @@ CUresult submit(Stream* s, Op op, const char* kind, bool delayed) {
                 push_raw(s, [sig] { sig->wait(); });
             }
     } else if (!(s->flags & CU_STREAM_NON_BLOCKING)) {
-        Stream* legacy;
-        {
-            std::lock_guard<std::mutex> lk(s->ctx->mu);
-            legacy = s->ctx->legacy;
-        }
+        Stream* legacy = s->ctx->legacy.load(std::memory_order_acquire);
         if (legacy != nullptr && has_pending(legacy)) {
             SignalPtr sig = marker(legacy);
             push_raw(s, [sig] { sig->wait(); });

@@ -36,9 +36,11 @@ using SmSet = std::bitset<kMaxSms>;
 // ---------------------------------------------------------------- call sites
 // One CallSite per driver function base name ("cuCtxPushCurrent"): counts
 // calls and holds armed faults.
-struct CallSite {
-    std::string name;
+// Cache-line aligned so that two hot counters never share a line (threads
+// calling different functions do not bounce each other's counters).
+struct alignas(64) CallSite {
     std::atomic<long long> count{0};
+    std::string name;
     std::mutex mu;                                   // guards faults only
     std::vector<std::pair<long long, CUresult>> faults;  // (calls left before failing, error)
 };
@@ -116,11 +118,16 @@ struct Signal {
     std::condition_variable cv;
     std::atomic<bool> done{false};
     std::atomic<int> pending{1};
-    std::chrono::steady_clock::time_point when;
+    std::atomic<long long> when_ns{0};   // steady_clock time of completion
     void arrive();        // one marker reached; sets done when all arrived
     void wait();
     bool is_done() const { return done.load(std::memory_order_acquire); }
 };
+inline long long steady_now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
 using SignalPtr = std::shared_ptr<Signal>;
 
 struct Stream;
@@ -135,10 +142,10 @@ struct Context : Object {
     unsigned int flags = 0;
     GreenCtx* green = nullptr;                 // for kind == Green
     std::atomic<int> primary_refs{0};          // for kind == Primary
-    std::atomic<int> top_count{0};             // threads that have it at the top of their stack
+    std::atomic<int> top_count{0};             // green only: threads that have it at the top of their stack
     std::mutex mu;                             // guards streams, legacy creation
     std::vector<Stream*> streams;              // every stream (user and internal) of this context
-    Stream* legacy = nullptr;                  // the NULL / CU_STREAM_LEGACY stream, lazily made
+    std::atomic<Stream*> legacy{nullptr};      // the NULL / CU_STREAM_LEGACY stream, lazily made (set under mu)
 };
 // Usable: alive, and a primary context must be retained.
 inline bool ctx_usable(Context* c) {
@@ -207,12 +214,21 @@ struct Stream : Object {
     std::mutex mu;
     std::condition_variable cv;          // work arrived / work finished
     std::deque<Op> queue;
-    unsigned long long submitted = 0, completed = 0;
+    // Written under mu only (by push_raw and the worker); read lock-free by idle().
+    std::atomic<unsigned long long> submitted{0}, completed{0};
     bool worker_started = false, stopping = false, worker_done = false;
     // capture (pointer read lock-free on the hot path; tail guarded by capture->mu)
     std::atomic<Capture*> capture{nullptr};
     std::vector<Node*> tail;
     std::vector<CUgraphNode> tail_out;   // returned by cuStreamGetCaptureInfo
+    // No operation queued or running. Lock-free: submitted is read first, so
+    // completed == submitted means every op submitted before the call finished
+    // (the acquire on completed makes their effects visible). Work that other
+    // threads submit concurrently is unordered with this call anyway.
+    bool idle() const {
+        unsigned long long sub = submitted.load(std::memory_order_acquire);
+        return completed.load(std::memory_order_acquire) == sub;
+    }
 };
 struct Event : Object {
     Event() : Object(kMagicEvent) {}
@@ -254,6 +270,14 @@ void push_raw(Stream* s, Op op);
 void unlink_stream(Stream* s);
 void wait_idle(Stream* s);
 bool has_pending(Stream* s);
+// Fast path of event record: true when work submitted to s now would have
+// nothing to wait for (s idle and not capturing, and for the legacy-stream
+// implicit synchronisation its partners idle and not capturing).
+bool record_completes_now(Stream* s);
+// Makes the event's most recent record a completed one (timestamp now),
+// without queueing anything. Reuses the event's last signal when nobody else
+// holds it.
+void complete_record_inline(Event* e);
 void sleep_op_delay();
 extern std::atomic<int> g_op_delay_us;
 
