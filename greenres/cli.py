@@ -1,6 +1,7 @@
 """The ``greenres`` command: ``info``, ``plan``, ``key`` and ``demo``.
 
-Exit codes: 0 success, 2 bad input (the message says what), 1 driver error.
+Exit codes: 0 success, 2 bad input (the message says what), 1 driver error (also: no
+driver could be loaded, or a check of ``demo`` failed).
 ``--device 0`` uses the loaded driver; ``--device sim:h100`` (or ``sim:8xh100``) installs
 the simulated driver first. With no ``--device`` and no driver on the machine, the CLI
 uses the simulated H100 and says so on stderr (the library itself never falls back).
@@ -170,8 +171,12 @@ def cmd_key(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from greenres.demo import run_demo
 
-    device = _device(args)
-    return run_demo(device, spec_path=args.spec, out=sys.stdout)
+    report = run_demo(_device(args), spec_path=args.spec)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(report.text())
+    return EXIT_OK if report.ok else EXIT_DRIVER_ERROR
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -179,7 +184,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="greenres",
         description="Partition NVIDIA GPUs with CUDA green contexts: inspect devices, plan "
         "partition specs, compute isolation keys, and run a demo pipeline.",
-        epilog="Exit codes: 0 success, 1 driver error, 2 bad input.",
+        epilog="Exit codes: 0 success, 1 driver error or failed demo check, 2 bad input.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -216,7 +221,17 @@ def _parser() -> argparse.ArgumentParser:
         "pipeline with handoffs and a captured graph, and report what happened.",
     )
     demo.add_argument("--spec", help="spec file to use instead of the built-in example")
+    demo.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
+
+
+def _driver_not_found_errors() -> tuple[type[BaseException], ...]:
+    """What cuda-bindings raises when it finds no libcuda.so.1 (cuda-pathfinder's error)."""
+    try:
+        from cuda.pathfinder import DynamicLibNotFoundError
+    except ImportError:  # cuda-bindings without cuda-pathfinder: it raises plain errors
+        return ()
+    return (DynamicLibNotFoundError,)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -231,6 +246,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except DriverError as error:
         print(f"greenres: driver error: {error}", file=sys.stderr)
+        return EXIT_DRIVER_ERROR
+    except _driver_not_found_errors() as error:
+        print(
+            f"greenres: no CUDA driver could be loaded ({error.__class__.__name__}); on a "
+            "machine without a GPU use --device sim:h100",
+            file=sys.stderr,
+        )
         return EXIT_DRIVER_ERROR
     except (GreenresError, ValueError, OSError) as error:
         print(f"greenres: error: {error}", file=sys.stderr)

@@ -13,17 +13,77 @@ replayed. Every step's data is checked, so an ordering bug shows up as a wrong n
 from __future__ import annotations
 
 import time
-from typing import TextIO
+from dataclasses import asdict, dataclass, field
 
 from cuda.bindings import driver as cu
 
 import greenres as gr
 
-__all__ = ["run_demo"]
+__all__ = ["DemoReport", "run_demo"]
 
 _WORDS = 1024  # 32-bit words per buffer
+_NBYTES = _WORDS * 4
 _STEPS = 8
 _REPLAYS = 8
+
+
+@dataclass
+class DemoReport:
+    """What the demo did and saw; ``ok`` when every check passed."""
+
+    device: str
+    sm_count: int
+    plan: str
+    stages: list[str]
+    partitions: list[dict] = field(default_factory=list)
+    steps: int = 0
+    handoffs: int = 0
+    wrong_steps: list[int] = field(default_factory=list)
+    graph_partition: str = ""
+    graph_nodes: int = 0
+    replays: int = 0
+    wrong_replays: list[int] = field(default_factory=list)
+    live_after_close: dict[str, int] | None = None
+    elapsed_ms: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.wrong_steps and not self.wrong_replays and not self.live_after_close
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "ok": self.ok}
+
+    def text(self) -> str:
+        """The report for a person."""
+
+        def verdict(wrong):
+            return "all data correct" if not wrong else f"WRONG DATA at {wrong}"
+
+        lines = [f"device: {self.device}, {self.sm_count} SMs", "", self.plan, ""]
+        lines.append(f"pipeline: {' -> '.join(self.stages)} -> host")
+        lines.append("created partitions (one split, disjoint):")
+        for part in self.partitions:
+            sms = part.get("sm_ids")
+            where = f"  SMs {sms[0]}..{sms[-1]}" if sms else ""
+            lines.append(
+                f"  {part['name']:<10} {part['sm_count']:>4} SMs  green context id "
+                f"{part['id']}{where}"
+            )
+        lines.append(
+            f"ran {self.steps} pipeline steps with {self.handoffs} handoffs: "
+            f"{verdict(self.wrong_steps)}"
+        )
+        lines.append(
+            f"captured the {self.graph_partition} step as a graph of {self.graph_nodes} node(s) on "
+            f"its partition's stream and replayed it {self.replays} times: "
+            f"{verdict(self.wrong_replays)}"
+        )
+        lines.append(f"closed the layout ({self.elapsed_ms:.1f} ms in all)")
+        if self.live_after_close is not None:
+            lines.append(
+                f"simulated driver: live objects after close: {self.live_after_close or 'none'}"
+            )
+        return "\n".join(lines)
 
 
 def _call(function, *args):
@@ -36,135 +96,122 @@ def _call(function, *args):
     return values[0] if len(values) == 1 else values
 
 
-def _example_spec():
+def example_spec() -> gr.PartitionSpec:
     """The built-in example: the same serving layout as examples/serving.toml."""
-    from greenres.spec import Partition, PartitionSpec
-
-    return PartitionSpec(
+    return gr.PartitionSpec(
         partitions=(
-            Partition("decode", sms=64, streams=2, priority=-1),
-            Partition("prefill", share=0.25, min_sms=16),
-            Partition("comm", sms=8),
-            Partition("batch"),
+            gr.Partition("decode", sms=64, streams=2, priority=-1),
+            gr.Partition("prefill", share=0.25, min_sms=16),
+            gr.Partition("comm", sms=8),
+            gr.Partition("batch"),
         ),
         remainder="batch",
     )
 
 
-def _load(spec_path):
-    from greenres.serialize import load_spec
-
-    return load_spec(spec_path) if spec_path else _example_spec()
-
-
-def _partition_line(part) -> str:
-    line = f"  {part.name:<10} {part.sm_count:>4} SMs  green context id {part.id}"
-    try:
-        from greenres import sim
-
-        if sim.is_installed():
-            ids = sim.green_context_sms(part.handle)
-            line += f"  SMs {ids[0]}..{ids[-1]}" if ids else ""
-    except ImportError:  # pragma: no cover - sim ships with the package
-        pass
-    return line
-
-
-def run_demo(device: gr.Device, spec_path: str | None, out: TextIO) -> int:
-    """Run the demo on ``device``; returns 0 when every check passed, 1 otherwise."""
-    spec = _load(spec_path)
-    plan = spec.plan(device.sm_facts())
-    print(f"device {device.ordinal}: {device.name}, {device.sm_count} SMs\n", file=out)
-    print(plan.explain(), file=out)
+def _stages(plan) -> list[str]:
     names = [p.name for p in plan.partitions]
     stages = [n for n in ("prefill", "decode", "comm") if n in names]
-    if len(stages) < 2:
-        stages = names[:3]
-    print(f"\npipeline: {' -> '.join(stages)} -> host", file=out)
+    return stages if len(stages) >= 2 else names[:3]
 
+
+def run_demo(device: gr.Device, spec_path: str | None = None) -> DemoReport:
+    """Run the demo on ``device`` with the spec at ``spec_path`` (default: the built-in
+    example); returns what happened. Raises PlanError when the spec does not fit, and
+    ValueError when it has fewer than two partitions (no pipeline to run)."""
+    spec = gr.load_spec(spec_path) if spec_path else example_spec()
+    if isinstance(spec, gr.ModalSpec):
+        spec = spec.modes[spec.default_mode]
+    plan = spec.plan(device.sm_facts())
+    stages = _stages(plan)
+    if len(stages) < 2:
+        raise ValueError(f"the demo needs a spec with at least 2 partitions (got {stages})")
+    report = DemoReport(device.name, device.sm_count, plan.explain(), stages)
     started = time.perf_counter()
     # Device memory is allocated the way any CUDA program does: in the primary context.
     primary = _call(cu.cuDevicePrimaryCtxRetain, device.ordinal)
     _call(cu.cuCtxPushCurrent, primary)
     try:
-        failures = _pipeline(device, plan, stages, out)
+        with gr.Layout.create(plan, device=device) as layout:
+            _describe_partitions(layout, report)
+            buffers = [_call(cu.cuMemAlloc, _NBYTES) for _ in stages]
+            try:
+                parts = [layout[name] for name in stages]
+                _run_steps(parts, buffers, report)
+                _run_graph(parts, buffers, report)
+            finally:
+                for buffer in buffers:
+                    _call(cu.cuMemFree, buffer)
     finally:
         _call(cu.cuCtxPopCurrent)
         _call(cu.cuDevicePrimaryCtxRelease, device.ordinal)
-    elapsed = (time.perf_counter() - started) * 1e3
-    print(f"closed the layout ({elapsed:.1f} ms in all)", file=out)
+    report.elapsed_ms = (time.perf_counter() - started) * 1e3
     from greenres import sim
 
     if sim.is_installed():
-        alive = {kind: n for kind, n in sim.live_objects().items() if n}
-        print(f"simulated driver: live objects after close: {alive or 'none'}", file=out)
-        failures += bool(alive)
-    return 0 if failures == 0 else 1
+        report.live_after_close = {kind: n for kind, n in sim.live_objects().items() if n}
+    return report
 
 
-def _pipeline(device: gr.Device, plan, stages: list[str], out: TextIO) -> int:
-    """Create the layout, run the steps and the graph replays; returns the failures."""
-    nbytes = _WORDS * 4
-    failures = 0
-    with gr.Layout.create(plan, device=device) as layout:
-        print("created partitions (one split, disjoint):", file=out)
-        for part in layout:
-            print(_partition_line(part), file=out)
-        buffers = [_call(cu.cuMemAlloc, nbytes) for _ in stages]
-        host = bytearray(nbytes)
-        try:
-            first, *rest = [layout[name] for name in stages]
-            for step in range(1, _STEPS + 1):
-                _call(cu.cuMemsetD32Async, buffers[0], step, _WORDS, first.stream.handle)
-                previous = first
-                for index, part in enumerate(rest, start=1):
-                    gr.handoff(previous.stream, part.stream)
-                    _call(
-                        cu.cuMemcpyDtoDAsync,
-                        buffers[index],
-                        buffers[index - 1],
-                        nbytes,
-                        part.stream.handle,
-                    )
-                    previous = part
-                _call(cu.cuMemcpyDtoHAsync, host, buffers[-1], nbytes, previous.stream.handle)
-                previous.stream.synchronize()
-                got = int.from_bytes(host[:4], "little")
-                if any(
-                    int.from_bytes(host[i : i + 4], "little") != step for i in range(0, nbytes, 4)
-                ):
-                    failures += 1
-                    print(f"  step {step}: WRONG DATA (first word {got})", file=out)
-            print(
-                f"ran {_STEPS} pipeline steps with {_STEPS * len(rest)} handoffs: "
-                f"{'all data correct' if not failures else f'{failures} wrong'}",
-                file=out,
+def _describe_partitions(layout, report: DemoReport) -> None:
+    from greenres import sim
+
+    for part in layout:
+        entry = {"name": part.name, "sm_count": part.sm_count, "id": part.id}
+        if sim.is_installed():
+            entry["sm_ids"] = list(sim.green_context_sms(part.handle))
+        report.partitions.append(entry)
+
+
+def _words_equal(host: bytearray, value: int) -> bool:
+    expected = value.to_bytes(4, "little") * _WORDS
+    return bytes(host) == expected
+
+
+def _run_steps(parts, buffers, report: DemoReport) -> None:
+    """Each step: the first stage writes, each next stage copies after a handoff, the last
+    copies to the host."""
+    host = bytearray(_NBYTES)
+    first, *rest = parts
+    for step in range(1, _STEPS + 1):
+        _call(cu.cuMemsetD32Async, buffers[0], step, _WORDS, first.stream.handle)
+        previous = first
+        for index, part in enumerate(rest, start=1):
+            gr.handoff(previous.stream, part.stream)
+            report.handoffs += 1
+            _call(
+                cu.cuMemcpyDtoDAsync,
+                buffers[index],
+                buffers[index - 1],
+                _NBYTES,
+                part.stream.handle,
             )
+            previous = part
+        _call(cu.cuMemcpyDtoHAsync, host, buffers[-1], _NBYTES, previous.stream.handle)
+        previous.stream.synchronize()
+        report.steps += 1
+        if not _words_equal(host, step):
+            report.wrong_steps.append(step)
 
-            decode = layout[stages[1]]
-            with gr.Graph() as graph:
-                with graph.capture(decode.stream):
-                    _call(
-                        cu.cuMemcpyDtoDAsync, buffers[1], buffers[0], nbytes, decode.stream.handle
-                    )
-                graph.instantiate()
-                for replay in range(1, _REPLAYS + 1):
-                    _call(
-                        cu.cuMemsetD32Async, buffers[0], 1000 + replay, _WORDS, first.stream.handle
-                    )
-                    gr.handoff(first.stream, decode.stream)
-                    graph.replay(decode.stream)
-                    _call(cu.cuMemcpyDtoHAsync, host, buffers[1], nbytes, decode.stream.handle)
-                    decode.stream.synchronize()
-                    if int.from_bytes(host[:4], "little") != 1000 + replay:
-                        failures += 1
-            print(
-                f"captured the {decode.name} step as a graph on its partition's stream and "
-                f"replayed it {_REPLAYS} times: "
-                f"{'all data correct' if not failures else 'WRONG DATA'}",
-                file=out,
-            )
-        finally:
-            for buffer in buffers:
-                _call(cu.cuMemFree, buffer)
-    return failures
+
+def _run_graph(parts, buffers, report: DemoReport) -> None:
+    """Capture the second stage's copy on its partition's stream; replay it after fresh
+    input, handing off from the first stage each time."""
+    host = bytearray(_NBYTES)
+    first, second = parts[0], parts[1]
+    report.graph_partition = second.name
+    with gr.Graph() as graph:
+        with graph.capture(second.stream):
+            _call(cu.cuMemcpyDtoDAsync, buffers[1], buffers[0], _NBYTES, second.stream.handle)
+        # count before instantiate: without keep_graph the graph itself is freed then
+        _, report.graph_nodes = _call(cu.cuGraphGetNodes, cu.CUgraph(graph.handle), 0)
+        graph.instantiate()
+        for replay in range(1, _REPLAYS + 1):
+            _call(cu.cuMemsetD32Async, buffers[0], 1000 + replay, _WORDS, first.stream.handle)
+            gr.handoff(first.stream, second.stream)
+            graph.replay(second.stream)
+            _call(cu.cuMemcpyDtoHAsync, host, buffers[1], _NBYTES, second.stream.handle)
+            second.stream.synchronize()
+            report.replays += 1
+            if not _words_equal(host, 1000 + replay):
+                report.wrong_replays.append(replay)

@@ -165,3 +165,28 @@ def test_unknown_simulated_profile_is_bad_input():
     result = run_cli("info", "--device", "sim:nosuchgpu")
     assert result.returncode == 2
     assert "nosuchgpu" in result.stderr
+
+
+@pytest.mark.sim_only
+def test_demo_json_reports_every_check():
+    import io
+    from contextlib import redirect_stdout
+
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert main(["demo", "--json"]) == 0
+    report = json.loads(out.getvalue())
+    assert report["ok"] is True
+    assert report["steps"] == 8 and report["wrong_steps"] == []
+    assert report["replays"] == 8 and report["wrong_replays"] == []
+    assert report["handoffs"] == report["steps"] * (len(report["stages"]) - 1)
+    ids = [set(p["sm_ids"]) for p in report["partitions"]]
+    assert all(not (a & b) for i, a in enumerate(ids) for b in ids[i + 1 :])
+
+
+@pytest.mark.sim_only
+def test_no_driver_with_a_device_ordinal_is_a_driver_error_not_a_traceback():
+    result = run_cli("info", "--device", "0")
+    assert result.returncode == 1
+    assert "no CUDA driver could be loaded" in result.stderr
+    assert "Traceback" not in result.stderr
