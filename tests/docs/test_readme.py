@@ -1,0 +1,31 @@
+"""The README's Python examples run as written (on the simulated H100, in a fresh process)."""
+
+import re
+from pathlib import Path
+
+import pytest
+from childprocess import run_python
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+
+pytestmark = pytest.mark.sim_only
+
+
+def test_the_readme_has_python_examples():
+    assert len(BLOCKS) >= 2
+
+
+@pytest.mark.parametrize("index", range(len(BLOCKS)))
+def test_readme_example_runs(index):
+    code = BLOCKS[index]
+    if "sim.install" not in code:
+        code = "import greenres.sim\ngreenres.sim.install('h100')\n" + code
+    # warnings as errors: an example that leaks a handle would warn ResourceWarning
+    run_python(code, GREENRES_SIM=None, PYTHONWARNINGS="error::ResourceWarning")
+
+
+def test_the_cuda_core_example_prints_132():
+    pytest.importorskip("cuda.core")
+    block = next(b for b in BLOCKS if "cuda.core" in b)
+    assert run_python(block, GREENRES_SIM=None).strip() == "132"
