@@ -33,6 +33,7 @@ from greenres.errors import (
     PlanError,
     SpecError,
     ThreadOwnershipError,
+    UsageError,
 )
 from greenres.facts import SmFacts
 from greenres.isolation import (
@@ -75,6 +76,7 @@ __all__ = [
     "SpecError",
     "Stream",
     "ThreadOwnershipError",
+    "UsageError",
     "__version__",
     "device_count",
     "driver_version",

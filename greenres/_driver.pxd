@@ -45,6 +45,11 @@ cdef extern from *:
     static inline uintptr_t greenres_thread_token(void) {
         return (uintptr_t)&greenres_tls_anchor;
     }
+    /* The Python thread ident (threading.get_ident()) of the calling thread; no GIL
+       needed. Kept only to name the thread in error messages. */
+    static inline unsigned long greenres_thread_ident(void) {
+        return PyThread_get_thread_ident();
+    }
 
     /* The owner word of a partition: 0 when free, else the owning thread's token. Only
        the owner writes the rest of the partition's hot state, so this one atomic is the
@@ -98,6 +103,7 @@ cdef extern from *:
         cydriver.CUgreenCtx, unsigned long long*) noexcept nogil
 
     uintptr_t greenres_thread_token() nogil
+    unsigned long greenres_thread_ident() nogil
     int greenres_claim(uintptr_t* owner, uintptr_t me) nogil
     uintptr_t greenres_owner(uintptr_t* owner) nogil
     void greenres_release(uintptr_t* owner) nogil
@@ -119,6 +125,7 @@ cdef struct PartState:
     cydriver.CUevent exit_event     # recorded on `stream`, waited by the caller's stream
     cydriver.CUevent fence_event    # recorded by Layout.switch
     uintptr_t owner
+    unsigned long owner_ident       # threading.get_ident() of the owner (for messages)
     int depth
     cydriver.CUstream from_streams[64]   # GREENRES_MAX_NESTING
     char has_from[64]

@@ -30,6 +30,7 @@ from greenres.errors import (
     DriverTooOldError,
     PlanError,
     ThreadOwnershipError,
+    UsageError,
 )
 
 # ----------------------------------------------------------------------------- errors
@@ -69,6 +70,37 @@ cdef int check(cydriver.CUresult err, const char* function) except -1 nogil:
 
 def _version_text(int version):
     return f"{version // 1000}.{version % 1000 // 10}"
+
+
+# ----------------------------------------------------------------------------- arguments
+# Validation at the public entry points, with messages that name the parameter, the rule
+# and the value. Cython's own coercions ("an integer is required", bint accepting any
+# object, int() of a float) are never relied on for user input.
+
+
+def _require_int(str name, value):
+    """``value`` as an int: ints and integer-like objects (``__index__``), never bools,
+    floats or strings."""
+    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+        raise TypeError(f"{name!r} must be an int (got {value!r})")
+    return value.__index__()
+
+
+def _require_bool(str name, value):
+    if not isinstance(value, bool):
+        raise TypeError(f"{name!r} must be a bool (got {value!r})")
+    return value
+
+
+cdef Device _device_of(str name, object device):
+    """A Device from a Device or an ordinal."""
+    if isinstance(device, Device):
+        return <Device>device
+    if isinstance(device, bool) or not hasattr(type(device), "__index__"):
+        raise TypeError(
+            f"{name!r} must be a device ordinal (int) or a greenres.Device (got {device!r})"
+        )
+    return Device(device.__index__())
 
 
 # ----------------------------------------------------------------------------- driver
@@ -171,8 +203,9 @@ cdef class Device:
     cdef readonly int ordinal
     cdef cydriver.CUdevice _device
 
-    def __init__(self, int ordinal=0):
+    def __init__(self, ordinal=0):
         cdef int count = 0
+        ordinal = _require_int("ordinal", ordinal)
         _ensure_init()
         check(cydriver.cuDeviceGetCount(&count), "cuDeviceGetCount")
         if ordinal < 0 or ordinal >= count:
@@ -345,6 +378,7 @@ cdef int enter_partition(PartState* p, cydriver.CUstream from_stream,
         if not greenres_claim(&p.owner, me):
             return OWNED_ELSEWHERE
         claimed = True
+        p.owner_ident = greenres_thread_ident()
     depth = p.depth
     if depth >= GREENRES_MAX_NESTING or greenres_stack_depth() >= GREENRES_MAX_NESTING:
         if claimed:
@@ -457,24 +491,41 @@ cdef int pooled_handoff(EventPool* pool, cydriver.CUstream src,
 # ----------------------------------------------------------------------------- helpers
 
 
-cdef cydriver.CUstream _stream_handle(object stream) except? NULL:
+_STREAM_FORMS = (
+    "a greenres.Stream, an object with __cuda_stream__, a cuda.bindings CUstream or an "
+    "int handle"
+)
+
+
+cdef cydriver.CUstream _stream_handle(object stream, str name="stream") except? NULL:
     """The CUstream of a greenres Stream, an object with ``__cuda_stream__``, a
-    cuda.bindings ``CUstream`` or a raw int handle."""
+    cuda.bindings ``CUstream`` or a raw int handle. Anything else (floats, bools, strings)
+    raises TypeError naming ``name`` and the accepted forms."""
+    cdef object value
     if isinstance(stream, Stream):
         return (<Stream>stream)._checked_handle()
     if type(stream) is int:  # the common raw-handle case, without an attribute lookup
-        return <cydriver.CUstream><uintptr_t>stream
-    protocol = getattr(stream, "__cuda_stream__", None)
-    if protocol is not None:
-        version_and_handle = protocol() if callable(protocol) else protocol
-        return <cydriver.CUstream><uintptr_t>int(version_and_handle[1])
-    try:
-        return <cydriver.CUstream><uintptr_t>int(stream)
-    except (TypeError, ValueError):
-        raise TypeError(
-            "a stream must be a greenres.Stream, an object with __cuda_stream__, or an int "
-            f"handle (got {type(stream).__name__})"
-        ) from None
+        value = stream
+    else:
+        protocol = getattr(stream, "__cuda_stream__", None)
+        if protocol is not None:
+            version_and_handle = protocol() if callable(protocol) else protocol
+            value = version_and_handle[1]
+            if not isinstance(value, bool) and hasattr(type(value), "__index__"):
+                value = value.__index__()
+        elif isinstance(stream, bool):
+            value = None
+        elif hasattr(type(stream), "__index__"):
+            value = stream.__index__()
+        elif type(stream).__module__.startswith("cuda.bindings"):
+            value = int(stream)  # CUstream and friends convert to their pointer value
+        else:
+            value = None
+        if type(value) is not int:
+            raise TypeError(f"{name!r} must be {_STREAM_FORMS} (got {stream!r})")
+    if value < 0:
+        raise ValueError(f"{name!r} must be a stream handle >= 0 (got {value!r})")
+    return <cydriver.CUstream><uintptr_t>value
 
 
 def _thread_rule_error(str name, int code):
@@ -489,18 +540,21 @@ def _thread_rule_error(str name, int code):
             "entered it"
         )
     if code == OUT_OF_ORDER:
-        return RuntimeError(
+        return UsageError(
             f"partition {name!r} is not the innermost partition entered on this thread; "
             "exit partitions in the reverse order of entering them"
         )
     if code == TOO_DEEP:
-        return RuntimeError(f"partitions nested deeper than {GREENRES_MAX_NESTING} levels")
+        return UsageError(
+            f"partition {name!r} cannot be entered: partitions are nested at most "
+            f"{GREENRES_MAX_NESTING} levels deep on one thread"
+        )
     if code == STACK_CHANGED:
-        return RuntimeError(
+        return UsageError(
             f"the context stack changed inside partition {name!r}: a context pushed inside "
             "it was not popped before exit"
         )
-    return RuntimeError(f"internal error {code}")
+    return UsageError(f"internal error {code}")
 
 
 cdef int _push_primary(cydriver.CUcontext primary) except -1:
@@ -529,11 +583,30 @@ cdef void _pop_if_current(cydriver.CUcontext ctx) noexcept:
         pass
 
 
+cdef bint _is_capturing(cydriver.CUstream stream) except -1:
+    cdef cydriver.CUstreamCaptureStatus status = cydriver.CU_STREAM_CAPTURE_STATUS_NONE
+    if stream == NULL:
+        return False
+    with nogil:
+        check(cydriver.cuStreamIsCapturing(stream, &status), "cuStreamIsCapturing")
+    return status == cydriver.CU_STREAM_CAPTURE_STATUS_ACTIVE
+
+
 cdef cydriver.CUevent _new_event(unsigned int flags) except? NULL:
     cdef cydriver.CUevent event = NULL
     with nogil:
         check(cydriver.cuEventCreate(&event, flags), "cuEventCreate")
     return event
+
+
+def _thread_name(unsigned long ident):
+    """``'name' (ident N)`` of a live Python thread, else ``ident N``."""
+    import threading
+
+    thread = threading._active.get(ident)
+    if thread is not None:
+        return f"{thread.name!r} (ident {ident})"
+    return f"ident {ident}"
 
 
 # ----------------------------------------------------------------------------- layout core
@@ -589,6 +662,21 @@ cdef class _LayoutCore:
         for i in range(self.count):
             if self.states[i] != NULL and greenres_owner(&self.states[i].owner) != 0:
                 return i
+        return -1
+
+    cdef int capturing_partition(self) except -2:
+        """The index of a partition one of whose streams is capturing, else -1."""
+        cdef int i
+        cdef PartState* s
+        for i in range(self.count):
+            s = self.states[i]
+            if s == NULL:
+                continue
+            if _is_capturing(s.stream):
+                return i
+            for handle in tuple(self.extra_streams[i]):
+                if _is_capturing(<cydriver.CUstream><uintptr_t>handle):
+                    return i
         return -1
 
     cdef void release(self) noexcept:
@@ -878,7 +966,7 @@ cdef class Layout:
             DriverError: when a driver call fails; nothing stays allocated.
             DriverTooOldError: for a structured plan on a driver older than 13.1.
         """
-        cdef Device dev = device if isinstance(device, Device) else Device(int(device))
+        cdef Device dev = _device_of("device", device)
         cdef _LayoutCore core
         cdef Layout layout
         cdef cydriver.CUdevice cu_device
@@ -988,6 +1076,7 @@ cdef class Layout:
     @property
     def names(self):
         """Partition names of the current mode."""
+        self._check_open()
         return tuple(self._by_name)
 
     @property
@@ -995,14 +1084,22 @@ cdef class Layout:
         """True after :meth:`close`."""
         return self._closed
 
+    cdef _unknown_mode(self, mode):
+        if self._mode is None:
+            return KeyError(
+                f"no mode {mode!r}: this layout has no modes (it was made from one Plan, "
+                "not a ModalPlan)"
+            )
+        modes = ", ".join(map(repr, self._modes))
+        return KeyError(f"no mode {mode!r}; modes: {modes}")
+
     def mode_partitions(self, mode):
         """The partitions of ``mode`` (without switching)."""
         self._check_open()
         try:
             return self._modes[mode]
-        except KeyError:
-            modes = ", ".join(map(repr, self._modes))
-            raise KeyError(f"no mode {mode!r}; modes: {modes}") from None
+        except (KeyError, TypeError):
+            raise self._unknown_mode(mode) from None
 
     def switch(self, mode):
         """Make ``mode`` current and return its partitions. O(1) in the driver: every mode was
@@ -1010,13 +1107,18 @@ cdef class Layout:
         the work queued so far on every stream of the old mode.
 
         Raises:
-            KeyError: for an unknown mode. RuntimeError: when a partition of the old mode is
-            entered on some thread.
+            KeyError: for an unknown mode (or any mode of a layout made from one Plan).
+            ThreadOwnershipError: when a partition of the old mode is entered on some
+            thread.
         """
         cdef GreenContext p
         self._check_open()
-        if mode not in self._modes:
-            raise KeyError(f"no mode {mode!r}; modes: {', '.join(map(repr, self._modes))}")
+        try:
+            known = mode in self._modes
+        except TypeError:  # unhashable
+            known = False
+        if not known:
+            raise self._unknown_mode(mode)
         if mode == self._mode:
             return self._current
         for p in self._current:
@@ -1045,13 +1147,18 @@ cdef class Layout:
             ) from None
 
     def __contains__(self, name):
-        return name in self._by_name
+        self._check_open()
+        try:
+            return name in self._by_name
+        except TypeError:  # unhashable: not a partition name
+            return False
 
     def __iter__(self):
         self._check_open()
         return iter(self._current)
 
     def __len__(self):
+        self._check_open()
         return len(self._current)
 
     def close(self):
@@ -1059,17 +1166,29 @@ cdef class Layout:
         and release the primary context. Idempotent.
 
         Raises:
-            ThreadOwnershipError: when a partition is entered on some thread; nothing is
-            destroyed then.
+            ThreadOwnershipError: when a partition is entered on some thread (a thread that
+                never exits pins its partition, and the layout cannot be closed).
+            UsageError: when a stream of the layout is capturing (destroying its green
+                context would invalidate the capture).
+            Nothing is destroyed when either is raised.
         """
+        cdef int busy
+        cdef unsigned long ident
         if self._closed:
             return
+        parts = [p for parts in self._modes.values() for p in parts]
         busy = self._core.busy_partition()
         if busy >= 0:
-            names = [p.name for parts in self._modes.values() for p in parts]
+            ident = self._core.states[busy].owner_ident
             raise ThreadOwnershipError(
-                f"partition {names[busy]!r} is entered on a thread; exit it before closing "
-                "the layout"
+                f"partition {(<GreenContext>parts[busy]).name!r} is entered on thread "
+                f"{_thread_name(ident)}; exit it on that thread before closing the layout"
+            )
+        capturing = self._core.capturing_partition()
+        if capturing >= 0:
+            raise UsageError(
+                f"a stream of partition {(<GreenContext>parts[capturing]).name!r} is "
+                "capturing; end the capture (or abort it) before closing the layout"
             )
         for parts in self._modes.values():
             for p in parts:
@@ -1241,10 +1360,17 @@ cdef class GreenContext:
         self._check_open()
         return (self._stream, *self._extra_streams)
 
-    def create_stream(self, int priority=0):
+    def create_stream(self, priority=0):
         """A new non-blocking stream of this partition. Lower numbers are higher priority
         (the driver clamps to its range; :attr:`Stream.priority` tells the result). Closed
-        with the layout at the latest."""
+        with the layout at the latest.
+
+        Raises:
+            TypeError: when ``priority`` is not an int.
+        """
+        priority = _require_int("priority", priority)
+        if not -2**31 <= priority < 2**31:
+            raise ValueError(f"'priority' must fit in a C int (got {priority!r})")
         self._check_open()
         return self._make_stream(priority)
 
@@ -1271,7 +1397,7 @@ cdef class GreenContext:
         cdef PartState* s
         self._check_open()
         if not resolve:
-            caller = _stream_handle(from_stream)
+            caller = _stream_handle(from_stream, "from_stream")
         s = self._state()
         with nogil:
             code = enter_partition(s, caller, resolve)
@@ -1319,13 +1445,18 @@ cdef class GreenContext:
             raise _thread_rule_error(self.name, code)
         return False
 
+    cdef tuple _live_extra_streams(self):
+        """Every live stream of the partition but the default one: those the plan asked
+        for and those made by :meth:`create_stream` (the core tracks both)."""
+        return tuple(self._core.extra_streams[self._index])
+
     cdef int _fence_record(self) except -1:
         cdef PartState* s = self._state()
-        cdef Stream st
-        # Extra streams join the default stream first, so one fence event covers them all.
-        for st in self._extra_streams:
-            if not st._closed:
-                pooled_or_temporary_handoff(self._core, st._handle, s.stream)
+        # Every other live stream joins the default stream first, so one fence event
+        # covers all the partition's work.
+        for handle in self._live_extra_streams():
+            pooled_or_temporary_handoff(self._core, <cydriver.CUstream><uintptr_t>handle,
+                                        s.stream)
         with nogil:
             check(cydriver.cuEventRecord(s.fence_event, s.stream), "cuEventRecord")
         return 0
@@ -1333,14 +1464,13 @@ cdef class GreenContext:
     cdef int _fence_wait(self, GreenContext old) except -1:
         cdef PartState* s = self._state()
         cdef cydriver.CUevent event = old._state().fence_event
-        cdef Stream st
+        cdef cydriver.CUstream extra
         with nogil:
             check(cydriver.cuStreamWaitEvent(s.stream, event, 0), "cuStreamWaitEvent")
-        for st in self._extra_streams:
-            if not st._closed:
-                with nogil:
-                    check(cydriver.cuStreamWaitEvent(st._handle, event, 0),
-                          "cuStreamWaitEvent")
+        for handle in self._live_extra_streams():
+            extra = <cydriver.CUstream><uintptr_t>handle
+            with nogil:
+                check(cydriver.cuStreamWaitEvent(extra, event, 0), "cuStreamWaitEvent")
         return 0
 
     def isolation_key(self, schema, **kwargs):
@@ -1387,8 +1517,9 @@ cdef int pooled_or_temporary_handoff(_LayoutCore core, cydriver.CUstream src,
     cdef cydriver.CUcontext current = NULL
     check(cydriver.cuCtxGetCurrent(&current), "cuCtxGetCurrent")
     if current == NULL:
-        raise ValueError(
-            "handoff between streams that are not greenres streams needs a current context"
+        raise UsageError(
+            "handoff between streams that are not greenres streams needs a current context "
+            "(no context is current on this thread)"
         )
     with nogil:
         check(cydriver.cuEventCreate(&event, cydriver.CU_EVENT_DISABLE_TIMING), "cuEventCreate")
@@ -1410,8 +1541,8 @@ def handoff(src, dst):
     handles. Foreign streams only (no greenres Stream on either side) use a temporary event
     of the current context.
     """
-    cdef cydriver.CUstream s = _stream_handle(src)
-    cdef cydriver.CUstream d = _stream_handle(dst)
+    cdef cydriver.CUstream s = _stream_handle(src, "src")
+    cdef cydriver.CUstream d = _stream_handle(dst, "dst")
     cdef _LayoutCore core = None
     if isinstance(src, Stream):
         core = (<Stream>src)._core
@@ -1494,7 +1625,9 @@ cdef class Stream:
 
     def wait(self, other):
         """This stream waits for the work queued on ``other`` so far (see :func:`handoff`)."""
-        handoff(other, self)
+        cdef cydriver.CUstream src = _stream_handle(other, "other")
+        cdef cydriver.CUstream dst = self._checked_handle()
+        pooled_or_temporary_handoff(self._core, src, dst)
 
     def close(self):
         """Destroy a stream made by :meth:`GreenContext.create_stream`. Idempotent. The
@@ -1570,8 +1703,9 @@ cdef class Event:
         self._retained = False
         self._closed = True
 
-    def __init__(self, bint timing=False, device=0):
-        cdef Device dev = device if isinstance(device, Device) else Device(int(device))
+    def __init__(self, timing=False, device=0):
+        timing = _require_bool("timing", timing)
+        cdef Device dev = _device_of("device", device)
         cdef cydriver.CUcontext primary = NULL
         cdef unsigned int flags = 0 if timing else cydriver.CU_EVENT_DISABLE_TIMING
         self._device = dev._device
@@ -1621,7 +1755,7 @@ cdef class Event:
     def record(self, stream):
         """Record the work queued on ``stream`` so far (stream-level: capture-safe)."""
         cdef cydriver.CUevent e = self._checked()
-        cdef cydriver.CUstream s = _stream_handle(stream)
+        cdef cydriver.CUstream s = _stream_handle(stream, "stream")
         with nogil:
             check(cydriver.cuEventRecord(e, s), "cuEventRecord")
         return self
@@ -1629,7 +1763,7 @@ cdef class Event:
     def wait(self, stream):
         """Make ``stream`` wait for the work this event recorded."""
         cdef cydriver.CUevent e = self._checked()
-        cdef cydriver.CUstream s = _stream_handle(stream)
+        cdef cydriver.CUstream s = _stream_handle(stream, "stream")
         with nogil:
             check(cydriver.cuStreamWaitEvent(s, e, 0), "cuStreamWaitEvent")
 
@@ -1650,12 +1784,14 @@ cdef class Event:
         with nogil:
             check(cydriver.cuEventSynchronize(e), "cuEventSynchronize")
 
-    def elapsed_time(self, Event end not None):
+    def elapsed_time(self, end):
         """Milliseconds between this event and ``end`` (both recorded, both ``timing``)."""
+        if not isinstance(end, Event):
+            raise TypeError(f"'end' must be a greenres.Event (got {end!r})")
         cdef cydriver.CUevent start = self._checked()
-        cdef cydriver.CUevent stop = end._checked()
+        cdef cydriver.CUevent stop = (<Event>end)._checked()
         cdef float ms = 0
-        if not (self.timing and end.timing):
+        if not (self.timing and (<Event>end).timing):
             raise ValueError("elapsed_time needs two events created with timing=True")
         with nogil:
             check(cydriver.cuEventElapsedTime(&ms, start, stop), "cuEventElapsedTime")
@@ -1760,7 +1896,7 @@ cdef class GraphPool:
         self._close_requested = False
 
     def __init__(self, device=0):
-        cdef Device dev = device if isinstance(device, Device) else Device(int(device))
+        cdef Device dev = _device_of("device", device)
         self.device = dev.ordinal
         self._device = dev._device
         with nogil:
@@ -1777,7 +1913,7 @@ cdef class GraphPool:
     def closed(self):
         return self._freed
 
-    def allocate(self, size_t nbytes):
+    def allocate(self, nbytes):
         """A :class:`DeviceBuffer` of at least ``nbytes`` bytes (rounded up to 512), reusing
         a freed block of the same size when there is one. Safe while capturing: the
         allocation switches this thread to the relaxed capture mode around ``cuMemAlloc``."""
@@ -1785,10 +1921,11 @@ cdef class GraphPool:
         cdef size_t size
         cdef cydriver.CUstreamCaptureMode mode = cydriver.CU_STREAM_CAPTURE_MODE_RELAXED
         cdef cydriver.CUresult err = cydriver.CUDA_SUCCESS
+        nbytes = _require_int("nbytes", nbytes)
+        if nbytes <= 0:
+            raise ValueError(f"'nbytes' must be > 0 (got {nbytes!r})")
         if self._freed or self._close_requested:
             raise ClosedError("the graph pool is closed")
-        if nbytes == 0:
-            raise ValueError("'nbytes' must be > 0 (got 0)")
         size = (nbytes + _POOL_GRANULE - 1) // _POOL_GRANULE * _POOL_GRANULE
         free_list = self._free_lists.get(size)
         if free_list:
@@ -1861,6 +1998,12 @@ cdef class GraphPool:
                 pass
 
     def __dealloc__(self):
+        if not self._freed and not self._close_requested:
+            try:
+                warnings.warn("unclosed greenres.GraphPool: call close()", ResourceWarning,
+                              source=None)
+            except BaseException:
+                pass
         self._free_memory()
 
     def __repr__(self):
@@ -1873,6 +2016,15 @@ _CAPTURE_MODES = {
     "thread_local": cydriver.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL,
     "relaxed": cydriver.CU_STREAM_CAPTURE_MODE_RELAXED,
 }
+
+
+cdef cydriver.CUstreamCaptureMode _capture_mode(object mode) except *:
+    try:
+        return _CAPTURE_MODES[mode]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"'mode' must be one of {', '.join(map(repr, _CAPTURE_MODES))} (got {mode!r})"
+        ) from None
 
 
 class _Capture:
@@ -1918,6 +2070,7 @@ cdef class Graph:
     cdef bint _capturing
     cdef bint _closed
     cdef bint _orphaned        # its layout was closed under it
+    cdef bint _owns_pool       # the pool was made by pool(): closed with the graph
     cdef readonly bint keep_graph
     cdef object __weakref__
 
@@ -1927,11 +2080,17 @@ cdef class Graph:
         self._capturing = False
         self._closed = False
         self._orphaned = False
+        self._owns_pool = False
 
-    def __init__(self, bint keep_graph=False, GraphPool pool=None):
-        self.keep_graph = keep_graph
+    def __init__(self, keep_graph=False, pool=None):
+        self.keep_graph = _require_bool("keep_graph", keep_graph)
         if pool is not None:
-            pool._add_user()
+            if not isinstance(pool, GraphPool):
+                raise TypeError(
+                    f"'pool' must be a greenres.GraphPool (another graph's pool()) or None "
+                    f"(got {pool!r})"
+                )
+            (<GraphPool>pool)._add_user()
             self._pool = pool
 
     cdef int _check_open(self) except -1:
@@ -1944,7 +2103,8 @@ cdef class Graph:
 
     def pool(self):
         """The graph's :class:`GraphPool` (made on first call): pass it as ``pool=`` to
-        other graphs to share memory with this one."""
+        other graphs to share memory with this one. A pool made here is closed with this
+        graph (its memory lives until the last graph using it is closed)."""
         self._check_open()
         if self._pool is None:
             device = 0
@@ -1953,9 +2113,20 @@ cdef class Graph:
             p = GraphPool(device)
             p._add_user()
             self._pool = p
+            self._owns_pool = True
         return self._pool
 
-    def allocate(self, size_t nbytes):
+    cdef void _leave_pool(self) noexcept:
+        if self._pool is None:
+            return
+        try:
+            if self._owns_pool:
+                self._pool._close_requested = True
+            self._pool._drop_user()
+        except BaseException:
+            pass
+
+    def allocate(self, nbytes):
         """Device memory from this graph's pool (see :meth:`GraphPool.allocate`); usable
         during capture."""
         return self.pool().allocate(nbytes)
@@ -1988,24 +2159,25 @@ cdef class Graph:
 
         ``mode``: the capture mode, ``"thread_local"`` (default), ``"global"`` or
         ``"relaxed"``."""
+        _capture_mode(mode)
+        _stream_handle(stream, "stream")
         return _Capture(self, stream, mode)
 
     def capture_begin(self, stream, mode="thread_local"):
-        """Begin capturing ``stream`` (``cuStreamBeginCapture``)."""
+        """Begin capturing ``stream`` (``cuStreamBeginCapture``).
+
+        Raises:
+            UsageError: when the graph is capturing or holds a capture (``reset()`` first).
+        """
         cdef cydriver.CUstream s
         cdef cydriver.CUstreamCaptureMode cmode
         self._check_open()
+        cmode = _capture_mode(mode)
+        s = _stream_handle(stream, "stream")
         if self._capturing:
-            raise RuntimeError("the graph is already capturing")
+            raise UsageError("the graph is already capturing: call capture_end() first")
         if self._graph != NULL or self._exec != NULL:
-            raise RuntimeError("the graph holds a capture: call reset() before capturing again")
-        try:
-            cmode = _CAPTURE_MODES[mode]
-        except KeyError:
-            raise ValueError(
-                f"'mode' must be one of {', '.join(map(repr, _CAPTURE_MODES))} (got {mode!r})"
-            ) from None
-        s = _stream_handle(stream)
+            raise UsageError("the graph holds a capture: call reset() before capturing again")
         with nogil:
             check(cydriver.cuStreamBeginCapture(s, cmode), "cuStreamBeginCapture")
         self._stream = s
@@ -2021,7 +2193,7 @@ cdef class Graph:
         cdef cydriver.CUstream s = self._stream
         self._check_open()
         if not self._capturing:
-            raise RuntimeError("the graph is not capturing")
+            raise UsageError("the graph is not capturing: call capture_begin() first")
         self._capturing = False
         with nogil:
             check(cydriver.cuStreamEndCapture(s, &graph), "cuStreamEndCapture")
@@ -2044,8 +2216,10 @@ cdef class Graph:
         self._check_open()
         if self._exec != NULL:
             return self
+        if self._capturing:
+            raise UsageError("the graph is still capturing: call capture_end() first")
         if graph == NULL:
-            raise RuntimeError("nothing captured: use capture() first")
+            raise UsageError("nothing captured: use capture() first")
         with nogil:
             check(cydriver.cuGraphInstantiate(&exec_, graph, 0), "cuGraphInstantiate")
         self._exec = exec_
@@ -2063,7 +2237,7 @@ cdef class Graph:
         self._check_open()
         if self._exec == NULL:
             self.instantiate()
-        s = self._stream if stream is None else _stream_handle(stream)
+        s = self._stream if stream is None else _stream_handle(stream, "stream")
         exec_ = self._exec
         with nogil:
             check(cydriver.cuGraphLaunch(exec_, s), "cuGraphLaunch")
@@ -2102,8 +2276,7 @@ cdef class Graph:
             self._abort_capture()
         self._release_native()
         self._closed = True
-        if self._pool is not None:
-            self._pool._drop_user()
+        self._leave_pool()
 
     def __enter__(self):
         return self
@@ -2120,22 +2293,10 @@ cdef class Graph:
                 except BaseException:
                     pass
             self._release_native()
-            if self._pool is not None:
-                try:
-                    self._pool._drop_user()
-                except BaseException:
-                    pass
+            self._leave_pool()
 
     def __repr__(self):
         state = ("closed" if self._closed else "capturing" if self._capturing
                  else "instantiated" if self._exec != NULL
                  else "captured" if self._graph != NULL else "empty")
         return f"<greenres.Graph {state}>"
-
-
-# ----------------------------------------------------------------------------- introspection
-
-
-def _thread_depth():
-    """Partitions entered on this thread (for tests)."""
-    return greenres_stack_depth()

@@ -15,6 +15,7 @@ __all__ = [
     "PlanError",
     "SpecError",
     "ThreadOwnershipError",
+    "UsageError",
 ]
 
 
@@ -62,3 +63,9 @@ class ClosedError(GreenresError, ValueError):
 class ThreadOwnershipError(GreenresError, RuntimeError):
     """A partition was entered on one thread while current on another, or exited on a
     thread that did not enter it. The driver does no locking, so greenres refuses."""
+
+
+class UsageError(GreenresError, RuntimeError):
+    """An operation was called in a state that does not allow it (exiting partitions out
+    of order, ending a capture that was never begun, closing a layout while one of its
+    streams is capturing, ...). The object is unchanged and still usable."""

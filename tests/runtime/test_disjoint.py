@@ -1,4 +1,8 @@
-"""Disjointness: no SM in two partitions of one layout, for every profile and many sizes."""
+"""Disjointness: no SM in two partitions of one layout, for every profile and many sizes.
+
+SM ids are only visible in the simulator (``sim_only``); on a real GPU the ``gpu`` tests
+check what the driver reports: every partition has its planned count, and together they
+fit on the device."""
 
 import pytest
 from childprocess import run_python
@@ -10,7 +14,7 @@ import greenres
 from greenres.devices import DEVICE_PROFILES
 from greenres.spec import Partition, PartitionSpec
 
-pytestmark = [pytest.mark.gpu, pytest.mark.sim_only]
+pytestmark = pytest.mark.gpu
 
 
 def _check_layout(layout, sim):
@@ -24,6 +28,26 @@ def _check_layout(layout, sim):
     assert len(owned) <= greenres.Device(0).sm_count
 
 
+def _check_counts(layout, plan=None):
+    """What a real GPU shows: planned counts, and a total that fits on the device."""
+    for part in layout:
+        assert part.sm_resource.count == part.sm_count
+        if plan is not None:
+            assert part.sm_count == plan[part.name].sm_count
+    assert sum(p.sm_count for p in layout) <= greenres.Device(0).sm_count
+
+
+def _three_sizes():
+    unit = greenres.Device(0).sm_facts().group_size()
+    return {"a": unit, "b": 3 * unit, "c": 2 * unit}
+
+
+def test_partitions_of_one_layout_have_their_counts():
+    with layout_of(_three_sizes()) as layout:
+        _check_counts(layout)
+
+
+@pytest.mark.sim_only
 def test_partitions_of_one_layout_are_disjoint(sim):
     f = greenres.Device(0).sm_facts()
     unit = f.group_size()
@@ -35,7 +59,9 @@ def test_partitions_of_one_layout_are_disjoint(sim):
 @settings(max_examples=25, deadline=None)
 @given(data=st.data())
 def test_hypothesis_sizes_are_disjoint_and_as_planned(data):
-    import greenres.sim as sim
+    sim = None
+    if SIM:
+        import greenres.sim as sim
 
     device = greenres.Device(0)
     f = device.sm_facts()
@@ -55,11 +81,12 @@ def test_hypothesis_sizes_are_disjoint_and_as_planned(data):
     )
     plan = spec.plan(device, mechanism="groups")
     with layout_of(plan) as layout:
-        for planned in plan.partitions:
-            assert layout[planned.name].sm_count == planned.sm_count
-        _check_layout(layout, sim)
+        _check_counts(layout, plan)
+        if sim is not None:  # SM ids: only the simulator shows them
+            _check_layout(layout, sim)
 
 
+@pytest.mark.sim_only
 def test_structured_split_is_disjoint_when_available(sim):
     device = greenres.Device(0)
     f = device.sm_facts()
@@ -77,22 +104,66 @@ def test_structured_split_is_disjoint_when_available(sim):
         _check_layout(layout, sim)
 
 
-def test_one_split_per_layout(sim):
+_SPLITS = ("cuDevSmResourceSplitByCount", "cuDevSmResourceSplit")
+
+
+@pytest.mark.sim_only
+@pytest.mark.parametrize("remainder", ["drop", "own", "a"])
+@pytest.mark.parametrize("mechanism", ["groups", "structured"])
+def test_exactly_one_split_per_layout(sim, mechanism, remainder):
+    """All partitions come from ONE split call (the same-split rule); in particular the
+    remainder is never split again: the only split's input is the device resource, and
+    its remainder is an output of that call."""
+    device = greenres.Device(0)
+    if mechanism == "structured" and not device.sm_facts().structured_split:
+        pytest.skip("the driver has no structured split")
     spec = PartitionSpec(
-        partitions=(Partition("a", sms=16), Partition("b", sms=16), Partition("c", sms=16))
+        partitions=(Partition("a", sms=16), Partition("b", sms=16), Partition("c", sms=16)),
+        remainder=remainder,
     )
-    plan = spec.plan(greenres.Device(0), mechanism="groups")
+    plan = spec.plan(device, mechanism=mechanism)  # planning measures with splits: before
+    sim.reset_call_counts()
+    with layout_of(plan) as layout:
+        counts = sim.call_counts(*_SPLITS, "cuGreenCtxCreate")
+        _check_layout(layout, sim)
+    used = "cuDevSmResourceSplit" if mechanism == "structured" else "cuDevSmResourceSplitByCount"
+    assert counts[used] == 1
+    assert sum(counts[f] for f in _SPLITS) == 1
+    assert counts["cuGreenCtxCreate"] == len(plan.partitions)
+
+
+@pytest.mark.sim_only
+def test_one_split_per_mode(sim):
+    from greenres.spec import ModalSpec
+
+    spec = ModalSpec(
+        modes={
+            "x": PartitionSpec(partitions=(Partition("p", sms=16), Partition("q", sms=32))),
+            "y": PartitionSpec(partitions=(Partition("p", sms=32), Partition("q", sms=16))),
+        }
+    )
+    plan = spec.plan(greenres.Device(0))
     sim.reset_call_counts()
     with layout_of(plan):
-        counts = sim.call_counts("cuDevSmResourceSplitByCount", "cuGreenCtxCreate")
-    assert counts == {"cuDevSmResourceSplitByCount": 1, "cuGreenCtxCreate": 3}
+        counts = sim.call_counts(*_SPLITS)
+    assert sum(counts.values()) == 2
 
 
+def test_two_layouts_have_their_counts():
+    with layout_of({"a": 64}) as first, layout_of({"b": 64}) as second:
+        _check_counts(first)
+        _check_counts(second)
+
+
+@pytest.mark.sim_only
 def test_two_layouts_may_overlap_but_each_is_disjoint(sim):
-    """DRIVER_FACTS: two independent splits can hand out the same SMs."""
+    """DRIVER_FACTS: two independent splits can hand out the same SMs (and do here)."""
     with layout_of({"a": 64}) as first, layout_of({"b": 64}) as second:
         _check_layout(first, sim)
         _check_layout(second, sim)
+        a = set(sim.green_context_sms(first["a"].handle))
+        b = set(sim.green_context_sms(second["b"].handle))
+        assert a & b, "two splits gave disjoint SMs: the trap was not reproduced"
 
 
 _CHILD = r"""
@@ -124,6 +195,7 @@ print("ok", f.device_name, f.sm_count)
 """
 
 
+@pytest.mark.sim_only
 @pytest.mark.skipif(not SIM, reason="profiles are simulated devices")
 @pytest.mark.parametrize("profile", sorted(DEVICE_PROFILES))
 def test_every_profile_in_its_own_process(profile):

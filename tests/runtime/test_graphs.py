@@ -31,6 +31,20 @@ def test_replay_produces_the_captured_work(memory):
             g.replay()
 
 
+def test_replay_on_another_partitions_stream_gives_the_captured_work(memory):
+    with layout_of({"a": 16, "b": 16}) as layout:
+        a, b = layout["a"], layout["b"]
+        x = memory.alloc(N)
+        g = Graph()
+        with g.capture(a.stream):
+            memset(x, 1, N, a.stream)
+            memset(x, 2, N, a.stream)
+        g.replay(b.stream)
+        b.stream.synchronize()
+        assert read(x, N) == bytes([2]) * N
+        g.close()
+
+
 @pytest.mark.sim_only
 def test_nodes_carry_the_partition_even_when_replayed_elsewhere(memory, sim):
     if greenres.driver_version() < 13000:
@@ -138,6 +152,29 @@ def test_pool_memory_freed_when_the_last_user_goes(sim):
         other.close()  # the last user: memory freed
         assert sim.live_objects()["allocation"] == before
         assert pool.closed and buf.pool is pool
+
+
+def test_enter_exit_and_handoff_inside_a_capture(memory):
+    """What a real GPU shows of the capture-unsafe-call trap: a capture with enter/exit
+    and handoff inside ends successfully (a green-context event call would invalidate it)
+    and its replay produces the data."""
+    with layout_of({"a": 16, "b": 16}) as layout:
+        a, b = layout["a"], layout["b"]
+        x, y = memory.alloc(N), memory.alloc(N)
+        g = Graph()
+        with g.capture(a.stream):
+            memset(x, 6, N, a.stream)
+            with b.enter(from_stream=a.stream):
+                copy(y, x, N, b.stream)
+            greenres.handoff(a.stream, b.stream)
+            greenres.handoff(b.stream, a.stream)
+        assert g.captured
+        memset(y, 0, N, a.stream)
+        a.stream.synchronize()
+        g.replay()
+        a.stream.synchronize()
+        assert read(y, N) == bytes([6]) * N
+        g.close()
 
 
 @pytest.mark.sim_only

@@ -8,7 +8,7 @@ import pytest
 from rthelpers import layout_of, live
 
 import greenres
-from greenres import DriverError, Layout, ThreadOwnershipError
+from greenres import DriverError, Graph, GraphPool, Layout, ThreadOwnershipError, UsageError
 
 pytestmark = pytest.mark.gpu
 
@@ -47,7 +47,6 @@ def test_destroy_order_streams_before_green_contexts(sim):
 
 @pytest.mark.sim_only
 def test_primary_context_retained_first_and_released_last(sim):
-    plan = greenres.Layout  # noqa: F841  (keeps the import used)
     sim.reset_call_counts()
     with layout_of({"a": 16}):
         counts = sim.call_counts("cuDevicePrimaryCtxRetain", "cuDevicePrimaryCtxRelease")
@@ -117,11 +116,12 @@ def test_close_while_entered_on_another_thread_raises():
             entered.set()
             release.wait()
 
-    t = threading.Thread(target=hold)
+    t = threading.Thread(target=hold, name="holder")
     t.start()
     entered.wait()
     try:
-        with pytest.raises(ThreadOwnershipError):
+        # the message names the partition and the thread that pins it
+        with pytest.raises(ThreadOwnershipError, match=r"'a' is entered on thread 'holder'"):
             layout.close()
     finally:
         release.set()
@@ -203,3 +203,144 @@ def test_fault_in_enter_and_exit_keeps_state_consistent(sim, primary):
         assert a.entered  # still entered: exit again
         a.exit()
         assert not a.entered
+
+
+def test_close_with_created_streams_raises_nothing_and_leaves_no_error(primary):
+    """The destroy-order trap, as far as a real GPU shows it: closing a layout whose
+    partitions have create_stream() streams raises nothing, and the device is fine."""
+    from cuda.bindings import driver as cu
+    from rthelpers import ok
+
+    layout = Layout.create({"a": 16, "b": 16})
+    extra = [part.create_stream() for part in layout for _ in range(2)]
+    for s in extra:
+        s.synchronize()
+    layout.close()
+    assert all(s.closed for s in extra)
+    for s in extra:
+        s.close()  # idempotent, no driver call on a destroyed stream
+    ok(cu.cuCtxSynchronize())
+    with layout_of({"a": 16}) as again:
+        again["a"].stream.synchronize()
+
+
+@pytest.mark.sim_only
+def test_destroy_order_leaves_no_stream_used_after_its_green_context(sim):
+    layout = Layout.create({"a": 16, "b": 16})
+    extra = [part.create_stream() for part in layout]
+    layout.close()
+    del extra
+    gc.collect()
+    assert not [h for h in sim.hazards() if h.startswith("stream_used_after_green_ctx_destroyed")]
+
+
+@pytest.mark.sim_only
+def test_destroying_the_green_context_first_is_seen(sim):
+    """Control for the test above: the wrong order, in a raw cuda.bindings sequence,
+    makes the simulator report the hazard, so that check can fail."""
+    from cuda.bindings import driver as cu
+    from rthelpers import ok
+
+    ok(cu.cuInit(0))
+    device = ok(cu.cuDeviceGet(0))
+    primary = ok(cu.cuDevicePrimaryCtxRetain(device))
+    try:
+        resource = ok(
+            cu.cuDeviceGetDevResource(device, cu.CUdevResourceType.CU_DEV_RESOURCE_TYPE_SM)
+        )
+        desc = ok(cu.cuDevResourceGenerateDesc([resource], 1))
+        green = ok(
+            cu.cuGreenCtxCreate(desc, device, cu.CUgreenCtxCreate_flags.CU_GREEN_CTX_DEFAULT_STREAM)
+        )
+        stream = ok(cu.cuGreenCtxStreamCreate(green, cu.CUstream_flags.CU_STREAM_NON_BLOCKING, 0))
+        ok(cu.cuGreenCtxDestroy(green))  # wrong: the stream is still alive
+        cu.cuStreamSynchronize(stream)  # any use of the detached stream
+        cu.cuStreamDestroy(stream)
+    finally:
+        ok(cu.cuDevicePrimaryCtxRelease(device))
+    assert [h for h in sim.hazards() if h.startswith("stream_used_after_green_ctx_destroyed")]
+    del primary
+
+
+@pytest.mark.sim_only
+def test_primary_context_is_alive_before_the_first_green_context(sim):
+    """DRIVER_FACTS: have the primary context alive before cuGreenCtxCreate. The layout
+    retains it first, so the simulator sees no green context made without it."""
+    assert live(sim).get("primary_context", 0) == 0, "another test left it retained"
+    with layout_of({"a": 16, "b": 16}):
+        pass
+    assert not [h for h in sim.hazards() if h.startswith("green_ctx_created_without_primary_ctx")]
+
+
+@pytest.mark.sim_only
+def test_green_context_without_primary_is_seen(sim):
+    """Control for the test above: a raw green context with no primary context alive is
+    reported, so that check can fail."""
+    from cuda.bindings import driver as cu
+    from rthelpers import ok
+
+    assert live(sim).get("primary_context", 0) == 0
+    ok(cu.cuInit(0))
+    device = ok(cu.cuDeviceGet(0))
+    resource = ok(cu.cuDeviceGetDevResource(device, cu.CUdevResourceType.CU_DEV_RESOURCE_TYPE_SM))
+    desc = ok(cu.cuDevResourceGenerateDesc([resource], 1))
+    green = ok(
+        cu.cuGreenCtxCreate(desc, device, cu.CUgreenCtxCreate_flags.CU_GREEN_CTX_DEFAULT_STREAM)
+    )
+    ok(cu.cuGreenCtxDestroy(green))
+    assert [h for h in sim.hazards() if h.startswith("green_ctx_created_without_primary_ctx")]
+
+
+def test_close_while_capturing_raises_and_keeps_the_capture(memory):
+    """cuGreenCtxDestroy invalidates captures in progress: close refuses instead, for the
+    default stream and for create_stream() streams alike, and destroys nothing."""
+    from rthelpers import memset, read
+
+    n = 1024
+    layout = Layout.create({"a": 16})
+    a = layout["a"]
+    x = memory.alloc(n)
+    for stream in (a.stream, a.create_stream()):
+        g = Graph()
+        g.capture_begin(stream)
+        memset(x, 3, n, stream)
+        with pytest.raises(UsageError, match="partition 'a' is capturing"):
+            layout.close()
+        assert not layout.closed and not a.closed
+        g.capture_end()  # the capture is intact
+        memset(x, 0, n, stream)
+        g.replay()
+        stream.synchronize()
+        assert read(x, n) == bytes([3]) * n
+        g.close()
+    layout.close()
+
+
+def test_unclosed_graph_pool_warns():
+    pool = GraphPool()
+    with pytest.warns(ResourceWarning, match="unclosed greenres.GraphPool"):
+        del pool
+        gc.collect()
+    closed = GraphPool()
+    closed.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        del closed
+        gc.collect()
+
+
+def test_pool_made_by_a_graph_is_closed_with_it():
+    with layout_of({"a": 16}) as layout:
+        g = Graph()
+        with g.capture(layout["a"].stream):
+            g.allocate(1000)
+        pool = g.pool()
+        other = Graph(pool=pool)
+        g.close()
+        assert not pool.closed  # `other` still uses it
+        other.close()
+        assert pool.closed
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ResourceWarning)
+            del g, other, pool
+            gc.collect()

@@ -101,3 +101,36 @@ def test_modal_layout_leaves_nothing(sim):
     with layout_of(_modal_plan()) as layout:
         layout.switch("prefill-heavy")
     assert live(sim) == before
+
+
+def test_switch_fences_streams_made_by_create_stream(memory):
+    """Work on any live stream of an old partition (not only the streams the plan asked
+    for) is done before any stream of the new mode runs later work: the old side's
+    create_stream() stream is fenced, and the new side's create_stream() stream waits."""
+    if SIM:
+        import greenres.sim as sim
+
+        sim.set_op_delay_us(500)
+    try:
+        with layout_of(_modal_plan()) as layout:
+            x, y, busy = memory.alloc(N), memory.alloc(N), memory.alloc(N)
+            for i in range(6):
+                mode = "prefill-heavy" if layout.mode == "decode-heavy" else "decode-heavy"
+                old_side = layout["decode"].create_stream()
+                new_side = layout.mode_partitions(mode)[1].create_stream()  # "prefill"
+                assert new_side.partition.name == "prefill"
+                for _ in range(3):  # a backlog: the memset of x runs late
+                    memset(busy, 1, N, old_side)
+                memset(x, i + 1, N, old_side)
+                layout.switch(mode)
+                for target in (new_side, layout["prefill"].stream):
+                    copy(y, x, N, target)
+                    target.synchronize()
+                    assert read(y, N) == bytes([i + 1]) * N, f"round {i} on {target}"
+                    memset(y, 0, N, target)
+                    target.synchronize()
+                old_side.close()
+                new_side.close()
+    finally:
+        if SIM:
+            sim.set_op_delay_us(0)

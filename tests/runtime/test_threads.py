@@ -1,6 +1,7 @@
 """The thread rule: a green context is current on one thread at a time."""
 
 import threading
+import time
 
 import pytest
 from rthelpers import layout_of
@@ -60,56 +61,73 @@ def test_exit_out_of_order_raises_and_keeps_state():
 
 
 def test_threads_in_different_partitions_run_in_parallel():
-    """Two threads enter and exit their own partitions many times at once."""
+    """Two threads are inside their own partitions at the same moment, many times: both
+    wait at a barrier inside the ``with``. A lock shared between partitions (or any
+    serialisation of enter/exit) makes the barrier time out."""
     with layout_of({"a": 16, "b": 16}) as layout:
-        barrier = threading.Barrier(2)
+        barrier = threading.Barrier(2, timeout=10)
         errors = []
 
         def worker(part):
             try:
-                barrier.wait()
-                for _ in range(2000):
+                for _ in range(200):
                     with part:
-                        pass
+                        barrier.wait()  # the other thread is inside its partition too
+                        assert part.entered
             except BaseException as exc:
                 errors.append(exc)
+                barrier.abort()
 
         threads = [threading.Thread(target=worker, args=(p,)) for p in layout]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        assert not errors
+        assert not errors, errors
 
 
 def test_contended_partition_admits_one_thread_at_a_time():
+    """Four threads race to enter one partition. A counter (deliberately unlocked) is
+    incremented after enter and decremented before exit: it never exceeds 1, and some
+    enters are refused, so the race really happened."""
     with layout_of({"a": 16}) as layout:
         a = layout["a"]
-        inside = []
-        refused = []
-        lock = threading.Lock()
+        state = {"inside": 0, "max": 0, "refused": 0, "admitted": 0}
+        errors = []
+        start = threading.Barrier(4, timeout=10)
 
         def worker():
-            for _ in range(500):
-                try:
-                    a.__enter__()
-                except ThreadOwnershipError:
-                    refused.append(1)
-                    continue
-                with lock:
-                    inside.append(threading.get_ident())
-                    assert len(set(inside)) == 1
-                    inside.clear()
-                a.exit()
+            try:
+                start.wait()
+                for _ in range(500):
+                    try:
+                        a.__enter__()
+                    except ThreadOwnershipError:
+                        state["refused"] += 1
+                        continue
+                    state["inside"] += 1
+                    state["max"] = max(state["max"], state["inside"])
+                    state["admitted"] += 1
+                    time.sleep(0)  # let the other threads run (and try) while inside
+                    state["inside"] -= 1
+                    a.exit()
+            except BaseException as exc:
+                errors.append(exc)
 
         threads = [threading.Thread(target=worker) for _ in range(4)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+        assert not errors, errors
+        assert state["max"] == 1
+        assert state["inside"] == 0
+        assert state["admitted"] > 0
+        assert state["refused"] > 0
         assert not a.entered
 
 
+@pytest.mark.sim_only
 def test_no_hazard_seen_by_the_simulator(sim):
     with layout_of({"a": 16, "b": 16}) as layout:
 
