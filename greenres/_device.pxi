@@ -1,0 +1,242 @@
+# Included by _driver.pyx (one extension module; one file per concept).
+# Driver initialisation, newer functions resolved at run time, and Device.
+
+
+cdef bint _initialized = False
+cdef bint _resolved = False
+cdef greenres_split_fn _structured_split = NULL
+cdef greenres_green_id_fn _green_ctx_get_id = NULL
+
+# Flags of the 12.4 API, spelled as numbers so the module reads the same on every header.
+cdef unsigned int _SPLIT_IGNORE_SM_COSCHEDULING = 0x1
+cdef unsigned int _GROUP_BACKFILL = 0x1
+
+
+cdef int _ensure_init() except -1:
+    global _initialized
+    if not _initialized:
+        with nogil:
+            check(cydriver.cuInit(0), "cuInit")
+        _initialized = True
+    return 0
+
+
+cdef void* _proc_address(const char* name, int version) except? NULL:
+    cdef void* fn = NULL
+    cdef cydriver.CUdriverProcAddressQueryResult status
+    cdef cydriver.CUresult err = cydriver.cuGetProcAddress(
+        name, &fn, version, cydriver.CU_GET_PROC_ADDRESS_DEFAULT, &status)
+    if err != cydriver.CUDA_SUCCESS or status != cydriver.CU_GET_PROC_ADDRESS_SUCCESS:
+        return NULL
+    return fn
+
+
+cdef int _resolve_newer_functions() except -1:
+    """Functions newer than the 12.9 header are looked up in the loaded driver once."""
+    global _resolved, _structured_split, _green_ctx_get_id
+    if _resolved:
+        return 0
+    _ensure_init()
+    _structured_split = <greenres_split_fn>_proc_address("cuDevSmResourceSplit", 13010)
+    _green_ctx_get_id = <greenres_green_id_fn>_proc_address("cuGreenCtxGetId", 13000)
+    _resolved = True
+    return 0
+
+
+def driver_version():
+    """The loaded CUDA driver's version as an int, e.g. 13010 for 13.1."""
+    cdef int version = 0
+    check(cydriver.cuDriverGetVersion(&version), "cuDriverGetVersion")
+    return version
+
+
+def device_count():
+    """How many CUDA devices the loaded driver reports."""
+    cdef int count = 0
+    _ensure_init()
+    check(cydriver.cuDeviceGetCount(&count), "cuDeviceGetCount")
+    return count
+
+
+def _too_old(feature, int needed):
+    cdef int loaded = driver_version()
+    return DriverTooOldError(
+        f"{feature} needs CUDA driver {_version_text(needed)} ({needed}) or newer; the loaded "
+        f"driver is {_version_text(loaded)} ({loaded})"
+    )
+
+
+class SmResource:
+    """The SM resource of a device: ``count`` SMs, split in groups of at least
+    ``min_partition_size`` SMs, sized in multiples of ``alignment``."""
+
+    __slots__ = ("alignment", "count", "min_partition_size")
+
+    def __init__(self, count, min_partition_size, alignment):
+        self.count = count
+        self.min_partition_size = min_partition_size
+        self.alignment = alignment
+
+    def __repr__(self):
+        return (
+            f"SmResource(count={self.count}, min_partition_size={self.min_partition_size}, "
+            f"alignment={self.alignment})"
+        )
+
+    def __eq__(self, other):
+        if not isinstance(other, SmResource):
+            return NotImplemented
+        return (self.count, self.min_partition_size, self.alignment) == (
+            other.count, other.min_partition_size, other.alignment)
+
+    def __hash__(self):
+        return hash((self.count, self.min_partition_size, self.alignment))
+
+
+cdef class Device:
+    """A CUDA device, read through the driver: ``Device(0)``."""
+
+    cdef readonly int ordinal
+    cdef cydriver.CUdevice _device
+
+    def __init__(self, ordinal=0):
+        cdef int count = 0
+        ordinal = _require_int("ordinal", ordinal)
+        _ensure_init()
+        check(cydriver.cuDeviceGetCount(&count), "cuDeviceGetCount")
+        if ordinal < 0 or ordinal >= count:
+            raise ValueError(f"'ordinal' must be in [0, {count}) (got {ordinal})")
+        check(cydriver.cuDeviceGet(&self._device, ordinal), "cuDeviceGet")
+        self.ordinal = ordinal
+
+    cdef int _attribute(self, cydriver.CUdevice_attribute attribute) except? -1:
+        cdef int value = 0
+        check(cydriver.cuDeviceGetAttribute(&value, attribute, self._device),
+              "cuDeviceGetAttribute")
+        return value
+
+    @property
+    def handle(self):
+        """The ``CUdevice`` as an int."""
+        return <int>self._device
+
+    @property
+    def name(self):
+        """The product name the driver reports, e.g. ``"NVIDIA H100 80GB HBM3"``."""
+        cdef char buffer[256]
+        memset(buffer, 0, sizeof(buffer))
+        check(cydriver.cuDeviceGetName(buffer, sizeof(buffer) - 1, self._device),
+              "cuDeviceGetName")
+        return buffer.decode()
+
+    @property
+    def compute_capability(self):
+        """``(major, minor)``."""
+        return (
+            self._attribute(cydriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR),
+            self._attribute(cydriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR),
+        )
+
+    @property
+    def sm_count(self):
+        """Number of streaming multiprocessors."""
+        return self._attribute(cydriver.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+
+    @property
+    def total_memory(self):
+        """Device memory in bytes."""
+        cdef size_t nbytes = 0
+        check(cydriver.cuDeviceTotalMem(&nbytes, self._device), "cuDeviceTotalMem")
+        return nbytes
+
+    cdef int _sm_resource(self, cydriver.CUdevResource* resource) except -1:
+        memset(resource, 0, sizeof(cydriver.CUdevResource))
+        with nogil:
+            check(cydriver.cuDeviceGetDevResource(self._device, resource,
+                                                  cydriver.CU_DEV_RESOURCE_TYPE_SM),
+                  "cuDeviceGetDevResource")
+        return 0
+
+    @property
+    def sm_resource(self):
+        """The device's :class:`SmResource` (count, minimum partition size, alignment)."""
+        cdef cydriver.CUdevResource resource
+        self._sm_resource(&resource)
+        cdef const greenres_sm_prefix* sm = greenres_sm_prefix_of(&resource)
+        minimum, alignment = sm.minSmPartitionSize, sm.smCoscheduledAlignment
+        if minimum == 0 or alignment == 0:
+            # drivers older than 13.0 do not report it: use the documented guideline
+            minimum, alignment = documented_granularity(self.compute_capability)
+        return SmResource(sm.smCount, minimum, alignment)
+
+    cdef unsigned int _group_size(self, unsigned int flags, unsigned int min_count) except 0:
+        """The SMs of the first group a split with ``flags`` and ``min_count`` makes.
+
+        A split whose results are never given to a green context allocates nothing, so this
+        measures the driver's granularity without side effects."""
+        cdef cydriver.CUdevResource device_resource
+        cdef unsigned int groups = 0
+        cdef unsigned int size
+        cdef cydriver.CUdevResource* results = NULL
+        self._sm_resource(&device_resource)
+        with nogil:
+            check(cydriver.cuDevSmResourceSplitByCount(NULL, &groups, &device_resource, NULL,
+                                                       flags, min_count),
+                  "cuDevSmResourceSplitByCount")
+        if groups == 0:
+            raise PlanError(f"the device cannot make one group of {min_count} SMs")
+        results = <cydriver.CUdevResource*>calloc(groups, sizeof(cydriver.CUdevResource))
+        if results == NULL:
+            raise MemoryError()
+        try:
+            with nogil:
+                check(cydriver.cuDevSmResourceSplitByCount(results, &groups, &device_resource,
+                                                           NULL, flags, min_count),
+                      "cuDevSmResourceSplitByCount")
+            size = greenres_sm_prefix_of(&results[0]).smCount
+        finally:
+            free(results)
+        return size
+
+    def sm_facts(self):
+        """The device's :class:`greenres.facts.SmFacts`, measured through the driver.
+
+        The co-scheduled granularity is what the device resource reports (or the documented
+        table on drivers older than 13.0); the un-co-scheduled granularity is measured with
+        two split queries using ``CU_DEV_SM_RESOURCE_SPLIT_IGNORE_SM_COSCHEDULING``."""
+        from greenres.facts import SmFacts
+
+        resource = self.sm_resource
+        loose_min = self._group_size(_SPLIT_IGNORE_SM_COSCHEDULING, 1)
+        loose_alignment = self._group_size(_SPLIT_IGNORE_SM_COSCHEDULING, loose_min + 1)
+        loose_alignment -= loose_min
+        version = driver_version()
+        return SmFacts(
+            device_name=self.name,
+            compute_capability=self.compute_capability,
+            sm_count=resource.count,
+            min_partition_size=resource.min_partition_size,
+            alignment=resource.alignment,
+            uncoscheduled_min_partition_size=loose_min,
+            uncoscheduled_alignment=max(loose_alignment, 1),
+            driver_version=version,
+            structured_split=structured_split_available(),
+            total_memory=self.total_memory,
+        )
+
+    def __eq__(self, other):
+        if not isinstance(other, Device):
+            return NotImplemented
+        return self.ordinal == (<Device>other).ordinal
+
+    def __hash__(self):
+        return hash(("greenres.Device", self.ordinal))
+
+    def __repr__(self):
+        return f"<greenres.Device {self.ordinal}: {self.name}>"
+
+
+def structured_split_available():
+    """True when the loaded driver is 13.1 or newer and provides ``cuDevSmResourceSplit``."""
+    _resolve_newer_functions()
+    return driver_version() >= 13010 and _structured_split != NULL
