@@ -132,9 +132,11 @@ static CUresult begin_capture(CUstream h, CUstreamCaptureMode mode, bool pt) {
     if (r != CUDA_SUCCESS) return r;
     if (s->is_legacy) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;  // the legacy stream cannot capture
     if (s->capture.load(std::memory_order_acquire) != nullptr) return CUDA_ERROR_ILLEGAL_STATE;
+    auto* graph = make_object<Graph>();
+    if (graph == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
     auto* c = new Capture;
     c->id = g_next_capture.fetch_add(1, std::memory_order_relaxed);
-    c->graph = new Graph;
+    c->graph = graph;
     c->mode = mode;
     c->thread = std::this_thread::get_id();
     c->origin = s;
@@ -317,12 +319,12 @@ SIM_EXPORT CUresult cuThreadExchangeStreamCaptureMode(CUstreamCaptureMode* mode)
 // ---------------------------------------------------------------- graphs
 namespace sim {
 static Graph* live_graph(CUgraph h) {
-    Graph* g = as_object<Graph>(h, kMagicGraph);
+    Graph* g = as_object<Graph>(h);
     if (g == nullptr || !g->alive.load(std::memory_order_acquire) || !g->user_visible) return nullptr;
     return g;
 }
 static GraphExec* live_exec(CUgraphExec h) {
-    GraphExec* e = as_object<GraphExec>(h, kMagicExec);
+    GraphExec* e = as_object<GraphExec>(h);
     if (e == nullptr || !e->alive.load(std::memory_order_acquire)) return nullptr;
     return e;
 }
@@ -335,7 +337,8 @@ static CUresult instantiate(CUgraphExec* phExec, CUgraph hGraph, unsigned long l
                                      CUDA_GRAPH_INSTANTIATE_FLAG_UPLOAD | CUDA_GRAPH_INSTANTIATE_FLAG_DEVICE_LAUNCH |
                                      CUDA_GRAPH_INSTANTIATE_FLAG_USE_NODE_PRIORITY;
     if (flags & ~known) return CUDA_ERROR_INVALID_VALUE;
-    auto* e = new GraphExec;
+    auto* e = make_object<GraphExec>();
+    if (e == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
     std::lock_guard<std::mutex> lk(g->mu);
     // Kahn's algorithm in capture order: a valid order that keeps stream order.
     std::unordered_map<Node*, int> indeg;
@@ -397,7 +400,8 @@ CUresult graph_upload_ptsz(CUgraphExec e, CUstream h) {
 SIM_EXPORT CUresult cuGraphCreate(CUgraph* phGraph, unsigned int flags) {
     SIM_ENTER_INIT("cuGraphCreate");
     if (phGraph == nullptr || flags != 0) return CUDA_ERROR_INVALID_VALUE;
-    auto* g = new Graph;
+    auto* g = make_object<Graph>();
+    if (g == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
     g->user_visible = true;
     g_live[kLiveGraph].fetch_add(1, std::memory_order_relaxed);
     *phGraph = reinterpret_cast<CUgraph>(g);
@@ -458,7 +462,7 @@ SIM_EXPORT CUresult cuGraphExecDestroy(CUgraphExec hExec) {
 }
 
 SIM_EXPORT int greenres_sim_graph_node_green_ctx(void* graph, unsigned long long* out, int capacity) {
-    Graph* g = as_object<Graph>(graph, kMagicGraph);
+    Graph* g = as_object<Graph>(graph);
     if (g == nullptr || !g->alive.load() || !g->user_visible) return -1;
     std::lock_guard<std::mutex> lk(g->mu);
     int n = (int)g->nodes.size();

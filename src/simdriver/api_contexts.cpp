@@ -29,10 +29,15 @@ void on_top_change(Context* old_top, Context* new_top) {
     }
 }
 
-static CUresult check_settable(CUcontext h, Context** out) {
+// A context handle argument. Not a context, or a destroyed one (a tombstone):
+// INVALID_CONTEXT, the error cuda.h documents for every function taking one. A
+// primary context released to zero: CONTEXT_IS_DESTROYED (cuda.h: "a primary
+// context which has not yet been initialized").
+CUresult check_settable(CUcontext h, Context** out) {
     Context* c = checked_ctx(h);
-    if (c == nullptr) return CUDA_ERROR_INVALID_CONTEXT;
-    if (!ctx_usable(c)) return CUDA_ERROR_CONTEXT_IS_DESTROYED;
+    if (c == nullptr || !c->alive.load(std::memory_order_acquire)) return CUDA_ERROR_INVALID_CONTEXT;
+    if (c->kind == CtxKind::Primary && c->primary_refs.load(std::memory_order_acquire) <= 0)
+        return CUDA_ERROR_CONTEXT_IS_DESTROYED;
     *out = c;
     return CUDA_SUCCESS;
 }
@@ -194,7 +199,8 @@ SIM_EXPORT CUresult cuCtxGetStreamPriorityRange(int* leastPriority, int* greates
 static CUresult create_user_ctx(CUcontext* pctx, unsigned int flags, CUdevice dev) {
     if (pctx == nullptr) return CUDA_ERROR_INVALID_VALUE;
     if (!valid_device(dev)) return CUDA_ERROR_INVALID_DEVICE;
-    auto* c = new Context;
+    auto* c = make_object<Context>();
+    if (c == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
     c->kind = CtxKind::User;
     c->device = dev;
     c->flags = flags;
@@ -226,7 +232,7 @@ SIM_EXPORT CUresult cuCtxDestroy_v2(CUcontext ctx) {
     Context* c = checked_ctx(ctx);
     if (c == nullptr || c->kind != CtxKind::User) return CUDA_ERROR_INVALID_CONTEXT;
     bool expected = true;
-    if (!c->alive.compare_exchange_strong(expected, false)) return CUDA_ERROR_CONTEXT_IS_DESTROYED;
+    if (!c->alive.compare_exchange_strong(expected, false)) return CUDA_ERROR_INVALID_CONTEXT;
     std::vector<Stream*> streams;
     {
         std::lock_guard<std::mutex> lk(c->mu);

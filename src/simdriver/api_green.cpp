@@ -11,7 +11,7 @@ namespace sim {
 CUresult primary_release(int dev);
 
 static CUresult check_green(CUgreenCtx h, GreenCtx** out) {
-    GreenCtx* g = as_object<GreenCtx>(h, kMagicGreen);
+    GreenCtx* g = as_object<GreenCtx>(h);
     if (g == nullptr) return CUDA_ERROR_INVALID_CONTEXT;
     if (!g->alive.load(std::memory_order_acquire)) return CUDA_ERROR_CONTEXT_IS_DESTROYED;
     *out = g;
@@ -66,7 +66,7 @@ static bool green_streams_idle(GreenCtx* g) {
 }
 
 static Event* check_event(CUevent h) {
-    Event* e = as_object<Event>(h, kMagicEvent);
+    Event* e = as_object<Event>(h);
     if (e == nullptr || !e->alive.load(std::memory_order_acquire)) return nullptr;
     return e;
 }
@@ -76,18 +76,23 @@ SIM_EXPORT CUresult cuGreenCtxCreate(CUgreenCtx* phCtx, CUdevResourceDesc desc, 
     SIM_ENTER_INIT("cuGreenCtxCreate");
     if (phCtx == nullptr) return CUDA_ERROR_INVALID_VALUE;
     if (!valid_device(dev)) return CUDA_ERROR_INVALID_DEVICE;
-    Desc* d = as_object<Desc>(desc, kMagicDesc);
+    Desc* d = as_object<Desc>(desc);
     if (d == nullptr) return CUDA_ERROR_INVALID_VALUE;
     if (d->device != dev) return CUDA_ERROR_INVALID_VALUE;  // guess: resources of another device
     if (flags & ~(unsigned)CU_GREEN_CTX_DEFAULT_STREAM) return CUDA_ERROR_INVALID_VALUE;
     // DRIVER_FACTS: the driver requires CU_GREEN_CTX_DEFAULT_STREAM.
     if (!(flags & CU_GREEN_CTX_DEFAULT_STREAM)) return CUDA_ERROR_INVALID_VALUE;
 
-    auto* g = new GreenCtx;
+    auto* g = make_object<GreenCtx>();
+    if (g == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
+    auto* c = make_object<Context>();
+    if (c == nullptr) {
+        g->alive.store(false, std::memory_order_release);  // a tombstone nobody has a handle to
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
     g->id = next_id();
     g->device = dev;
     g->sms = d->sms;
-    auto* c = new Context;
     c->kind = CtxKind::Green;
     c->device = dev;
     c->id = next_id();
@@ -110,7 +115,7 @@ SIM_EXPORT CUresult cuGreenCtxCreate(CUgreenCtx* phCtx, CUdevResourceDesc desc, 
 
 SIM_EXPORT CUresult cuGreenCtxDestroy(CUgreenCtx hCtx) {
     SIM_ENTER_INIT("cuGreenCtxDestroy");
-    GreenCtx* g = as_object<GreenCtx>(hCtx, kMagicGreen);
+    GreenCtx* g = as_object<GreenCtx>(hCtx);
     if (g == nullptr) return CUDA_ERROR_INVALID_CONTEXT;
     bool expected = true;
     if (!g->alive.compare_exchange_strong(expected, false)) return CUDA_ERROR_CONTEXT_IS_DESTROYED;
@@ -131,7 +136,7 @@ SIM_EXPORT CUresult cuGreenCtxDestroy(CUgreenCtx hCtx) {
 SIM_EXPORT CUresult cuCtxFromGreenCtx(CUcontext* pContext, CUgreenCtx hCtx) {
     SIM_ENTER_INIT("cuCtxFromGreenCtx");
     if (pContext == nullptr) return CUDA_ERROR_INVALID_VALUE;
-    GreenCtx* g = as_object<GreenCtx>(hCtx, kMagicGreen);
+    GreenCtx* g = as_object<GreenCtx>(hCtx);
     if (g == nullptr || !g->alive.load(std::memory_order_acquire)) return CUDA_ERROR_INVALID_CONTEXT;
     *pContext = reinterpret_cast<CUcontext>(g->ctx);
     return CUDA_SUCCESS;
@@ -157,12 +162,14 @@ SIM_EXPORT CUresult cuGreenCtxGetId(CUgreenCtx greenCtx, unsigned long long* gre
 SIM_EXPORT CUresult cuGreenCtxStreamCreate(CUstream* phStream, CUgreenCtx greenCtx, unsigned int flags, int priority) {
     SIM_ENTER_INIT("cuGreenCtxStreamCreate");
     if (phStream == nullptr) return CUDA_ERROR_INVALID_VALUE;
-    GreenCtx* g = as_object<GreenCtx>(greenCtx, kMagicGreen);
+    GreenCtx* g = as_object<GreenCtx>(greenCtx);
     if (g == nullptr || !g->alive.load(std::memory_order_acquire)) return CUDA_ERROR_INVALID_CONTEXT;
     if (flags & ~(unsigned)CU_STREAM_NON_BLOCKING) return CUDA_ERROR_INVALID_VALUE;
     if (!(flags & CU_STREAM_NON_BLOCKING)) return CUDA_ERROR_INVALID_VALUE;  // cuda.h: must be specified
     priority = std::max(-5, std::min(0, priority));                         // cuda.h: clamped
-    *phStream = reinterpret_cast<CUstream>(new_stream(g->ctx, g, flags, priority, false));
+    Stream* s = new_stream(g->ctx, g, flags, priority, false);
+    if (s == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
+    *phStream = reinterpret_cast<CUstream>(s);
     return CUDA_SUCCESS;
 }
 

@@ -67,9 +67,9 @@ SIM_EXPORT CUresult cuDeviceGetDevResource(CUdevice device, CUdevResource* resou
 SIM_EXPORT CUresult cuCtxGetDevResource(CUcontext hCtx, CUdevResource* resource, CUdevResourceType type) {
     SIM_ENTER_INIT("cuCtxGetDevResource");
     if (resource == nullptr) return CUDA_ERROR_INVALID_VALUE;
-    Context* c = hCtx ? checked_ctx(hCtx) : current_ctx();
-    if (c == nullptr) return CUDA_ERROR_INVALID_CONTEXT;
-    if (!ctx_usable(c)) return CUDA_ERROR_CONTEXT_IS_DESTROYED;
+    Context* c;
+    CUresult r0 = hCtx ? check_settable(hCtx, &c) : require_current(&c);
+    if (r0 != CUDA_SUCCESS) return r0;
     CUresult r = check_resource_type(type);
     if (r != CUDA_SUCCESS) return r;
     fill_queried(resource, c->device, c->kind == CtxKind::Green ? c->green->sms : all_sms(c->device));
@@ -79,9 +79,9 @@ SIM_EXPORT CUresult cuCtxGetDevResource(CUcontext hCtx, CUdevResource* resource,
 SIM_EXPORT CUresult cuGreenCtxGetDevResource(CUgreenCtx hCtx, CUdevResource* resource, CUdevResourceType type) {
     SIM_ENTER_INIT("cuGreenCtxGetDevResource");
     if (resource == nullptr) return CUDA_ERROR_INVALID_VALUE;
-    GreenCtx* g = as_object<GreenCtx>(hCtx, kMagicGreen);
-    if (g == nullptr) return CUDA_ERROR_INVALID_CONTEXT;
-    if (!g->alive.load(std::memory_order_acquire)) return CUDA_ERROR_CONTEXT_IS_DESTROYED;
+    GreenCtx* g = as_object<GreenCtx>(hCtx);
+    // cuda.h documents INVALID_CONTEXT only: also for a destroyed green context.
+    if (g == nullptr || !g->alive.load(std::memory_order_acquire)) return CUDA_ERROR_INVALID_CONTEXT;
     CUresult r = check_resource_type(type);
     if (r != CUDA_SUCCESS) return r;
     fill_queried(resource, g->device, g->sms);
@@ -233,7 +233,8 @@ SIM_EXPORT CUresult cuDevResourceGenerateDesc(CUdevResourceDesc* phDesc, CUdevRe
         all |= sms;
     }
     // Descriptors stay valid for the life of the process (cuda.h): never freed.
-    auto* desc = new Desc;
+    auto* desc = make_object<Desc>();
+    if (desc == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
     desc->device = first.device;
     desc->sms = all;
     desc->min_part = first_min;

@@ -11,7 +11,7 @@ using namespace sim;
 namespace sim {
 
 Event* live_event(CUevent h) {
-    Event* e = as_object<Event>(h, kMagicEvent);
+    Event* e = as_object<Event>(h);
     if (e == nullptr || !e->alive.load(std::memory_order_acquire)) return nullptr;
     return e;
 }
@@ -34,7 +34,9 @@ SIM_EXPORT CUresult cuStreamCreate(CUstream* phStream, unsigned int Flags) {
     Context* c;
     CUresult r = require_current(&c);
     if (r != CUDA_SUCCESS) return r;
-    *phStream = reinterpret_cast<CUstream>(new_stream(c, c->green, Flags, 0, false));
+    Stream* s = new_stream(c, c->green, Flags, 0, false);
+    if (s == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
+    *phStream = reinterpret_cast<CUstream>(s);
     return CUDA_SUCCESS;
 }
 
@@ -46,7 +48,9 @@ SIM_EXPORT CUresult cuStreamCreateWithPriority(CUstream* phStream, unsigned int 
     CUresult r = require_current(&c);
     if (r != CUDA_SUCCESS) return r;
     priority = std::max(-5, std::min(0, priority));  // cuda.h: clamped to the range
-    *phStream = reinterpret_cast<CUstream>(new_stream(c, c->green, flags, priority, false));
+    Stream* s = new_stream(c, c->green, flags, priority, false);
+    if (s == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
+    *phStream = reinterpret_cast<CUstream>(s);
     return CUDA_SUCCESS;
 }
 
@@ -189,7 +193,7 @@ SIM_EXPORT CUresult cuStreamWaitEvent(CUstream h, CUevent e, unsigned int f) { r
 SIM_EXPORT CUresult cuStreamDestroy_v2(CUstream hStream) {
     SIM_ENTER_INIT("cuStreamDestroy");
     if (reinterpret_cast<uintptr_t>(hStream) <= 2) return CUDA_ERROR_INVALID_HANDLE;
-    Stream* s = as_object<Stream>(hStream, kMagicStream);
+    Stream* s = as_object<Stream>(hStream);
     if (s == nullptr || s->internal) return CUDA_ERROR_INVALID_HANDLE;
     bool expected = true;
     if (!s->alive.compare_exchange_strong(expected, false)) return CUDA_ERROR_INVALID_HANDLE;
@@ -221,7 +225,8 @@ SIM_EXPORT CUresult cuEventCreate(CUevent* phEvent, unsigned int Flags) {
     Context* c;
     CUresult r = require_current(&c);
     if (r != CUDA_SUCCESS) return r;
-    auto* e = new Event;
+    auto* e = make_object<Event>();
+    if (e == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
     e->flags = Flags;
     e->device = c->device;
     g_live[kLiveEvent].fetch_add(1, std::memory_order_relaxed);
@@ -231,7 +236,7 @@ SIM_EXPORT CUresult cuEventCreate(CUevent* phEvent, unsigned int Flags) {
 
 SIM_EXPORT CUresult cuEventDestroy_v2(CUevent hEvent) {
     SIM_ENTER_INIT("cuEventDestroy");
-    Event* e = as_object<Event>(hEvent, kMagicEvent);
+    Event* e = as_object<Event>(hEvent);
     if (e == nullptr) return CUDA_ERROR_INVALID_HANDLE;
     bool expected = true;
     if (!e->alive.compare_exchange_strong(expected, false)) return CUDA_ERROR_INVALID_HANDLE;

@@ -116,8 +116,6 @@ CUresult require_current(Context** out) {
     return CUDA_SUCCESS;
 }
 
-Context* checked_ctx(CUcontext h) { return as_object<Context>(h, kMagicContext); }
-
 SmSet all_sms(int device) {
     SmSet s;
     for (int i = 0; i < g_devices[device]->sm_count; ++i) s.set(i);
@@ -176,7 +174,8 @@ SIM_EXPORT CUresult cuInit(unsigned int Flags) {
     // driver finds no GPU.
     if (g_devices.empty()) return CUDA_ERROR_NO_DEVICE;
     for (size_t i = 0; i < g_devices.size(); ++i) {
-        auto* c = new Context;
+        auto* c = make_object<Context>();
+        if (c == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
         c->kind = CtxKind::Primary;
         c->device = (int)i;
         c->id = next_id();

@@ -135,7 +135,8 @@ SignalPtr marker(Stream* s) {
 }
 
 static Stream* make_stream(Context* ctx, GreenCtx* g, unsigned flags, int prio, bool internal) {
-    auto* s = new Stream;
+    auto* s = make_object<Stream>();
+    if (s == nullptr) return nullptr;
     s->ctx = ctx;
     s->green = g;
     s->flags = flags;
@@ -147,6 +148,7 @@ static Stream* make_stream(Context* ctx, GreenCtx* g, unsigned flags, int prio, 
 
 Stream* new_stream(Context* ctx, GreenCtx* g, unsigned flags, int prio, bool internal) {
     Stream* s = make_stream(ctx, g, flags, prio, internal);
+    if (s == nullptr) return nullptr;
     {
         std::lock_guard<std::mutex> lk(ctx->mu);
         ctx->streams.push_back(s);
@@ -173,6 +175,7 @@ Stream* legacy_stream(Context* ctx) {
     l = ctx->legacy.load(std::memory_order_relaxed);
     if (l == nullptr) {
         l = make_stream(ctx, ctx->green, 0, 0, true);
+        if (l == nullptr) return nullptr;
         l->is_legacy = true;
         ctx->streams.push_back(l);
         ctx->legacy.store(l, std::memory_order_release);
@@ -185,6 +188,7 @@ Stream* per_thread_stream(Context* ctx) {
     for (auto& p : v)
         if (p.first == ctx) return p.second;
     Stream* s = new_stream(ctx, ctx->green, 0, 0, true);
+    if (s == nullptr) return nullptr;
     v.emplace_back(ctx, s);
     return s;
 }
@@ -197,9 +201,9 @@ CUresult resolve_stream(CUstream h, Stream** out, bool per_thread_null) {
         if (r != CUDA_SUCCESS) return r;
         bool per_thread = (v == 2) || (v == 0 && per_thread_null);
         *out = per_thread ? per_thread_stream(c) : legacy_stream(c);
-        return CUDA_SUCCESS;
+        return *out != nullptr ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
     }
-    Stream* s = as_object<Stream>(h, kMagicStream);
+    Stream* s = as_object<Stream>(h);
     if (s == nullptr || !s->alive.load(std::memory_order_acquire)) return CUDA_ERROR_INVALID_HANDLE;
     if (s->detached.load(std::memory_order_acquire)) {
         char buf[96];
@@ -207,7 +211,11 @@ CUresult resolve_stream(CUstream h, Stream** out, bool per_thread_null) {
         add_hazard("stream_used_after_green_ctx_destroyed", buf);
         return CUDA_ERROR_STREAM_DETACHED;
     }
-    if (s->ctx->kind != CtxKind::Green && !ctx_usable(s->ctx)) return CUDA_ERROR_CONTEXT_IS_DESTROYED;
+    if (s->ctx->kind != CtxKind::Green && !ctx_usable(s->ctx)) {
+        // Destroyed with its context (cuCtxDestroy): a stale stream handle.
+        if (!s->ctx->alive.load(std::memory_order_acquire)) return CUDA_ERROR_INVALID_HANDLE;
+        return CUDA_ERROR_CONTEXT_IS_DESTROYED;  // a primary context released to zero
+    }
     *out = s;
     return CUDA_SUCCESS;
 }

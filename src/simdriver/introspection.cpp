@@ -41,9 +41,9 @@ SIM_EXPORT int greenres_sim_primary_ctx_refcount(int device) {
 
 // Accepts a CUgreenCtx or the CUcontext that cuCtxFromGreenCtx returns for it.
 static GreenCtx* green_of(void* h) {
-    GreenCtx* g = as_object<GreenCtx>(h, kMagicGreen);
+    GreenCtx* g = as_object<GreenCtx>(h);
     if (g == nullptr) {
-        Context* c = as_object<Context>(h, kMagicContext);
+        Context* c = as_object<Context>(h);
         if (c != nullptr && c->kind == CtxKind::Green) g = c->green;
     }
     if (g == nullptr || !g->alive.load()) return nullptr;

@@ -75,6 +75,8 @@ inline CUresult read_sm_resource(const CUdevResource* r, ResInfo* info, SmSet* s
 
 struct Desc : Object {
     Desc() : Object(kMagicDesc) {}
+    static constexpr SlabKind kSlab = kSlabDesc;
+    static constexpr uint32_t kMagic = kMagicDesc;
     int device = 0;
     SmSet sms;
     unsigned min_part = 0, align = 0;

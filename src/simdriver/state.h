@@ -2,10 +2,15 @@
 // small helpers every API file uses (call counting, fault checks, handle checks).
 //
 // Design rules (see docs/simulator.md):
-//  - Handles are pointers to objects that begin with a magic number. Destroyed
-//    objects are kept as tombstones (never freed), so a stale handle is detected
-//    (alive == false) instead of reading freed memory, and worker threads can
-//    finish with them safely. The simulator trades a little memory for that.
+//  - Handles are pointers to objects that live in per-kind slabs (arena.cpp):
+//    one address range reserved up front per kind of handle, carved into
+//    power-of-two slots. A handle is checked by range + slot alignment before
+//    anything is read, then by the kind's magic number in the object header, so
+//    garbage integers, pointers into the middle of objects and handles of another
+//    kind are rejected without dereferencing arbitrary memory. Destroyed objects
+//    stay in their slot as tombstones (alive == false, never freed or reused),
+//    so a stale handle is detected instead of reading freed memory, and worker
+//    threads can finish with them safely. The simulator trades memory for that.
 //  - No process-wide mutex on the hot path: the context stack is thread_local,
 //    counters are relaxed atomics, objects carry their own mutexes.
 #pragma once
@@ -21,6 +26,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <shared_mutex>
 #include <string>
 #include <thread>
@@ -95,19 +101,59 @@ enum Magic : uint32_t {
 
 struct Object {
     explicit Object(uint32_t m) : magic(m) {}
-    uint32_t magic;
+    std::atomic<uint32_t> magic;         // atomic: a garbage handle may race with construction
     std::atomic<bool> alive{true};
 };
 
-// Checks a handle without trusting it too much: small integers are rejected
-// before any dereference (garbage pointers are undefined behaviour in the real
-// driver too).
-template <class T>
-inline T* as_object(const void* h, uint32_t magic) {
-    if (reinterpret_cast<uintptr_t>(h) < 4096) return nullptr;
-    T* p = static_cast<T*>(const_cast<void*>(h));
-    if (p->magic != magic) return nullptr;
+// ---------------------------------------------------------------- handle arena (arena.cpp)
+// Every object a handle can name lives in the slab of its kind. A slab is one
+// address range reserved (PROT_NONE) on first use and made readable in chunks
+// as it fills; slots are a power of two bytes, handed out in order, never
+// freed or reused. What a handle check reads (base, committed) changes only
+// when a slab grows, so the hot path loads two read-mostly words, takes no
+// lock and touches no shared counter.
+enum SlabKind { kSlabContext, kSlabGreen, kSlabStream, kSlabEvent, kSlabGraph, kSlabExec, kSlabDesc, kSlabKinds };
+struct alignas(64) Slab {
+    std::atomic<size_t> committed{0};    // bytes from base that are mapped (zero-filled past the last slot)
+    std::atomic<uintptr_t> base{0};      // 0 until the first allocation
+};
+extern Slab g_slabs[kSlabKinds];
+// A zeroed slot of `slot` bytes, or nullptr when the slab is exhausted.
+void* slab_alloc(SlabKind kind, size_t slot);
+
+constexpr size_t pow2_at_least(size_t n) {
+    size_t p = 64;
+    while (p < n) p <<= 1;
     return p;
+}
+template <class T>
+constexpr size_t slot_size() {
+    static_assert(alignof(T) <= 64, "slots are 64-byte aligned at least");
+    return pow2_at_least(sizeof(T));
+}
+
+// The object a handle names, or nullptr: `h` must be the start of a slot of
+// T's slab (range and alignment checked before any read) holding a T (magic).
+// Destroyed objects are returned too (tombstones): callers check `alive`.
+// The old special values (NULL, CU_STREAM_LEGACY, CU_STREAM_PER_THREAD) are
+// never inside a slab.
+template <class T>
+inline T* as_object(const void* h) {
+    const Slab& s = g_slabs[T::kSlab];
+    size_t limit = s.committed.load(std::memory_order_acquire);
+    uintptr_t off = reinterpret_cast<uintptr_t>(h) - s.base.load(std::memory_order_relaxed);
+    if (__builtin_expect(off >= limit || (off & (slot_size<T>() - 1)) != 0, 0)) return nullptr;
+    T* p = static_cast<T*>(const_cast<void*>(h));
+    if (__builtin_expect(p->magic.load(std::memory_order_relaxed) != T::kMagic, 0)) return nullptr;
+    return p;
+}
+
+// Constructs a T in a new slot of its slab; nullptr when the slab is exhausted
+// (callers answer CUDA_ERROR_OUT_OF_MEMORY).
+template <class T>
+inline T* make_object() {
+    void* p = slab_alloc(T::kSlab, slot_size<T>());
+    return p ? new (p) T : nullptr;
 }
 
 // A one-shot completion flag with a timestamp; shared by events and waits.
@@ -136,6 +182,8 @@ struct GreenCtx;
 enum class CtxKind { Primary, User, Green };
 struct Context : Object {
     Context() : Object(kMagicContext) {}
+    static constexpr SlabKind kSlab = kSlabContext;
+    static constexpr uint32_t kMagic = kMagicContext;
     CtxKind kind = CtxKind::Primary;
     int device = 0;
     unsigned long long id = 0;
@@ -152,10 +200,14 @@ inline bool ctx_usable(Context* c) {
     if (!c->alive.load(std::memory_order_acquire)) return false;
     return c->kind != CtxKind::Primary || c->primary_refs.load(std::memory_order_acquire) > 0;
 }
-Context* checked_ctx(CUcontext h);           // magic only (may be dead)
+// The Context a handle names (may be dead), or nullptr. Inline: the context
+// stack calls are hot.
+inline Context* checked_ctx(CUcontext h) { return as_object<Context>(h); }
 
 struct GreenCtx : Object {
     GreenCtx() : Object(kMagicGreen) {}
+    static constexpr SlabKind kSlab = kSlabGreen;
+    static constexpr uint32_t kMagic = kMagicGreen;
     unsigned long long id = 0;
     int device = 0;
     SmSet sms;
@@ -177,12 +229,16 @@ struct Node {
 };
 struct Graph : Object {
     Graph() : Object(kMagicGraph) {}
+    static constexpr SlabKind kSlab = kSlabGraph;
+    static constexpr uint32_t kMagic = kMagicGraph;
     std::mutex mu;
     std::vector<Node*> nodes;
     bool user_visible = false;           // counted in live objects once handed to the user
 };
 struct GraphExec : Object {
     GraphExec() : Object(kMagicExec) {}
+    static constexpr SlabKind kSlab = kSlabExec;
+    static constexpr uint32_t kMagic = kMagicExec;
     std::vector<std::function<void()>> ops;   // topological order
 };
 
@@ -202,6 +258,8 @@ struct Capture {
 using Op = std::function<void()>;
 struct Stream : Object {
     Stream() : Object(kMagicStream) {}
+    static constexpr SlabKind kSlab = kSlabStream;
+    static constexpr uint32_t kMagic = kMagicStream;
     Context* ctx = nullptr;
     GreenCtx* green = nullptr;
     unsigned int flags = 0;
@@ -232,6 +290,8 @@ struct Stream : Object {
 };
 struct Event : Object {
     Event() : Object(kMagicEvent) {}
+    static constexpr SlabKind kSlab = kSlabEvent;
+    static constexpr uint32_t kMagic = kMagicEvent;
     unsigned int flags = 0;
     int device = 0;
     std::mutex mu;
@@ -254,8 +314,11 @@ inline Context* current_ctx() {
 }
 // The current context, or an error code when none or it is dead.
 CUresult require_current(Context** out);
+// A CUcontext argument: INVALID_CONTEXT unless a live context (api_contexts.cpp).
+CUresult check_settable(CUcontext h, Context** out);
 
 // ---------------------------------------------------------------- engine (engine.cpp)
+// The three return nullptr when the stream slab is exhausted.
 Stream* new_stream(Context* ctx, GreenCtx* g, unsigned flags, int prio, bool internal);
 Stream* legacy_stream(Context* ctx);
 Stream* per_thread_stream(Context* ctx);
