@@ -197,8 +197,15 @@ SIM_EXPORT CUresult cuStreamDestroy_v2(CUstream hStream) {
     if (s == nullptr || s->internal) return CUDA_ERROR_INVALID_HANDLE;
     bool expected = true;
     if (!s->alive.compare_exchange_strong(expected, false)) return CUDA_ERROR_INVALID_HANDLE;
-    // Allowed on a detached stream (cuda.h's one exception). A capture in
-    // progress is invalidated.
+    // Allowed on a detached stream (cuda.h's one exception), but it means the
+    // green context went first: DRIVER_FACTS' "destroy streams first" is broken,
+    // so it is recorded (a hazard, not an error). A capture in progress is
+    // invalidated.
+    if (s->detached.load(std::memory_order_acquire)) {
+        char buf[96];
+        snprintf(buf, sizeof buf, "stream %llu destroyed after its green context", s->id);
+        add_hazard("stream_destroyed_after_green_ctx", buf);
+    }
     Capture* c = s->capture.load(std::memory_order_acquire);
     if (c != nullptr) invalidate_capture(c);
     bool unlink_now;

@@ -19,6 +19,8 @@ def test_the_readme_has_python_examples():
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_example_runs(index):
     code = BLOCKS[index]
+    if "cuda.core" in code:
+        pytest.importorskip("cuda.core")  # not installed with cuda-bindings 12.9 (Python 3.10)
     if "sim.install" not in code:
         code = "import greenres.sim\ngreenres.sim.install('h100')\n" + code
     # warnings as errors: an example that leaks a handle would warn ResourceWarning

@@ -108,8 +108,18 @@ def test_destroy_detaches_streams(ctx):
             with pytest.raises(ValueError, match="917"):
                 call(s)
     assert any(h.startswith("stream_used_after_green_ctx_destroyed:") for h in sim.hazards())
-    check(driver.cuStreamDestroy(s))  # the one call still allowed
+    check(driver.cuStreamDestroy(s))  # the one call still allowed, but the order was wrong
+    assert any(h.startswith("stream_destroyed_after_green_ctx:") for h in sim.hazards())
     sim.clear_hazards()
+
+
+def test_streams_destroyed_first_record_no_hazard(ctx):
+    sim.clear_hazards()
+    g = one_green()
+    s = green_stream(g)
+    check(driver.cuStreamDestroy(s))
+    check(driver.cuGreenCtxDestroy(g))
+    assert sim.hazards() == []
 
 
 def test_destroy_invalidates_a_capture_in_progress(ctx):
