@@ -18,6 +18,7 @@ driver calls and no lock is taken; a partition's owner thread is one atomic word
 import warnings
 import weakref
 
+cimport cython
 from cuda.bindings cimport cydriver
 from libc.stdint cimport uintptr_t
 from libc.stdlib cimport calloc, free

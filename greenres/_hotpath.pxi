@@ -156,27 +156,28 @@ cdef cydriver.CUstream _stream_handle(object stream, str name="stream") except? 
     cuda.bindings ``CUstream`` or a raw int handle. Anything else (floats, bools, strings)
     raises TypeError naming ``name`` and the accepted forms."""
     cdef object value
+    if type(stream) is int:  # the common raw-handle case first: no other test, no lookup
+        if stream < 0:
+            raise ValueError(f"{name!r} must be a stream handle >= 0 (got {stream!r})")
+        return <cydriver.CUstream><uintptr_t>stream
     if isinstance(stream, Stream):
         return (<Stream>stream)._checked_handle()
-    if type(stream) is int:  # the common raw-handle case, without an attribute lookup
-        value = stream
+    protocol = getattr(stream, "__cuda_stream__", None)
+    if protocol is not None:
+        version_and_handle = protocol() if callable(protocol) else protocol
+        value = version_and_handle[1]
+        if not isinstance(value, bool) and hasattr(type(value), "__index__"):
+            value = value.__index__()
+    elif isinstance(stream, bool):
+        value = None
+    elif hasattr(type(stream), "__index__"):
+        value = stream.__index__()
+    elif type(stream).__module__.startswith("cuda.bindings"):
+        value = int(stream)  # CUstream and friends convert to their pointer value
     else:
-        protocol = getattr(stream, "__cuda_stream__", None)
-        if protocol is not None:
-            version_and_handle = protocol() if callable(protocol) else protocol
-            value = version_and_handle[1]
-            if not isinstance(value, bool) and hasattr(type(value), "__index__"):
-                value = value.__index__()
-        elif isinstance(stream, bool):
-            value = None
-        elif hasattr(type(stream), "__index__"):
-            value = stream.__index__()
-        elif type(stream).__module__.startswith("cuda.bindings"):
-            value = int(stream)  # CUstream and friends convert to their pointer value
-        else:
-            value = None
-        if type(value) is not int:
-            raise TypeError(f"{name!r} must be {_STREAM_FORMS} (got {stream!r})")
+        value = None
+    if type(value) is not int:
+        raise TypeError(f"{name!r} must be {_STREAM_FORMS} (got {stream!r})")
     if value < 0:
         raise ValueError(f"{name!r} must be a stream handle >= 0 (got {value!r})")
     return <cydriver.CUstream><uintptr_t>value

@@ -159,6 +159,7 @@ cdef class GreenContext:
         """True while the partition is entered on some thread."""
         return not self.closed and greenres_owner(&self._state().owner) != 0
 
+    @cython.binding(False)  # a plain method descriptor: no CyFunction/PyMethod layer
     def enter(self, from_stream=None):
         """Make this partition current on this thread: the caller's stream records an event,
         the green context is pushed, the partition's stream waits for the event. Nesting
@@ -187,6 +188,7 @@ cdef class GreenContext:
             self._scope = _Entered(self)
         return self._scope
 
+    @cython.binding(False)  # a plain method descriptor: no CyFunction/PyMethod layer
     def exit(self):
         """Undo the innermost :meth:`enter`: the caller's stream waits for the partition's
         stream, the green context is popped.
@@ -203,6 +205,7 @@ cdef class GreenContext:
         if code:
             raise _thread_rule_error(self.name, code)
 
+    @cython.binding(False)  # a plain method descriptor: no CyFunction/PyMethod layer
     def __enter__(self):
         cdef int code
         cdef PartState* s
@@ -214,6 +217,7 @@ cdef class GreenContext:
             raise _thread_rule_error(self.name, code)
         return self
 
+    @cython.binding(False)  # a plain method descriptor: no CyFunction/PyMethod layer
     def __exit__(self, exc_type, exc, tb):
         cdef int code
         cdef PartState* s
