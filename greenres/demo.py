@@ -43,6 +43,7 @@ class DemoReport:
     graph_nodes: int = 0
     replays: int = 0
     wrong_replays: list[int] = field(default_factory=list)
+    #: driver objects the demo made and left alive (simulated driver only; None on a GPU)
     live_after_close: dict[str, int] | None = None
     elapsed_ms: float = 0.0
 
@@ -127,6 +128,10 @@ def run_demo(device: gr.Device, spec_path: str | None = None) -> DemoReport:
     if len(stages) < 2:
         raise ValueError(f"the demo needs a spec with at least 2 partitions (got {stages})")
     report = DemoReport(device.name, device.sm_count, plan.explain(), stages)
+    from greenres import sim
+
+    # what the process held before: the demo answers only for what it made itself
+    before = sim.live_objects() if sim.is_installed() else None
     started = time.perf_counter()
     # Device memory is allocated the way any CUDA program does: in the primary context.
     primary = _call(cu.cuDevicePrimaryCtxRetain, device.ordinal)
@@ -146,10 +151,9 @@ def run_demo(device: gr.Device, spec_path: str | None = None) -> DemoReport:
         _call(cu.cuCtxPopCurrent)
         _call(cu.cuDevicePrimaryCtxRelease, device.ordinal)
     report.elapsed_ms = (time.perf_counter() - started) * 1e3
-    from greenres import sim
-
-    if sim.is_installed():
-        report.live_after_close = {kind: n for kind, n in sim.live_objects().items() if n}
+    if before is not None:
+        after = sim.live_objects()
+        report.live_after_close = {k: after[k] - before[k] for k in after if after[k] != before[k]}
     return report
 
 
