@@ -116,17 +116,16 @@ cdef class Event:
         return ms
 
     def close(self):
-        """Destroy the event and release the primary context. Idempotent."""
+        """Destroy the event and release the primary context. Idempotent. When
+        ``cuEventDestroy`` fails the event stays open."""
         if self._closed:
             return
-        self._closed = True
         cdef cydriver.CUevent e = self._handle
+        with nogil:
+            check(cydriver.cuEventDestroy(e), "cuEventDestroy")
+        self._closed = True
         self._handle = NULL
-        try:
-            with nogil:
-                check(cydriver.cuEventDestroy(e), "cuEventDestroy")
-        finally:
-            self._release_primary()
+        self._release_primary()
 
     def __enter__(self):
         return self

@@ -35,6 +35,61 @@ cdef class DeviceBuffer:
 cdef size_t _POOL_GRANULE = 512
 
 
+cdef int _relaxed_alloc(cydriver.CUdeviceptr* out, size_t size) except -1 nogil:
+    """``cuMemAlloc`` in the relaxed capture mode (legal while this thread captures), with
+    the pool's primary context pushed by the caller; pops it. Sets ``*out`` on success.
+
+    On a failure nothing changed: the memory is freed in the relaxed mode (so a capture
+    going on survives the free), the thread's capture mode is put back and the context
+    popped (a failed exchange back or pop is tried once more), and the first error is
+    raised."""
+    cdef cydriver.CUstreamCaptureMode mode = cydriver.CU_STREAM_CAPTURE_MODE_RELAXED
+    cdef cydriver.CUstreamCaptureMode saved
+    cdef cydriver.CUdeviceptr ptr = 0
+    cdef cydriver.CUcontext popped = NULL
+    cdef cydriver.CUresult err
+    cdef cydriver.CUresult first = cydriver.CUDA_SUCCESS
+    cdef const char* failed = NULL
+    err = cydriver.cuThreadExchangeStreamCaptureMode(&mode)
+    if err != cydriver.CUDA_SUCCESS:
+        cydriver.cuCtxPopCurrent(&popped)
+        return check(err, "cuThreadExchangeStreamCaptureMode")
+    saved = mode  # the thread's mode; relaxed until the exchange back
+    err = cydriver.cuMemAlloc(&ptr, size)
+    if err != cydriver.CUDA_SUCCESS:
+        first = err
+        failed = "cuMemAlloc"
+        ptr = 0
+    err = cydriver.cuThreadExchangeStreamCaptureMode(&mode)
+    if err != cydriver.CUDA_SUCCESS:
+        if failed == NULL:
+            first = err
+            failed = "cuThreadExchangeStreamCaptureMode"
+        if ptr:
+            cydriver.cuMemFree(ptr)  # still relaxed
+            ptr = 0
+        mode = saved
+        cydriver.cuThreadExchangeStreamCaptureMode(&mode)
+    err = cydriver.cuCtxPopCurrent(&popped)
+    if err != cydriver.CUDA_SUCCESS:
+        if failed == NULL:
+            first = err
+            failed = "cuCtxPopCurrent"
+        if ptr:
+            mode = cydriver.CU_STREAM_CAPTURE_MODE_RELAXED
+            if cydriver.cuThreadExchangeStreamCaptureMode(&mode) == cydriver.CUDA_SUCCESS:
+                cydriver.cuMemFree(ptr)
+                cydriver.cuThreadExchangeStreamCaptureMode(&mode)
+            else:
+                cydriver.cuMemFree(ptr)
+            ptr = 0
+        cydriver.cuCtxPopCurrent(&popped)
+    if failed != NULL:
+        return check(first, failed)
+    out[0] = ptr
+    return 0
+
+
 cdef class GraphPool:
     """A memory pool shared by graphs: the opaque token of :meth:`Graph.pool`.
 
@@ -88,8 +143,6 @@ cdef class GraphPool:
         allocation switches this thread to the relaxed capture mode around ``cuMemAlloc``."""
         cdef cydriver.CUdeviceptr ptr = 0
         cdef size_t size
-        cdef cydriver.CUstreamCaptureMode mode = cydriver.CU_STREAM_CAPTURE_MODE_RELAXED
-        cdef cydriver.CUresult err = cydriver.CUDA_SUCCESS
         nbytes = _require_int("nbytes", nbytes)
         if nbytes <= 0:
             raise ValueError(f"'nbytes' must be > 0 (got {nbytes!r})")
@@ -101,21 +154,8 @@ cdef class GraphPool:
             address = free_list.pop()
         else:
             _push_primary(self._primary)
-            try:
-                with nogil:
-                    check(cydriver.cuThreadExchangeStreamCaptureMode(&mode),
-                          "cuThreadExchangeStreamCaptureMode")
-                    err = cydriver.cuMemAlloc(&ptr, size)
-                    check(cydriver.cuThreadExchangeStreamCaptureMode(&mode),
-                          "cuThreadExchangeStreamCaptureMode")
-                if err != cydriver.CUDA_SUCCESS:
-                    check(err, "cuMemAlloc")
-                _pop_context()
-            except BaseException:
-                if ptr:
-                    cydriver.cuMemFree(ptr)
-                _pop_if_current(self._primary)
-                raise
+            with nogil:
+                _relaxed_alloc(&ptr, size)
             address = <uintptr_t>ptr
             self._blocks[address] = size
         buf = DeviceBuffer.__new__(DeviceBuffer)
@@ -148,13 +188,21 @@ cdef class GraphPool:
 
     cdef void _free_memory(self) noexcept:
         cdef cydriver.CUdeviceptr ptr
+        cdef cydriver.CUstreamCaptureMode mode = cydriver.CU_STREAM_CAPTURE_MODE_RELAXED
+        cdef bint relaxed
         if self._freed:
             return
         self._freed = True
         try:
+            # In the relaxed capture mode, as allocate: a capture going on on this thread
+            # (of another graph) would refuse cuMemFree and be invalidated by it.
+            relaxed = bool(self._blocks) and cydriver.cuThreadExchangeStreamCaptureMode(
+                &mode) == cydriver.CUDA_SUCCESS
             for address in self._blocks:
                 ptr = <cydriver.CUdeviceptr><uintptr_t>address
                 cydriver.cuMemFree(ptr)
+            if relaxed:
+                cydriver.cuThreadExchangeStreamCaptureMode(&mode)
             self._blocks.clear()
             self._free_lists.clear()
         except BaseException:
@@ -360,12 +408,24 @@ cdef class Graph:
         """End the capture (``cuStreamEndCapture``) and keep the graph."""
         cdef cydriver.CUgraph graph = NULL
         cdef cydriver.CUstream s = self._stream
+        cdef cydriver.CUresult err
+        cdef cydriver.CUstreamCaptureStatus status = cydriver.CU_STREAM_CAPTURE_STATUS_ACTIVE
         self._check_open()
         if not self._capturing:
             raise UsageError("the graph is not capturing: call capture_begin() first")
-        self._capturing = False
         with nogil:
-            check(cydriver.cuStreamEndCapture(s, &graph), "cuStreamEndCapture")
+            err = cydriver.cuStreamEndCapture(s, &graph)
+        if err != cydriver.CUDA_SUCCESS:
+            # Some failures end the capture (an invalidated or unjoined capture), others
+            # leave the stream capturing: ask the stream, so that reset() and close() still
+            # end a capture that is going on. When even that fails, assume it is.
+            if graph != NULL:
+                cydriver.cuGraphDestroy(graph)
+            if cydriver.cuStreamIsCapturing(s, &status) == cydriver.CUDA_SUCCESS \
+                    and status == cydriver.CU_STREAM_CAPTURE_STATUS_NONE:
+                self._capturing = False
+            check(err, "cuStreamEndCapture")
+        self._capturing = False
         self._graph = graph
 
     def _abort_capture(self):
@@ -389,13 +449,21 @@ cdef class Graph:
             raise UsageError("the graph is still capturing: call capture_end() first")
         if graph == NULL:
             raise UsageError("nothing captured: use capture() first")
+        cdef cydriver.CUresult err
         with nogil:
             check(cydriver.cuGraphInstantiate(&exec_, graph, 0), "cuGraphInstantiate")
-        self._exec = exec_
         if not self.keep_graph:
-            self._graph = NULL
             with nogil:
-                check(cydriver.cuGraphDestroy(graph), "cuGraphDestroy")
+                err = cydriver.cuGraphDestroy(graph)
+            if err != cydriver.CUDA_SUCCESS:
+                # Keep the CUgraph (reset/close destroy it) and undo the instantiation, so a
+                # failed instantiate changes nothing; if the executable cannot be destroyed
+                # either, keep it too.
+                if cydriver.cuGraphExecDestroy(exec_) != cydriver.CUDA_SUCCESS:
+                    self._exec = exec_
+                check(err, "cuGraphDestroy")
+            self._graph = NULL
+        self._exec = exec_
         return self
 
     def replay(self, stream=None):
@@ -404,9 +472,9 @@ cdef class Graph:
         cdef cydriver.CUstream s
         cdef cydriver.CUgraphExec exec_
         self._check_open()
+        s = self._stream if stream is None else _stream_handle(stream, "stream")
         if self._exec == NULL:
             self.instantiate()
-        s = self._stream if stream is None else _stream_handle(stream, "stream")
         exec_ = self._exec
         with nogil:
             check(cydriver.cuGraphLaunch(exec_, s), "cuGraphLaunch")

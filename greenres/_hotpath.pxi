@@ -79,10 +79,20 @@ cdef int enter_partition(PartState* p, cydriver.CUstream from_stream,
     return 0
 
 
+cdef inline void _exit_bookkeeping(PartState* p, int depth) noexcept nogil:
+    """The partition's context was popped: drop it from this thread's stack, and give up
+    ownership when that was the outermost enter."""
+    greenres_stack_pop()
+    p.depth = depth
+    if depth == 0:
+        greenres_release(&p.owner)
+
+
 cdef int exit_partition(PartState* p) except -1 nogil:
     """Undo the innermost enter of ``p`` on this thread: the caller's stream waits for the
     partition's stream, and the partition's context is popped. Returns 0, a misuse code, or
-    -1 with a DriverError set."""
+    -1 with a DriverError set; on any failure nothing changed (a failed final wait pushes
+    the context back), so the exit can be retried."""
     cdef uintptr_t me = greenres_thread_token()
     cdef int depth
     cdef char has_from
@@ -106,14 +116,18 @@ cdef int exit_partition(PartState* p) except -1 nogil:
         # refuse, rather than leave the partition current under the caller.
         cydriver.cuCtxPushCurrent(popped)
         return STACK_CHANGED
-    greenres_stack_pop()
-    p.depth = depth
-    if depth == 0:
-        greenres_release(&p.owner)
     if has_from:
+        # After the pop: a NULL caller stream is the legacy stream of the context current
+        # under the partition.
         err = cydriver.cuStreamWaitEvent(p.from_streams[depth], p.exit_event, 0)
         if err != cydriver.CUDA_SUCCESS:
+            # Undo the pop so that a failed exit changes nothing (the partition stays
+            # entered and current; exit again to retry). Only if the context cannot be
+            # pushed back does the exit stand, so that greenres agrees with the driver.
+            if cydriver.cuCtxPushCurrent(p.ctx) != cydriver.CUDA_SUCCESS:
+                _exit_bookkeeping(p, depth)
             return check(err, "cuStreamWaitEvent")
+    _exit_bookkeeping(p, depth)
     return 0
 
 

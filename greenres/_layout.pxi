@@ -497,12 +497,15 @@ cdef class Layout:
         the work queued so far on every stream of the old mode.
 
         Raises:
-            KeyError: for an unknown mode (or any mode of a layout made from one Plan).
+            KeyError: for an unknown mode, and for any ``mode`` (``None`` too) of a layout
+            made from one Plan, which has no modes.
             ThreadOwnershipError: when a partition of the old mode is entered on some
             thread.
         """
         cdef GreenContext p
         self._check_open()
+        if self._mode is None:  # one Plan: no modes to switch between, not even None
+            raise self._unknown_mode(mode)
         try:
             known = mode in self._modes
         except TypeError:  # unhashable

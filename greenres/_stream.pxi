@@ -79,7 +79,8 @@ cdef class Stream:
 
     def close(self):
         """Destroy a stream made by :meth:`GreenContext.create_stream`. Idempotent. The
-        partition's default stream is destroyed with its layout.
+        partition's default stream is destroyed with its layout. When ``cuStreamDestroy``
+        fails the stream stays open (and its layout still destroys it).
 
         Raises:
             ValueError: for the partition's default stream.
@@ -92,15 +93,17 @@ cdef class Stream:
         if self._closed or self._core.closed:
             self._closed = True
             return
+        cdef cydriver.CUstream h = self._handle
+        # Destroy first: after a failure the stream stays open and tracked by its layout
+        # (which destroys it on close), so nothing leaks.
+        with nogil:
+            check(cydriver.cuStreamDestroy(h), "cuStreamDestroy")
         self._closed = True
-        self._core.extra_streams[self.partition._index].discard(<uintptr_t>self._handle)
+        self._core.extra_streams[self.partition._index].discard(<uintptr_t>h)
         try:
             self.partition._extra_streams.remove(self)
         except ValueError:
             pass
-        cdef cydriver.CUstream h = self._handle
-        with nogil:
-            check(cydriver.cuStreamDestroy(h), "cuStreamDestroy")
 
     def __enter__(self):
         return self
