@@ -259,3 +259,24 @@ def print_targets(targets):
         good = value <= bound if op == "<=" else value >= bound
         print(f"| {label} | {value:.2f}x | {verdict(good)} |")
     print()
+
+
+def bindings_enter_exit(n, caller, green_ctx, pstream, e1, e2):
+    """``n`` cycles of greenres' enter+exit driver calls made from Python through
+    ``cuda.bindings.driver`` (record, push, wait; record, pop, wait), functions bound to
+    locals first as a careful Python caller would."""
+    from cuda.bindings import driver as cu
+
+    record, push, pop, wait = (
+        cu.cuEventRecord,
+        cu.cuCtxPushCurrent,
+        cu.cuCtxPopCurrent,
+        cu.cuStreamWaitEvent,
+    )
+    for _ in range(n):
+        record(e1, caller)
+        push(green_ctx)
+        wait(pstream, e1, 0)
+        record(e2, pstream)
+        pop()
+        wait(caller, e2, 0)

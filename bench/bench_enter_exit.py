@@ -67,19 +67,7 @@ def main():
     e1, e2 = C.ok(cu.cuEventCreate(flags)), C.ok(cu.cuEventCreate(flags))
 
     def bindings_explicit(n):
-        record, push, pop, wait = (
-            cu.cuEventRecord,
-            cu.cuCtxPushCurrent,
-            cu.cuCtxPopCurrent,
-            cu.cuStreamWaitEvent,
-        )
-        for _ in range(n):
-            record(e1, caller)
-            push(green_ctx)
-            wait(pstream, e1, 0)
-            record(e2, pstream)
-            pop()
-            wait(caller, e2, 0)
+        C.bindings_enter_exit(n, caller, green_ctx, pstream, e1, e2)
 
     def bindings_resolve(n):
         record, push, pop, wait, get = (

@@ -55,19 +55,7 @@ def main():
         caller, (e1, e2) = callers[k], events[k]
         green_ctx = cu.CUcontext(parts[k].context_handle)
         pstream = cu.CUstream(parts[k].stream.handle)
-        record, push, pop, wait = (
-            cu.cuEventRecord,
-            cu.cuCtxPushCurrent,
-            cu.cuCtxPopCurrent,
-            cu.cuStreamWaitEvent,
-        )
-        for _ in range(n):
-            record(e1, caller)
-            push(green_ctx)
-            wait(pstream, e1, 0)
-            record(e2, pstream)
-            pop()
-            wait(caller, e2, 0)
+        C.bindings_enter_exit(n, caller, green_ctx, pstream, e1, e2)
 
     def python_threads(loop, nthreads):
         def run():
