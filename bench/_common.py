@@ -160,33 +160,13 @@ def verdict(ok: bool) -> str:
 # ----------------------------------------------------------------------------- call counts
 
 
-def all_function_names(sim) -> list:
-    """Every base name in the simulator's proc-address table."""
-    lib = sim._need()
-    lib.greenres_sim_function_count.restype = ctypes.c_int
-    lib.greenres_sim_function_entry.restype = ctypes.c_char_p
-    lib.greenres_sim_function_entry.argtypes = [
-        ctypes.c_int,
-        ctypes.c_void_p,
-        ctypes.c_void_p,
-        ctypes.c_void_p,
-    ]
-    names = set()
-    for i in range(lib.greenres_sim_function_count()):
-        name = lib.greenres_sim_function_entry(i, None, None, None)
-        if name:
-            names.add(name.decode())
-    return sorted(names)
-
-
 def calls_per_cycle(sim, run, cycles: int = 1000):
     """(total calls per cycle, {name: per cycle}) of ``run(cycles)``, all functions counted."""
     if sim is None:
         return None, {}
-    names = all_function_names(sim)
     sim.reset_call_counts()
     run(cycles)
-    counts = {k: v / cycles for k, v in sim.call_counts(*names).items() if v}
+    counts = {k: v / cycles for k, v in sim.call_counts().items()}
     return sum(counts.values()), counts
 
 
@@ -263,20 +243,8 @@ def print_targets(targets):
 
 def bindings_enter_exit(n, caller, green_ctx, pstream, e1, e2):
     """``n`` cycles of greenres' enter+exit driver calls made from Python through
-    ``cuda.bindings.driver`` (record, push, wait; record, pop, wait), functions bound to
-    locals first as a careful Python caller would."""
-    from cuda.bindings import driver as cu
+    ``cuda.bindings.driver`` (record, push, wait; record, pop, wait): the loop of
+    ``greenres bench`` (greenres.benchmark), imported only after setup() chose the driver."""
+    from greenres.benchmark import bindings_enter_exit as loop
 
-    record, push, pop, wait = (
-        cu.cuEventRecord,
-        cu.cuCtxPushCurrent,
-        cu.cuCtxPopCurrent,
-        cu.cuStreamWaitEvent,
-    )
-    for _ in range(n):
-        record(e1, caller)
-        push(green_ctx)
-        wait(pstream, e1, 0)
-        record(e2, pstream)
-        pop()
-        wait(caller, e2, 0)
+    loop(n, caller, green_ctx, pstream, e1, e2)

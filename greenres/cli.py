@@ -1,7 +1,8 @@
-"""The ``greenres`` command: ``info``, ``plan``, ``key`` and ``demo``.
+"""The ``greenres`` command: ``info``, ``plan``, ``key``, ``demo`` and ``bench``.
 
 Exit codes: 0 success, 2 bad input (the message says what), 1 driver error (also: no
-driver could be loaded, or a check of ``demo`` failed).
+driver could be loaded, a check of ``demo`` failed, or ``bench`` left a simulated driver
+object alive).
 ``--device 0`` uses the loaded driver; ``--device sim:h100`` (or ``sim:8xh100``) installs
 the simulated driver first. With no ``--device`` and no driver on the machine, the CLI
 uses the simulated H100 and says so on stderr (the library itself never falls back).
@@ -19,6 +20,9 @@ __all__ = ["main"]
 
 EXIT_OK, EXIT_DRIVER_ERROR, EXIT_BAD_INPUT = 0, 1, 2
 DEFAULT_SIM_PROFILE = "h100"
+# greenres.benchmark's defaults (not imported here: that would load the driver before
+# --device chose it)
+BENCH_CYCLES, BENCH_ROUNDS = 20000, 7
 
 
 class BadInput(Exception):
@@ -179,6 +183,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_DRIVER_ERROR
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.cycles < 1:
+        raise BadInput(f"--cycles must be >= 1 (got {args.cycles})")
+    if args.rounds < 1:
+        raise BadInput(f"--rounds must be >= 1 (got {args.rounds})")
+    from greenres.benchmark import run_bench
+
+    report = run_bench(_device(args), cycles=args.cycles, rounds=args.rounds)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(report.text())
+    return EXIT_DRIVER_ERROR if report.live_after_close else EXIT_OK
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="greenres",
@@ -222,6 +241,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--spec", help="spec file to use instead of the built-in example")
     demo.add_argument("--json", action="store_true", help="machine-readable output")
+
+    bench = add(
+        "bench",
+        cmd_bench,
+        "Time partition enter/exit and handoff side by side with the same driver calls "
+        "made from Python (cuda.bindings.driver); times include the driver's own cost.",
+    )
+    bench.add_argument(
+        "--cycles",
+        type=int,
+        default=BENCH_CYCLES,
+        help=f"cycles per path per round (default {BENCH_CYCLES})",
+    )
+    bench.add_argument(
+        "--rounds",
+        type=int,
+        default=BENCH_ROUNDS,
+        help=f"interleaved rounds (default {BENCH_ROUNDS})",
+    )
+    bench.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from cuda.bindings import driver as cu
 
 import greenres as gr
+from greenres._bindings import call
 
 __all__ = ["DemoReport", "run_demo"]
 
@@ -87,16 +88,6 @@ class DemoReport:
         return "\n".join(lines)
 
 
-def _call(function, *args):
-    """Call a ``cuda.bindings.driver`` function; raise DriverError if it fails."""
-    error, *values = function(*args)
-    if error != cu.CUresult.CUDA_SUCCESS:
-        name = cu.cuGetErrorName(error)[1].decode()
-        text = cu.cuGetErrorString(error)[1].decode()
-        raise gr.DriverError(function.__name__, int(error), name, text)
-    return values[0] if len(values) == 1 else values
-
-
 def example_spec() -> gr.PartitionSpec:
     """The built-in example: the same serving layout as examples/serving.toml."""
     return gr.PartitionSpec(
@@ -134,22 +125,22 @@ def run_demo(device: gr.Device, spec_path: str | None = None) -> DemoReport:
     before = sim.live_objects() if sim.is_installed() else None
     started = time.perf_counter()
     # Device memory is allocated the way any CUDA program does: in the primary context.
-    primary = _call(cu.cuDevicePrimaryCtxRetain, device.ordinal)
-    _call(cu.cuCtxPushCurrent, primary)
+    primary = call(cu.cuDevicePrimaryCtxRetain, device.ordinal)
+    call(cu.cuCtxPushCurrent, primary)
     try:
         with gr.Layout.create(plan, device=device) as layout:
             _describe_partitions(layout, report)
-            buffers = [_call(cu.cuMemAlloc, _NBYTES) for _ in stages]
+            buffers = [call(cu.cuMemAlloc, _NBYTES) for _ in stages]
             try:
                 parts = [layout[name] for name in stages]
                 _run_steps(parts, buffers, report)
                 _run_graph(parts, buffers, report)
             finally:
                 for buffer in buffers:
-                    _call(cu.cuMemFree, buffer)
+                    call(cu.cuMemFree, buffer)
     finally:
-        _call(cu.cuCtxPopCurrent)
-        _call(cu.cuDevicePrimaryCtxRelease, device.ordinal)
+        call(cu.cuCtxPopCurrent)
+        call(cu.cuDevicePrimaryCtxRelease, device.ordinal)
     report.elapsed_ms = (time.perf_counter() - started) * 1e3
     if before is not None:
         after = sim.live_objects()
@@ -178,12 +169,12 @@ def _run_steps(parts, buffers, report: DemoReport) -> None:
     host = bytearray(_NBYTES)
     first, *rest = parts
     for step in range(1, _STEPS + 1):
-        _call(cu.cuMemsetD32Async, buffers[0], step, _WORDS, first.stream.handle)
+        call(cu.cuMemsetD32Async, buffers[0], step, _WORDS, first.stream.handle)
         previous = first
         for index, part in enumerate(rest, start=1):
             gr.handoff(previous.stream, part.stream)
             report.handoffs += 1
-            _call(
+            call(
                 cu.cuMemcpyDtoDAsync,
                 buffers[index],
                 buffers[index - 1],
@@ -191,7 +182,7 @@ def _run_steps(parts, buffers, report: DemoReport) -> None:
                 part.stream.handle,
             )
             previous = part
-        _call(cu.cuMemcpyDtoHAsync, host, buffers[-1], _NBYTES, previous.stream.handle)
+        call(cu.cuMemcpyDtoHAsync, host, buffers[-1], _NBYTES, previous.stream.handle)
         previous.stream.synchronize()
         report.steps += 1
         if not _words_equal(host, step):
@@ -206,15 +197,15 @@ def _run_graph(parts, buffers, report: DemoReport) -> None:
     report.graph_partition = second.name
     with gr.Graph() as graph:
         with graph.capture(second.stream):
-            _call(cu.cuMemcpyDtoDAsync, buffers[1], buffers[0], _NBYTES, second.stream.handle)
+            call(cu.cuMemcpyDtoDAsync, buffers[1], buffers[0], _NBYTES, second.stream.handle)
         # count before instantiate: without keep_graph the graph itself is freed then
-        _, report.graph_nodes = _call(cu.cuGraphGetNodes, cu.CUgraph(graph.handle), 0)
+        _, report.graph_nodes = call(cu.cuGraphGetNodes, cu.CUgraph(graph.handle), 0)
         graph.instantiate()
         for replay in range(1, _REPLAYS + 1):
-            _call(cu.cuMemsetD32Async, buffers[0], 1000 + replay, _WORDS, first.stream.handle)
+            call(cu.cuMemsetD32Async, buffers[0], 1000 + replay, _WORDS, first.stream.handle)
             gr.handoff(first.stream, second.stream)
             graph.replay(second.stream)
-            _call(cu.cuMemcpyDtoHAsync, host, buffers[1], _NBYTES, second.stream.handle)
+            call(cu.cuMemcpyDtoHAsync, host, buffers[1], _NBYTES, second.stream.handle)
             second.stream.synchronize()
             report.replays += 1
             if not _words_equal(host, 1000 + replay):

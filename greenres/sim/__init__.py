@@ -31,6 +31,7 @@ __all__ = [
     "call_counts",
     "clear_faults",
     "clear_hazards",
+    "function_names",
     "graph_node_green_contexts",
     "green_context_sms",
     "hazards",
@@ -261,12 +262,31 @@ def green_context_sms(green_ctx: Any) -> tuple[int, ...]:
     return tuple(buf[:n])
 
 
+def function_names() -> list[str]:
+    """Every driver function the simulator implements (base names, like
+    ``cuCtxPushCurrent``), sorted: what ``cuGetProcAddress`` can answer."""
+    lib = _need()
+    lib.greenres_sim_function_count.restype = ctypes.c_int
+    lib.greenres_sim_function_entry.restype = ctypes.c_char_p
+    lib.greenres_sim_function_entry.argtypes = [ctypes.c_int] + [ctypes.c_void_p] * 3
+    names = set()
+    for i in range(lib.greenres_sim_function_count()):
+        name = lib.greenres_sim_function_entry(i, None, None, None)
+        if name:
+            names.add(name.decode())
+    return sorted(names)
+
+
 def call_counts(*names: str) -> dict[str, int]:
     """Calls made to each driver function, failed ones included.
 
-    Names are base names without ABI suffix, like ``cuCtxPushCurrent``.
+    Names are base names without ABI suffix, like ``cuCtxPushCurrent``; with no names,
+    every function that was called at least once.
     """
     lib = _need()
+    if not names:
+        counts = {n: int(lib.greenres_sim_call_count(n.encode())) for n in function_names()}
+        return {n: c for n, c in counts.items() if c}
     return {n: int(lib.greenres_sim_call_count(n.encode())) for n in names}
 
 

@@ -147,7 +147,7 @@ def test_demo_reports_what_it_leaves_alive(monkeypatch):
     from greenres import demo
 
     before = sim.live_objects()
-    real_call = demo._call
+    real_call = demo.call
     leaked = []
 
     def call_but_never_free(function, *args):
@@ -156,7 +156,7 @@ def test_demo_reports_what_it_leaves_alive(monkeypatch):
             return None
         return real_call(function, *args)
 
-    monkeypatch.setattr(demo, "_call", call_but_never_free)
+    monkeypatch.setattr(demo, "call", call_but_never_free)
     report = demo.run_demo(greenres.Device(0))
     monkeypatch.undo()
     try:

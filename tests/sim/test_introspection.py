@@ -154,3 +154,13 @@ def test_real_driver_already_loaded_is_refused(tmp_path):
         """
     )
     assert out.startswith("refused: a real CUDA driver")
+
+
+def test_function_names_and_every_count():
+    names = sim.function_names()
+    assert "cuGreenCtxCreate" in names and "cuCtxPushCurrent" in names
+    assert names == sorted(set(names))
+    sim.reset_call_counts()
+    driver.cuCtxGetCurrent()
+    driver.cuCtxGetCurrent()
+    assert sim.call_counts() == {"cuCtxGetCurrent": 2}
