@@ -3,13 +3,15 @@ the way a user's code does, with failures raised as :class:`greenres.DriverError
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from cuda.bindings import driver as cu
 
 from greenres.errors import DriverError
 
-__all__ = ["call"]
+__all__ = ["call", "primary_context_current"]
 
 
 def call(function: Any, *args: Any) -> Any:
@@ -23,3 +25,16 @@ def call(function: Any, *args: Any) -> Any:
     if not values:
         return None
     return values[0] if len(values) == 1 else values
+
+
+@contextmanager
+def primary_context_current(ordinal: int) -> Iterator[Any]:
+    """Retain device ``ordinal``'s primary context and make it current for the block (where
+    a CUDA program allocates memory and creates its own streams); pop and release after."""
+    primary = call(cu.cuDevicePrimaryCtxRetain, ordinal)
+    call(cu.cuCtxPushCurrent, primary)
+    try:
+        yield primary
+    finally:
+        call(cu.cuCtxPopCurrent)
+        call(cu.cuDevicePrimaryCtxRelease, ordinal)

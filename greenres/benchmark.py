@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from cuda.bindings import driver as cu
 
 import greenres as gr
-from greenres._bindings import call
+from greenres._bindings import call, primary_context_current
 
 __all__ = [
     "PATHS",
@@ -227,9 +227,7 @@ def run_bench(
     started = time.perf_counter()
 
     flags = cu.CUevent_flags.CU_EVENT_DISABLE_TIMING.value
-    primary = call(cu.cuDevicePrimaryCtxRetain, device.ordinal)
-    call(cu.cuCtxPushCurrent, primary)
-    try:
+    with primary_context_current(device.ordinal):
         caller = call(cu.cuStreamCreate, cu.CUstream_flags.CU_STREAM_NON_BLOCKING.value)
         try:
             events = []
@@ -243,13 +241,9 @@ def run_bench(
                     call(cu.cuEventDestroy, event)
         finally:
             call(cu.cuStreamDestroy, caller)
-    finally:
-        call(cu.cuCtxPopCurrent)
-        call(cu.cuDevicePrimaryCtxRelease, device.ordinal)
     report.elapsed_ms = (time.perf_counter() - started) * 1e3
     if before is not None:
-        after = sim.live_objects()
-        report.live_after_close = {k: after[k] - before[k] for k in after if after[k] != before[k]}
+        report.live_after_close = sim.live_objects_since(before)
     return report
 
 

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from cuda.bindings import driver as cu
 
 import greenres as gr
-from greenres._bindings import call
+from greenres._bindings import call, primary_context_current
 
 __all__ = ["DemoReport", "run_demo"]
 
@@ -125,26 +125,19 @@ def run_demo(device: gr.Device, spec_path: str | None = None) -> DemoReport:
     before = sim.live_objects() if sim.is_installed() else None
     started = time.perf_counter()
     # Device memory is allocated the way any CUDA program does: in the primary context.
-    primary = call(cu.cuDevicePrimaryCtxRetain, device.ordinal)
-    call(cu.cuCtxPushCurrent, primary)
-    try:
-        with gr.Layout.create(plan, device=device) as layout:
-            _describe_partitions(layout, report)
-            buffers = [call(cu.cuMemAlloc, _NBYTES) for _ in stages]
-            try:
-                parts = [layout[name] for name in stages]
-                _run_steps(parts, buffers, report)
-                _run_graph(parts, buffers, report)
-            finally:
-                for buffer in buffers:
-                    call(cu.cuMemFree, buffer)
-    finally:
-        call(cu.cuCtxPopCurrent)
-        call(cu.cuDevicePrimaryCtxRelease, device.ordinal)
+    with primary_context_current(device.ordinal), gr.Layout.create(plan, device=device) as layout:
+        _describe_partitions(layout, report)
+        buffers = [call(cu.cuMemAlloc, _NBYTES) for _ in stages]
+        try:
+            parts = [layout[name] for name in stages]
+            _run_steps(parts, buffers, report)
+            _run_graph(parts, buffers, report)
+        finally:
+            for buffer in buffers:
+                call(cu.cuMemFree, buffer)
     report.elapsed_ms = (time.perf_counter() - started) * 1e3
     if before is not None:
-        after = sim.live_objects()
-        report.live_after_close = {k: after[k] - before[k] for k in after if after[k] != before[k]}
+        report.live_after_close = sim.live_objects_since(before)
     return report
 
 

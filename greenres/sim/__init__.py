@@ -40,6 +40,7 @@ __all__ = [
     "install_from_env",
     "is_installed",
     "live_objects",
+    "live_objects_since",
     "parse_profile",
     "reset_call_counts",
     "set_op_delay_us",
@@ -244,6 +245,13 @@ def live_objects() -> dict[str, int]:
     """Live objects of each kind (user contexts, retained primary contexts, green contexts, ...)."""
     lib = _need()
     return {k: lib.greenres_sim_live_count(k.encode()) for k in LIVE_KINDS}
+
+
+def live_objects_since(before: dict[str, int]) -> dict[str, int]:
+    """What changed since ``before = live_objects()``: kind -> difference, only the kinds
+    that changed (an empty dict means everything made since was freed)."""
+    after = live_objects()
+    return {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
 
 
 def green_context_sms(green_ctx: Any) -> tuple[int, ...]:

@@ -164,3 +164,12 @@ def test_function_names_and_every_count():
     driver.cuCtxGetCurrent()
     driver.cuCtxGetCurrent()
     assert sim.call_counts() == {"cuCtxGetCurrent": 2}
+
+
+def test_live_objects_since_reports_only_what_changed(ctx):
+    before = sim.live_objects()
+    assert sim.live_objects_since(before) == {}
+    event = check(driver.cuEventCreate(0))
+    assert sim.live_objects_since(before) == {"event": 1}
+    check(driver.cuEventDestroy(event))
+    assert sim.live_objects_since(before) == {}
