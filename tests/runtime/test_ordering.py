@@ -1,13 +1,15 @@
 """Ordering with real data: enter/exit and handoff, checked through device memory.
 
 The simulator's op delay widens every race window, so a missing dependency shows up as
-wrong bytes, not as a log line."""
+wrong bytes, not as a log line; the negative control holds a stream with a gate, so its
+race is certain on any driver."""
 
 import threading
 
 import pytest
 from cuda.bindings import driver as cu
 from rthelpers import SIM, copy, layout_of, memset, read, sync
+from streamgate import Gate
 
 import greenres
 
@@ -141,23 +143,18 @@ def test_handoff_from_many_threads_at_once(memory):
         assert not errors, errors
 
 
-def test_missing_handoff_is_visible_in_the_simulator(memory):
-    """The test above could fail: without the handoff the data is wrong."""
-    if not SIM:
-        pytest.skip("the race is only forced by the simulator's op delay")
-    import greenres.sim as s
-
-    s.set_op_delay_us(2000)
-    try:
-        with layout_of({"a": 16, "b": 16}) as layout:
-            a, b = layout["a"].stream, layout["b"].stream
-            x, y, busy = memory.alloc(N), memory.alloc(N), memory.alloc(N)
-            for _ in range(5):  # a backlog on a: its memset of x runs late
-                memset(busy, 1, N, a)
+def test_missing_handoff_gives_wrong_data(memory):
+    """The tests above could fail: without a handoff, b copies x before a's memset ran."""
+    with layout_of({"a": 16, "b": 16}) as layout:
+        a, b = layout["a"].stream, layout["b"].stream
+        x, y = memory.alloc(N), memory.alloc(N)
+        memset(x, 0, N, a)
+        memset(y, 0, N, a)
+        a.synchronize()
+        with Gate(a):  # a's memset of x cannot run before b's copy is done
             memset(x, 7, N, a)
             copy(y, x, N, b)  # no handoff
             b.synchronize()
-            a.synchronize()
-            assert read(y, N) != bytes([7]) * N
-    finally:
-        s.set_op_delay_us(0)
+        a.synchronize()
+        assert read(y, N) == bytes(N)
+        assert read(x, N) == bytes([7]) * N

@@ -88,13 +88,15 @@ def test_threads_in_different_partitions_run_in_parallel():
 
 def test_contended_partition_admits_one_thread_at_a_time():
     """Four threads race to enter one partition. A counter (deliberately unlocked) is
-    incremented after enter and decremented before exit: it never exceeds 1, and some
-    enters are refused, so the race really happened."""
+    incremented after enter and decremented before exit: it never exceeds 1. The first
+    thread admitted stays inside until another thread has been refused, so the race
+    happens on every run instead of depending on how the scheduler interleaves."""
     with layout_of({"a": 16}) as layout:
         a = layout["a"]
         state = {"inside": 0, "max": 0, "refused": 0, "admitted": 0}
         errors = []
         start = threading.Barrier(4, timeout=10)
+        someone_refused = threading.Event()
 
         def worker():
             try:
@@ -104,11 +106,15 @@ def test_contended_partition_admits_one_thread_at_a_time():
                         a.__enter__()
                     except ThreadOwnershipError:
                         state["refused"] += 1
+                        someone_refused.set()
                         continue
                     state["inside"] += 1
                     state["max"] = max(state["max"], state["inside"])
                     state["admitted"] += 1
-                    time.sleep(0)  # let the other threads run (and try) while inside
+                    # Hold the partition until a rival has been turned away (immediate
+                    # once that happened), then let the other threads run while inside.
+                    someone_refused.wait(timeout=10)
+                    time.sleep(0)
                     state["inside"] -= 1
                     a.exit()
             except BaseException as exc:

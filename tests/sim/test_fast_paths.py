@@ -12,8 +12,7 @@ import time
 import pytest
 from cuda.bindings import driver
 from simhelpers import E, check, device_resource, error_of, green_stream, make_green, split
-
-import greenres.sim as sim
+from streamgate import Gate
 
 pytestmark = pytest.mark.sim_only
 
@@ -23,7 +22,6 @@ NO_TIMING = driver.CUevent_flags.CU_EVENT_DISABLE_TIMING
 LEGACY = driver.CUstream(driver.CU_STREAM_LEGACY)
 GLOBAL = driver.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_GLOBAL
 ACTIVE = driver.CUstreamCaptureStatus.CU_STREAM_CAPTURE_STATUS_ACTIVE
-SLOW_US = 300_000  # the slow memset sleeps this long before it writes
 
 
 def stream(flags=NB):
@@ -38,12 +36,11 @@ def query(ev):
     return error_of(driver.cuEventQuery(ev))
 
 
-def slow_memset(buf, value, s):
-    """An async memset on s that is still sleeping when this returns (its op read the delay)."""
-    sim.set_op_delay_us(SLOW_US)
+def held_memset(buf, value, s):
+    """An async memset on s that waits behind a closed gate: s is busy until it opens."""
+    gate = Gate(s)
     check(driver.cuMemsetD8Async(buf, value, N, s))
-    time.sleep(0.03)  # the stream's worker has started the op and its sleep
-    sim.set_op_delay_us(0)  # later ops run without delay
+    return gate
 
 
 def zeroed(n=N):
@@ -86,13 +83,11 @@ def test_wait_on_a_completed_event_queues_nothing(ctx):
         assert error_of(driver.cuStreamQuery(b)) == E.CUDA_SUCCESS  # nothing queued on b
     # Work after the record on a does not hold b back: the wait covered only the record.
     buf = zeroed()
-    slow_memset(buf, 5, a)
     out = (ctypes.c_uint8 * N)()
-    t0 = time.monotonic()
-    check(driver.cuMemcpyDtoHAsync(out, buf, N, b))
-    check(driver.cuStreamSynchronize(b))
-    assert time.monotonic() - t0 < SLOW_US / 2e6
-    assert bytes(out) == bytes(N)
+    with held_memset(buf, 5, a):
+        check(driver.cuMemcpyDtoHAsync(out, buf, N, b))
+        check(driver.cuStreamSynchronize(b))  # returns while a is still held
+        assert bytes(out) == bytes(N)
     check(driver.cuStreamSynchronize(a))
     for s in (a, b):
         check(driver.cuStreamDestroy(s))
@@ -106,21 +101,24 @@ def test_record_on_a_busy_stream_still_orders_work(ctx, wait):
     a, b = stream(), stream()
     ev = event()
     buf = zeroed()
-    slow_memset(buf, 7, a)
-    check(driver.cuEventRecord(ev, a))
-    assert query(ev) == E.CUDA_ERROR_NOT_READY  # queued behind the memset, not inline
-    if wait:
-        check(driver.cuStreamWaitEvent(b, ev, 0))
-        assert error_of(driver.cuStreamQuery(b)) == E.CUDA_ERROR_NOT_READY  # a real wait
     out = (ctypes.c_uint8 * N)()
-    check(driver.cuMemcpyDtoHAsync(out, buf, N, b))
-    check(driver.cuStreamSynchronize(b))
-    if wait:
-        assert bytes(out) == bytes([7]) * N
-        assert query(ev) == E.CUDA_SUCCESS
-    else:
-        assert bytes(out) == bytes(N)  # the copy overtook the memset
-        assert query(ev) == E.CUDA_ERROR_NOT_READY
+    with held_memset(buf, 7, a) as gate:
+        check(driver.cuEventRecord(ev, a))
+        assert query(ev) == E.CUDA_ERROR_NOT_READY  # queued behind the memset, not inline
+        if wait:
+            check(driver.cuStreamWaitEvent(b, ev, 0))
+            assert error_of(driver.cuStreamQuery(b)) == E.CUDA_ERROR_NOT_READY  # a real wait
+        check(driver.cuMemcpyDtoHAsync(out, buf, N, b))
+        if wait:
+            assert error_of(driver.cuStreamQuery(b)) == E.CUDA_ERROR_NOT_READY
+            gate.open()
+        check(driver.cuStreamSynchronize(b))
+        if wait:
+            assert bytes(out) == bytes([7]) * N
+            assert query(ev) == E.CUDA_SUCCESS
+        else:
+            assert bytes(out) == bytes(N)  # the copy overtook the memset
+            assert query(ev) == E.CUDA_ERROR_NOT_READY
     check(driver.cuStreamSynchronize(a))
     assert query(ev) == E.CUDA_SUCCESS
     for s in (a, b):
@@ -134,24 +132,24 @@ def test_record_waits_for_legacy_implicit_synchronisation(ctx):
     ev = event()
     buf = zeroed()
     # Busy legacy stream: a record on an idle blocking stream is ordered after it...
-    slow_memset(buf, 1, LEGACY)
-    check(driver.cuEventRecord(ev, blocking))
-    assert query(ev) == E.CUDA_ERROR_NOT_READY
-    # ...one on an idle non-blocking stream is not.
     ev2 = event()
-    check(driver.cuEventRecord(ev2, non_blocking))
-    assert query(ev2) == E.CUDA_SUCCESS
+    with held_memset(buf, 1, LEGACY):
+        check(driver.cuEventRecord(ev, blocking))
+        assert query(ev) == E.CUDA_ERROR_NOT_READY
+        # ...one on an idle non-blocking stream is not.
+        check(driver.cuEventRecord(ev2, non_blocking))
+        assert query(ev2) == E.CUDA_SUCCESS
     check(driver.cuCtxSynchronize())
     assert query(ev) == E.CUDA_SUCCESS
     # Busy blocking stream: a record on the legacy stream waits for it; a busy
     # non-blocking stream does not hold the legacy stream back.
-    slow_memset(buf, 2, blocking)
-    check(driver.cuEventRecord(ev, LEGACY))
-    assert query(ev) == E.CUDA_ERROR_NOT_READY
+    with held_memset(buf, 2, blocking):
+        check(driver.cuEventRecord(ev, LEGACY))
+        assert query(ev) == E.CUDA_ERROR_NOT_READY
     check(driver.cuCtxSynchronize())
-    slow_memset(buf, 3, non_blocking)
-    check(driver.cuEventRecord(ev, LEGACY))
-    assert query(ev) == E.CUDA_SUCCESS
+    with held_memset(buf, 3, non_blocking):
+        check(driver.cuEventRecord(ev, LEGACY))
+        assert query(ev) == E.CUDA_SUCCESS
     check(driver.cuCtxSynchronize())
     for s in (blocking, non_blocking):
         check(driver.cuStreamDestroy(s))
@@ -168,12 +166,13 @@ def test_green_ctx_record_is_inline_only_when_every_stream_is_idle(ctx):
     check(driver.cuGreenCtxRecordEvent(g1, ev))
     assert query(ev) == E.CUDA_SUCCESS  # idle green context: complete at once
     buf = zeroed()
-    slow_memset(buf, 9, s1)
-    check(driver.cuGreenCtxRecordEvent(g1, ev))
-    assert query(ev) == E.CUDA_ERROR_NOT_READY
-    check(driver.cuGreenCtxWaitEvent(g2, ev))
     out = (ctypes.c_uint8 * N)()
-    check(driver.cuMemcpyDtoHAsync(out, buf, N, s2))
+    with held_memset(buf, 9, s1):
+        check(driver.cuGreenCtxRecordEvent(g1, ev))
+        assert query(ev) == E.CUDA_ERROR_NOT_READY
+        check(driver.cuGreenCtxWaitEvent(g2, ev))
+        check(driver.cuMemcpyDtoHAsync(out, buf, N, s2))
+        assert error_of(driver.cuStreamQuery(s2)) == E.CUDA_ERROR_NOT_READY  # held by g1
     check(driver.cuStreamSynchronize(s2))
     assert bytes(out) == bytes([9]) * N
     for s in (s1, s2):

@@ -2,11 +2,11 @@
 
 import ctypes
 import threading
-import time
 
 import pytest
 from cuda.bindings import driver
 from simhelpers import E, check, device_resource, error_of, green_stream, host_fn, make_green, split
+from streamgate import Gate
 
 import greenres.sim as sim
 
@@ -29,19 +29,22 @@ def event(flags=0):
 
 
 def produce_then_consume(wait):
-    """Stream a fills a buffer after slow work; stream b copies it out, with or without a wait."""
+    """Stream a fills a buffer while held by a gate; stream b copies it out, with or without
+    a wait. Without the wait, b's copy finishes while a is still held."""
     a, b = stream(), stream()
     buf = check(driver.cuMemAlloc(N))
     check(driver.cuMemsetD8(buf, 0, N))
     ev = event(driver.CUevent_flags.CU_EVENT_DISABLE_TIMING)
-    check(driver.cuLaunchHostFunc(a, host_fn(lambda _: time.sleep(0.1)), None))
-    check(driver.cuMemsetD8Async(buf, 7, N, a))
-    check(driver.cuEventRecord(ev, a))
-    if wait:
-        check(driver.cuStreamWaitEvent(b, ev, 0))
     out = host_buffer()
-    check(driver.cuMemcpyDtoHAsync(out, buf, N, b))
-    check(driver.cuStreamSynchronize(b))
+    with Gate(a) as gate:
+        check(driver.cuMemsetD8Async(buf, 7, N, a))
+        check(driver.cuEventRecord(ev, a))
+        if wait:
+            check(driver.cuStreamWaitEvent(b, ev, 0))
+        check(driver.cuMemcpyDtoHAsync(out, buf, N, b))
+        if wait:
+            gate.open()
+        check(driver.cuStreamSynchronize(b))
     check(driver.cuStreamSynchronize(a))
     result = bytes(out)
     for s in (a, b):
@@ -82,14 +85,12 @@ def test_legacy_stream_waits_for_blocking_streams_only(ctx):
     check(driver.cuMemsetD8(b1, 0, N))
     check(driver.cuMemsetD8(b2, 0, N))
     check(driver.cuMemsetD8Async(b1, 1, N, blocking))
-    check(
-        driver.cuLaunchHostFunc(non_blocking, host_fn(lambda _: time.sleep(0.3)), None)
-    )  # keeps it busy
-    check(driver.cuMemsetD8Async(b2, 2, N, non_blocking))
     o1, o2 = host_buffer(), host_buffer()
-    check(driver.cuMemcpyDtoHAsync(o1, b1, N, driver.CUstream(driver.CU_STREAM_LEGACY)))
-    check(driver.cuMemcpyDtoHAsync(o2, b2, N, driver.CUstream(driver.CU_STREAM_LEGACY)))
-    check(driver.cuStreamSynchronize(driver.CUstream(driver.CU_STREAM_LEGACY)))
+    with Gate(non_blocking):  # keeps it busy
+        check(driver.cuMemsetD8Async(b2, 2, N, non_blocking))
+        check(driver.cuMemcpyDtoHAsync(o1, b1, N, driver.CUstream(driver.CU_STREAM_LEGACY)))
+        check(driver.cuMemcpyDtoHAsync(o2, b2, N, driver.CUstream(driver.CU_STREAM_LEGACY)))
+        check(driver.cuStreamSynchronize(driver.CUstream(driver.CU_STREAM_LEGACY)))
     assert bytes(o1) == bytes([1]) * N  # implicit synchronisation with the blocking stream
     assert bytes(o2) == bytes(N)  # none with the non-blocking one
     check(driver.cuCtxSynchronize())
