@@ -44,7 +44,7 @@ from greenres.isolation import (
     isolation_key,
 )
 from greenres.plan import ModalPlan, Plan, PlannedPartition
-from greenres.serialize import load_schema, load_spec
+from greenres.serialize import load_plan, load_schema, load_spec
 from greenres.spec import ModalSpec, Partition, PartitionSpec
 
 __version__ = "0.1.0"
@@ -83,6 +83,7 @@ __all__ = [
     "handoff",
     "isolation_context",
     "isolation_key",
+    "load_plan",
     "load_schema",
     "load_spec",
 ]

@@ -17,6 +17,7 @@ driver calls and no lock is taken; a partition's owner thread is one atomic word
 
 import warnings
 import weakref
+from types import SimpleNamespace
 
 cimport cython
 from cuda.bindings cimport cydriver

@@ -316,6 +316,33 @@ def _plan_of_mapping(mapping, device):
     return spec.plan(device)
 
 
+def _check_plans_fit(plans, device):
+    """Refuse, before any driver object exists, a plan made for other SMs or granularity:
+    its counts would not be what the driver makes (a plan file from another machine)."""
+    from greenres.plan import granularity_differences
+
+    if all(plan.spec.coscheduling for plan in plans.values()):
+        # What the device resource says is enough; sm_facts() would also measure the
+        # un-co-scheduled granularity with two split queries no plan here depends on.
+        resource = device.sm_resource
+        device_facts = SimpleNamespace(
+            compute_capability=device.compute_capability, sm_count=resource.count,
+            min_partition_size=resource.min_partition_size, alignment=resource.alignment)
+    else:
+        device_facts = device.sm_facts()
+    for mode, plan in plans.items():
+        differences = granularity_differences(
+            plan.facts, device_facts, coscheduling=bool(plan.spec.coscheduling))
+        if differences:
+            where = f"mode {mode!r} of the plan" if mode is not None else "the plan"
+            raise PlanError(
+                f"{where} was made for {plan.facts.device_name}, not for device "
+                f"{device.ordinal} ({device.name}): "
+                + "; ".join(differences)
+                + f"; plan the spec again with spec.plan(greenres.Device({device.ordinal}))"
+            )
+
+
 def _is_modal(plan):
     return hasattr(plan, "plans") and hasattr(plan, "default")
 
@@ -376,6 +403,7 @@ cdef class Layout:
                 "Layout.create needs a greenres.Plan, a greenres.ModalPlan or a mapping of "
                 f"partition names to SM counts (got {type(plan_or_counts).__name__})"
             )
+        _check_plans_fit(plans, dev)
         total = sum(len(p.partitions) for p in plans.values())
         core = _LayoutCore()
         core.ordinal = dev.ordinal

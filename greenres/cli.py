@@ -139,9 +139,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     device = _device(args)
     plan = _plan_for(spec, device.sm_facts(), args.mode)
     if args.json:
-        from greenres.serialize import plan_to_dict
+        from greenres.serialize import dumps_plan
 
-        print(json.dumps(plan_to_dict(plan), indent=2))
+        sys.stdout.write(dumps_plan(plan, "json"))  # greenres.load_plan reads it back
     else:
         print(plan.explain())
     return EXIT_OK

@@ -51,6 +51,7 @@ __all__ = [
     "PartitionRef",
     "Plan",
     "PlannedPartition",
+    "granularity_differences",
     "make_modal_plan",
     "make_plan",
 ]
@@ -351,6 +352,30 @@ class ModalPlan:
             mark = " (default)" if mode == self.default else ""
             blocks.append(f"mode {mode!r}{mark}\n{plan.explain()}")
         return "\n\n".join(blocks)
+
+
+def granularity_differences(
+    planned_for: SmFacts, device: SmFacts, *, coscheduling: bool = True
+) -> list[str]:
+    """The facts that decide SM counts on which ``device`` differs from the facts a plan
+    was ``planned_for``, each as ``"name: plan X, device Y"`` (empty when the plan fits).
+    ``device`` is an :class:`SmFacts`, or any object with the attributes compared.
+
+    The device name, memory and driver version are not compared: a plan made from a
+    device profile with no GPU is valid on any device with the same SMs and granularity.
+    The un-co-scheduled granularity counts only for plans with ``coscheduling=False``.
+    """
+    names = ["compute_capability", "sm_count", "min_partition_size", "alignment"]
+    if not coscheduling:
+        names += ["uncoscheduled_min_partition_size", "uncoscheduled_alignment"]
+    differences = []
+    for name in names:
+        planned, actual = getattr(planned_for, name), getattr(device, name)
+        if planned != actual:
+            if name == "compute_capability":
+                planned, actual = ".".join(map(str, planned)), ".".join(map(str, actual))
+            differences.append(f"{name}: plan {planned}, device {actual}")
+    return differences
 
 
 # --------------------------------------------------------------------------- planning

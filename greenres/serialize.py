@@ -30,10 +30,10 @@ import cattrs
 import tomli_w
 from cattrs.gen import make_dict_unstructure_fn, override
 
-from greenres.errors import SpecError
+from greenres.errors import GreenresError, SpecError
 from greenres.facts import SmFacts
 from greenres.isolation import IsolationSchema, SelectedCompileContext, SelectedRuntimeContext
-from greenres.plan import ModalPlan, Plan, PlannedPartition
+from greenres.plan import MECHANISMS, ModalPlan, Plan, PlannedPartition, make_plan
 from greenres.spec import ModalSpec, Partition, PartitionSpec
 
 if sys.version_info >= (3, 11):
@@ -43,14 +43,19 @@ else:  # pragma: no cover - Python 3.10
 
 __all__ = [
     "converter",
+    "dump_plan",
     "dump_spec",
+    "dumps_plan",
     "dumps_spec",
     "facts_from_dict",
     "facts_to_dict",
+    "load_plan",
     "load_schema",
     "load_spec",
+    "loads_plan",
     "loads_schema",
     "loads_spec",
+    "plan_from_dict",
     "plan_to_dict",
     "plan_to_json",
     "schema_from_dict",
@@ -172,7 +177,7 @@ converter.register_unstructure_hook(
 )
 
 
-def _message(error: BaseException, source: str | None) -> str:
+def _message(error: BaseException, source: str | None, where: str = "$") -> str:
     def fmt(exc: BaseException, _type: Any) -> str:
         if isinstance(exc, SpecError):
             return str(exc)
@@ -187,10 +192,10 @@ def _message(error: BaseException, source: str | None) -> str:
         return f"{type(exc).__name__}: {exc}"
 
     if isinstance(error, (cattrs.BaseValidationError, cattrs.ForbiddenExtraKeysError)):
-        lines = cattrs.transform_error(error, path="$", format_exception=fmt)
+        lines = cattrs.transform_error(error, path=where, format_exception=fmt)
         lines = [_tidy(line) for line in lines]
     else:
-        lines = [fmt(error, None)]
+        lines = [fmt(error, None) if where == "$" else f"at {where}: {fmt(error, None)}"]
     prefix = f"{source}: " if source else ""
     if len(lines) == 1:
         return prefix + lines[0]
@@ -205,16 +210,20 @@ def _tidy(line: str) -> str:
     return f"at {where}: {problem}"
 
 
-def _structure(data: Any, cls: type, source: str | None) -> Any:
+def _structure(data: Any, cls: type, source: str | None, where: str = "$") -> Any:
+    """``data`` as a ``cls``; ``where`` is its path inside the file (``$`` at the top)."""
     if not isinstance(data, Mapping):
-        raise SpecError(f"{source + ': ' if source else ''}expected a table of keys (got {data!r})")
+        at = "" if where == "$" else f"at {where}: "
+        raise SpecError(
+            f"{source + ': ' if source else ''}{at}expected a table of keys (got {data!r})"
+        )
     try:
         return converter.structure(data, cls)
     except SpecError as error:
         # Raised by a class's cross-field checks (in __init__, outside cattrs' detail).
-        raise SpecError(_message(error, source)) from error
+        raise SpecError(_message(error, source, where)) from error
     except (cattrs.BaseValidationError, cattrs.ForbiddenExtraKeysError) as error:
-        raise SpecError(_message(error, source)) from error
+        raise SpecError(_message(error, source, where)) from error
 
 
 def spec_to_dict(spec: Spec) -> dict[str, Any]:
@@ -277,6 +286,7 @@ def plan_to_dict(plan: Plan | ModalPlan) -> dict[str, Any]:
             "default": plan.default,
             "fingerprint": plan.fingerprint,
             "facts": facts_to_dict(plan.facts),
+            "spec": spec_to_dict(plan.spec),
             "modes": {mode: plan_to_dict(p) for mode, p in plan.plans.items()},
         }
     if not isinstance(plan, Plan):
@@ -301,6 +311,150 @@ def plan_to_dict(plan: Plan | ModalPlan) -> dict[str, Any]:
 def plan_to_json(plan: Plan | ModalPlan, *, indent: int | None = 2) -> str:
     """:func:`plan_to_dict` as JSON text."""
     return json.dumps(plan_to_dict(plan), indent=indent)
+
+
+def _differences(stored: Any, made: Any, where: str = "$") -> list[str]:
+    """Where two plan dicts differ, as ``"at $.key: file X, planned Y"`` lines."""
+    if isinstance(stored, Mapping) and isinstance(made, Mapping):
+        lines = []
+        for key in sorted(set(stored) | set(made)):
+            here = f"{where}.{key}"
+            if key not in made:
+                lines.append(f"at {here}: unknown key")
+            elif key not in stored:
+                lines.append(f"at {here}: required key missing")
+            else:
+                lines += _differences(stored[key], made[key], here)
+        return lines
+    if isinstance(stored, list) and isinstance(made, list) and len(stored) == len(made):
+        return [
+            line
+            for index, (a, b) in enumerate(zip(stored, made, strict=True))
+            for line in _differences(a, b, f"{where}[{index}]")
+        ]
+    if stored != made or type(stored) is not type(made):
+        return [f"at {where}: file {stored!r}, planned {made!r}"]
+    return []
+
+
+def _replan(data: Any, source: str, where: str) -> Plan:
+    if not isinstance(data, Mapping):
+        raise SpecError(f"{source}: at {where}: expected a table of keys (got {data!r})")
+    missing = [key for key in ("facts", "spec", "mechanism") if key not in data]
+    if missing:
+        raise SpecError(f"{source}: at {where}.{missing[0]}: required key missing")
+    facts = _structure(data["facts"], SmFacts, source, f"{where}.facts")
+    spec = _structure(data["spec"], PartitionSpec, source, f"{where}.spec")
+    mechanism = data["mechanism"]
+    if mechanism not in MECHANISMS:
+        raise SpecError(
+            f"{source}: at {where}.mechanism: must be one of {', '.join(MECHANISMS)} "
+            f"(got {mechanism!r})"
+        )
+    try:
+        return make_plan(spec, facts, mechanism=mechanism)
+    except GreenresError as error:
+        raise SpecError(
+            f"{source}: at {where}: the spec does not plan on its facts: {error}"
+        ) from error
+
+
+def _modal_plan_from_dict(data: Mapping[str, Any], label: str) -> ModalPlan:
+    for key in ("facts", "spec"):
+        if key not in data:
+            raise SpecError(f"{label}: at $.{key}: required key missing")
+    modes = data["modes"]
+    if not isinstance(modes, Mapping):
+        raise SpecError(f"{label}: at $.modes: expected a table of modes (got {modes!r})")
+    facts = _structure(data["facts"], SmFacts, label, "$.facts")
+    spec = _structure(data["spec"], ModalSpec, label, "$.spec")
+    if list(modes) != list(spec.modes):
+        raise SpecError(
+            f"{label}: at $.modes: the modes {list(modes)} are not the modes of $.spec "
+            f"{list(spec.modes)}"
+        )
+    plans = {mode: _replan(plan, label, f"$.modes.{mode}") for mode, plan in modes.items()}
+    for mode, plan in plans.items():
+        if plan.facts != facts:
+            raise SpecError(f"{label}: at $.modes.{mode}.facts: not the same as $.facts")
+        if plan.spec != spec.modes[mode]:
+            raise SpecError(f"{label}: at $.modes.{mode}.spec: not the same as $.spec.modes.{mode}")
+    return ModalPlan(plans=plans, default=spec.default_mode, facts=facts, spec=spec)
+
+
+def plan_from_dict(data: Mapping[str, Any], *, source: str | None = None) -> Plan | ModalPlan:
+    """A :class:`Plan` or :class:`ModalPlan` from a dict made by :func:`plan_to_dict`.
+
+    A plan is derived data: greenres plans the stored spec on the stored facts again with
+    the stored mechanism and checks that the result is the stored plan, field by field. So
+    a plan file that was edited, or made by a greenres that rounds differently, is refused
+    instead of creating partitions other than the ones it shows.
+
+    Raises:
+        SpecError: naming ``source`` (when given), and every key that is missing, unknown
+            or differs from the plan made again.
+    """
+    label = source or "<plan>"
+    if not isinstance(data, Mapping):
+        raise SpecError(f"{label}: expected a table of keys (got {data!r})")
+    if "modes" in data:
+        made: Plan | ModalPlan = _modal_plan_from_dict(data, label)
+    else:
+        made = _replan(data, label, "$")
+    differences = _differences(data, plan_to_dict(made))
+    if differences:
+        raise SpecError(
+            "\n".join(
+                [
+                    f"{label}: the stored plan is not what greenres plans for its spec and "
+                    "facts (edited, or made by another greenres version):",
+                    *(f"  - {line}" for line in differences),
+                ]
+            )
+        )
+    return made
+
+
+def loads_plan(text: str, format: str = "json", *, source: str = "<string>") -> Plan | ModalPlan:
+    """A plan from JSON or TOML text (see :func:`plan_from_dict`)."""
+    return plan_from_dict(_parse(text, _format_of(Path(source), format), source), source=source)
+
+
+def load_plan(path: str | Path, *, format: str | None = None) -> Plan | ModalPlan:
+    """Read a plan written by :func:`dump_plan` or ``greenres plan --json``, checked as
+    :func:`plan_from_dict` says. ``Layout.create(load_plan(path))`` then refuses a device
+    whose SMs or granularity differ from the plan's facts.
+
+    Raises:
+        SpecError: for an unreadable file, bad syntax, or a plan that is not what its
+            spec and facts plan to; the message names the file and the keys.
+    """
+    path = Path(path)
+    kind = _format_of(path, format)
+    return plan_from_dict(_parse(_read(path), kind, str(path)), source=str(path))
+
+
+def dumps_plan(plan: Plan | ModalPlan, format: str = "json") -> str:
+    """A plan as JSON or TOML text that :func:`loads_plan` reads back to an equal plan."""
+    data = plan_to_dict(plan)
+    if format == "json":
+        return json.dumps(data, indent=2) + "\n"
+    if format == "toml":
+        return tomli_w.dumps(data)
+    raise SpecError(f"'format' must be 'toml' or 'json' (got {format!r})")
+
+
+def dump_plan(plan: Plan | ModalPlan, path: str | Path, *, format: str | None = None) -> None:
+    """Write a plan to a ``.json`` or ``.toml`` file (see :func:`load_plan`)."""
+    path = Path(path)
+    path.write_text(dumps_plan(plan, _format_of(path, format)), encoding="utf-8")
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise SpecError(f"{path}: cannot read: {error}") from error
 
 
 def _format_of(path: Path, format: str | None) -> str:
@@ -342,11 +496,7 @@ def load_spec(path: str | Path, *, format: str | None = None) -> Spec:
     """
     path = Path(path)
     kind = _format_of(path, format)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise SpecError(f"{path}: cannot read: {error}") from error
-    return spec_from_dict(_parse(text, kind, str(path)), source=str(path))
+    return spec_from_dict(_parse(_read(path), kind, str(path)), source=str(path))
 
 
 def dumps_spec(spec: Spec | IsolationSchema, format: str = "toml") -> str:
@@ -379,8 +529,4 @@ def load_schema(path: str | Path, *, format: str | None = None) -> IsolationSche
     """
     path = Path(path)
     kind = _format_of(path, format)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise SpecError(f"{path}: cannot read: {error}") from error
-    return schema_from_dict(_parse(text, kind, str(path)), source=str(path))
+    return schema_from_dict(_parse(_read(path), kind, str(path)), source=str(path))

@@ -51,6 +51,15 @@ def test_plan_json_matches_the_library(capsys):
     assert granted == {p.name: p.sm_count for p in plan.partitions}
 
 
+def test_plan_json_is_a_plan_file(capsys, tmp_path):
+    import greenres
+
+    assert main(["plan", str(SERVING), "--json"]) == 0
+    path = tmp_path / "plan.json"
+    path.write_text(capsys.readouterr().out)
+    assert greenres.load_plan(path) == greenres.load_spec(SERVING).plan(greenres.Device(0))
+
+
 def test_plan_of_each_mode(capsys):
     modes = EXAMPLES / "modes.toml"
     import greenres

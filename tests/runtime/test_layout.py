@@ -92,27 +92,6 @@ def test_plan_that_does_not_fit_raises_plan_error():
         Layout.create({"decode": 4096})
 
 
-def test_plan_for_other_granularity_is_refused():
-    """A plan made for a device with other facts cannot be created silently wrong."""
-    from greenres.facts import SmFacts
-
-    f = facts()
-    fake = SmFacts(
-        device_name=f.device_name,
-        compute_capability=f.compute_capability,
-        sm_count=f.sm_count * 2,
-        min_partition_size=f.min_partition_size,
-        alignment=f.alignment,
-        uncoscheduled_min_partition_size=f.uncoscheduled_min_partition_size,
-        uncoscheduled_alignment=f.uncoscheduled_alignment,
-        driver_version=f.driver_version,
-        structured_split=False,
-    )
-    plan = PartitionSpec(partitions=(Partition("big", sms=f.sm_count + 8),)).plan(fake)
-    with pytest.raises(PlanError, match="groups"):
-        Layout.create(plan)
-
-
 def test_closed_objects_raise_and_close_is_idempotent():
     layout = Layout.create({"a": 16})
     part = layout["a"]
