@@ -6,9 +6,10 @@
 * ``floor()``: compile ``bench/floor.c`` with ``cc -O2 -shared -fPIC`` into a temporary
   folder, load it with ctypes and resolve its function pointers through the loaded driver's
   ``cuGetProcAddress_v2``.
-* ``interleaved()``: run every method once per round, in a shuffled order each round, and
-  keep every round's ns/iteration, so all methods see the same machine load; medians and
-  per-round ratios are taken from those.
+* medians, per-round ratios and spreads of what ``greenres.benchmark.interleaved()``
+  measured (every method once per round, in a shuffled order each round, so all methods
+  see the same machine load). The timed loops and the timing itself are greenres.benchmark's,
+  the code ``greenres bench`` runs; import it after ``setup()`` chose the driver.
 * ``calls_per_cycle()``: driver calls per cycle from the simulator's call counters.
 """
 
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import random
 import statistics
 import subprocess
 import sys
@@ -116,26 +116,6 @@ def void_array(values):
 
 
 # ----------------------------------------------------------------------------- timing
-
-
-def interleaved(methods: dict, rounds: int, between=None, seed: int = 1) -> dict:
-    """``methods``: name -> fn() returning ns/iteration of one timed batch. Each round runs
-    every method once, in a shuffled order; ``between()`` runs (untimed) after each batch,
-    e.g. to drain stream queues. Returns name -> list of ns/iteration, one per round."""
-    rng = random.Random(seed)
-    names = list(methods)
-    results = {n: [] for n in names}
-    for fn in methods.values():  # warm up (also starts the simulator's stream workers)
-        fn()
-        if between:
-            between()
-    for _ in range(rounds):
-        rng.shuffle(names)
-        for n in names:
-            results[n].append(methods[n]())
-            if between:
-                between()
-    return results
 
 
 def median(values) -> float:
@@ -239,12 +219,3 @@ def print_targets(targets):
         good = value <= bound if op == "<=" else value >= bound
         print(f"| {label} | {value:.2f}x | {verdict(good)} |")
     print()
-
-
-def bindings_enter_exit(n, caller, green_ctx, pstream, e1, e2):
-    """``n`` cycles of greenres' enter+exit driver calls made from Python through
-    ``cuda.bindings.driver`` (record, push, wait; record, pop, wait): the loop of
-    ``greenres bench`` (greenres.benchmark), imported only after setup() chose the driver."""
-    from greenres.benchmark import bindings_enter_exit as loop
-
-    loop(n, caller, green_ctx, pstream, e1, e2)

@@ -35,6 +35,7 @@ def main():
     from cuda.bindings import driver as cu
 
     import greenres
+    from greenres import benchmark as B
 
     C.primary_context()
     caller = C.ok(cu.cuStreamCreate(cu.CUstream_flags.CU_STREAM_NON_BLOCKING.value))
@@ -49,16 +50,10 @@ def main():
 
     # ---- greenres
     def greenres_explicit(n):
-        enter, exit_ = part.enter, part.exit
-        for _ in range(n):
-            enter(caller_h)
-            exit_()
+        B.greenres_enter_exit(n, part, caller_h)
 
     def greenres_with(n):
-        p = part
-        for _ in range(n):
-            with p:
-                pass
+        B.greenres_with(n, part)
 
     # ---- cuda.bindings.driver, the same calls
     green_ctx = cu.CUcontext(pctx_h)
@@ -67,7 +62,7 @@ def main():
     e1, e2 = C.ok(cu.cuEventCreate(flags)), C.ok(cu.cuEventCreate(flags))
 
     def bindings_explicit(n):
-        C.bindings_enter_exit(n, caller, green_ctx, pstream, e1, e2)
+        B.bindings_enter_exit(n, caller, green_ctx, pstream, e1, e2)
 
     def bindings_resolve(n):
         record, push, pop, wait, get = (
@@ -129,12 +124,7 @@ def main():
         )
 
     def timed(fn):
-        def run():
-            t0 = C.perf()
-            fn(BATCH)
-            return (C.perf() - t0) / BATCH
-
-        return run
+        return B.ns_per_cycle(fn, BATCH)
 
     paths = {
         "greenres enter(stream)/exit()": (timed(greenres_explicit), greenres_explicit),
@@ -157,7 +147,7 @@ def main():
     for name, (_, fn) in paths.items():
         calls[name] = C.calls_per_cycle(sim, fn)
         drain()
-    results = C.interleaved({n: t for n, (t, _) in paths.items()}, ROUNDS, between=drain)
+    results = B.interleaved({n: t for n, (t, _) in paths.items()}, ROUNDS, between=drain)
 
     print(
         f"### enter+exit, one cycle ({ROUNDS} rounds x {BATCH} cycles, "

@@ -29,6 +29,7 @@ def main():
     from cuda.bindings import driver as cu
 
     import greenres
+    from greenres import benchmark as B
 
     C.primary_context()
     floor = C.floor()
@@ -39,9 +40,7 @@ def main():
     ev = C.ok(cu.cuEventCreate(flags))
 
     def greenres_streams(n):
-        h, s, d = greenres.handoff, src, dst
-        for _ in range(n):
-            h(s, d)
+        B.greenres_handoff(n, src, dst)
 
     def greenres_ints(n):
         # Raw int handles: no greenres Stream, so no pool is found -> temporary event path.
@@ -49,12 +48,10 @@ def main():
         for _ in range(n):
             h(s, d)
 
+    bindings_src, bindings_dst = cu.CUstream(src_h), cu.CUstream(dst_h)
+
     def bindings(n):
-        record, wait = cu.cuEventRecord, cu.cuStreamWaitEvent
-        s, d = cu.CUstream(src_h), cu.CUstream(dst_h)
-        for _ in range(n):
-            record(ev, s)
-            wait(d, ev, 0)
+        B.bindings_handoff(n, bindings_src, bindings_dst, ev)
 
     fns = {
         "greenres.handoff(Stream, Stream)": greenres_streams,
@@ -82,18 +79,10 @@ def main():
     except Exception as exc:
         print(f"(cuda.core path unavailable: {exc!r})")
 
-    def timed(fn):
-        def run():
-            t0 = C.perf()
-            fn(BATCH)
-            return (C.perf() - t0) / BATCH
-
-        return run
-
     def floor_fn(n):
         return C.checked(floor.floor_handoff(src_h, dst_h, int(ev), n), "floor")
 
-    methods = {name: timed(fn) for name, fn in fns.items()}
+    methods = {name: B.ns_per_cycle(fn, BATCH) for name, fn in fns.items()}
     methods["C floor, record + wait"] = lambda: floor_fn(BATCH)
     fns["C floor, record + wait"] = floor_fn
 
@@ -104,7 +93,7 @@ def main():
     for name, fn in fns.items():
         calls[name] = C.calls_per_cycle(sim, fn)
         drain()
-    results = C.interleaved(methods, ROUNDS, between=drain)
+    results = B.interleaved(methods, ROUNDS, between=drain)
 
     fl = "C floor, record + wait"
     print(f"### handoff between two partitions' streams ({ROUNDS} rounds x {BATCH} calls)\n")

@@ -33,6 +33,7 @@ def main():
     from cuda.bindings import driver as cu
 
     import greenres
+    from greenres import benchmark as B
 
     _device, primary = C.primary_context()
     floor = C.floor()
@@ -45,17 +46,13 @@ def main():
     events = [(C.ok(cu.cuEventCreate(flags)), C.ok(cu.cuEventCreate(flags))) for _ in parts]
 
     def greenres_loop(k, n):
-        part, caller_h = parts[k], int(callers[k])
-        enter, exit_ = part.enter, part.exit
-        for _ in range(n):
-            enter(caller_h)
-            exit_()
+        B.greenres_enter_exit(n, parts[k], int(callers[k]))
 
     def bindings_loop(k, n):
         caller, (e1, e2) = callers[k], events[k]
         green_ctx = cu.CUcontext(parts[k].context_handle)
         pstream = cu.CUstream(parts[k].stream.handle)
-        C.bindings_enter_exit(n, caller, green_ctx, pstream, e1, e2)
+        B.bindings_enter_exit(n, caller, green_ctx, pstream, e1, e2)
 
     def python_threads(loop, nthreads):
         def run():
@@ -110,7 +107,7 @@ def main():
     def drain():
         C.sync(*[int(c) for c in callers], *[p.stream.handle for p in parts])
 
-    results = C.interleaved(methods, ROUNDS, between=drain)
+    results = B.interleaved(methods, ROUNDS, between=drain)
 
     print(
         f"### threads: each enters/exits its own partition ({ROUNDS} rounds x {BATCH} "

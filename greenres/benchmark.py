@@ -41,6 +41,8 @@ __all__ = [
     "greenres_enter_exit",
     "greenres_handoff",
     "greenres_with",
+    "interleaved",
+    "ns_per_cycle",
     "run_bench",
 ]
 
@@ -70,7 +72,8 @@ _RATIO_TEXT = {
 
 
 # ----------------------------------------------------------------------------- the loops
-# Shared with bench/bench_enter_exit.py, bench/bench_threads.py and bench/bench_handoff.py.
+# Shared with bench/bench_enter_exit.py, bench/bench_threads.py and bench/bench_handoff.py,
+# as are interleaved() and ns_per_cycle() below.
 
 
 def greenres_enter_exit(n: int, part, caller: int) -> None:
@@ -187,21 +190,36 @@ class BenchReport:
 # ----------------------------------------------------------------------------- the run
 
 
-def _interleaved(methods: dict, rounds: int, between, seed: int = 1) -> dict:
-    """Warm every method up once, then ``rounds`` rounds, each running every method once
-    in a shuffled order; returns key -> list of ns per cycle, one per round."""
+def interleaved(methods: dict, rounds: int, between=None, seed: int = 1) -> dict:
+    """``methods``: key -> fn() returning ns per cycle of one timed batch. Warm every method
+    up once, then ``rounds`` rounds, each running every method once in a shuffled order, so
+    all methods see the same machine load; ``between()`` runs (untimed) after each batch,
+    e.g. to drain stream queues. Returns key -> list of ns per cycle, one per round."""
     rng = random.Random(seed)
     keys = list(methods)
     results = {k: [] for k in keys}
-    for fn in methods.values():
+    for fn in methods.values():  # warm up (also starts the simulator's stream workers)
         fn()
-        between()
+        if between:
+            between()
     for _ in range(rounds):
         rng.shuffle(keys)
         for k in keys:
             results[k].append(methods[k]())
-            between()
+            if between:
+                between()
     return results
+
+
+def ns_per_cycle(loop, cycles: int):
+    """A method for :func:`interleaved`: runs ``loop(cycles)`` and returns ns per cycle."""
+
+    def run() -> float:
+        t0 = time.perf_counter_ns()
+        loop(cycles)
+        return (time.perf_counter_ns() - t0) / cycles
+
+    return run
 
 
 def run_bench(
@@ -279,15 +297,8 @@ def _measure(report: BenchReport, layout, caller, events, sim) -> None:
         for stream in (caller, pstream, b_src, b_dst, cu.CUstream(0)):
             call(cu.cuStreamSynchronize, stream)
 
-    def timed(loop):
-        def run():
-            t0 = time.perf_counter_ns()
-            loop(cycles)
-            return (time.perf_counter_ns() - t0) / cycles
-
-        return run
-
-    results = _interleaved({k: timed(f) for k, f in loops.items()}, report.rounds, drain)
+    methods = {k: ns_per_cycle(f, cycles) for k, f in loops.items()}
+    results = interleaved(methods, report.rounds, drain)
 
     counts: dict[str, dict[str, float] | None] = dict.fromkeys(loops)
     if sim is not None:
