@@ -63,15 +63,13 @@ CUresult check_unsafe_call() {
     return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
 }
 
-bool capture_add_node(Stream* s, Capture* c, Op op, const char* kind) {
+bool capture_add_node(Stream* s, Capture* c, Op op) {
     std::lock_guard<std::mutex> lk(c->mu);
     if (c->status.load() != kCapActive) return false;
     auto* n = new Node;
     n->op = std::move(op);
     n->deps = s->tail;
     n->green_id = s->green ? s->green->id : 0;
-    n->ctx = s->ctx;
-    n->kind = kind;
     {
         std::lock_guard<std::mutex> g(c->graph->mu);
         c->graph->nodes.push_back(n);
@@ -372,7 +370,7 @@ static CUresult graph_launch(CUgraphExec hExec, CUstream h, bool pt) {
     CUresult r = resolve_stream(h, &s, pt);
     if (r != CUDA_SUCCESS) return r;
     auto ops = e->ops;  // the exec may be destroyed while the launch is queued
-    return submit(s, [ops] { for (auto& op : ops) op(); }, "graph", false);
+    return submit(s, [ops] { for (auto& op : ops) op(); }, false);
 }
 
 static CUresult graph_upload(CUgraphExec hExec, CUstream h, bool pt) {

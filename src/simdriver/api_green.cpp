@@ -65,11 +65,6 @@ static bool green_streams_idle(GreenCtx* g) {
     return true;
 }
 
-static Event* check_event(CUevent h) {
-    Event* e = as_object<Event>(h);
-    if (e == nullptr || !e->alive.load(std::memory_order_acquire)) return nullptr;
-    return e;
-}
 }  // namespace sim
 
 SIM_EXPORT CUresult cuGreenCtxCreate(CUgreenCtx* phCtx, CUdevResourceDesc desc, CUdevice dev, unsigned int flags) {
@@ -178,7 +173,7 @@ SIM_EXPORT CUresult cuGreenCtxRecordEvent(CUgreenCtx hCtx, CUevent hEvent) {
     GreenCtx* g;
     CUresult r = check_green(hCtx, &g);
     if (r != CUDA_SUCCESS) return r == CUDA_ERROR_CONTEXT_IS_DESTROYED ? CUDA_ERROR_INVALID_CONTEXT : r;
-    Event* e = check_event(hEvent);
+    Event* e = live_event(hEvent);
     if (e == nullptr || e->device != g->device) return CUDA_ERROR_INVALID_HANDLE;
     if (green_streams_idle(g)) {
         complete_record_inline(e);
@@ -206,7 +201,7 @@ SIM_EXPORT CUresult cuGreenCtxWaitEvent(CUgreenCtx hCtx, CUevent hEvent) {
     GreenCtx* g;
     CUresult r = check_green(hCtx, &g);
     if (r != CUDA_SUCCESS) return r == CUDA_ERROR_CONTEXT_IS_DESTROYED ? CUDA_ERROR_INVALID_CONTEXT : r;
-    Event* e = check_event(hEvent);
+    Event* e = live_event(hEvent);
     if (e == nullptr) return CUDA_ERROR_INVALID_HANDLE;
     SignalPtr sig;
     Capture* ecap;

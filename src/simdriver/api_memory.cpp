@@ -68,17 +68,17 @@ static CUresult sync_op(Op op, bool pt) {
     r = submit(s, [op, sig] {
         op();
         sig->arrive();
-    }, "memop", true);
+    }, true);
     if (r != CUDA_SUCCESS) return r;
     sig->wait();
     return CUDA_SUCCESS;
 }
 
-static CUresult async_op(CUstream h, Op op, bool pt, const char* kind) {
+static CUresult async_op(CUstream h, Op op, bool pt) {
     Stream* s;
     CUresult r = resolve_stream(h, &s, pt);
     if (r != CUDA_SUCCESS) return r;
-    return submit(s, std::move(op), kind, true);
+    return submit(s, std::move(op), true);
 }
 
 // ---- operation builders (validate now, run later)
@@ -136,7 +136,7 @@ static CUresult any_copy(CUdeviceptr d, CUdeviceptr s, size_t n, Op* op) {
         Op op;                                         \
         CUresult r = BUILD;                            \
         if (r != CUDA_SUCCESS) return r;               \
-        return async_op(H, std::move(op), PT, NAME);   \
+        return async_op(H, std::move(op), PT);         \
     }
 
 // Per-thread variants (reached through cuGetProcAddress with
@@ -156,7 +156,7 @@ CUresult memcpyAsync_ptsz(CUdeviceptr d, CUdeviceptr s, size_t n, CUstream h) AS
 
 static CUresult host_func(CUstream h, CUhostFn fn, void* data, bool pt) {
     if (fn == nullptr) return CUDA_ERROR_INVALID_VALUE;
-    return async_op(h, [fn, data] { fn(data); }, pt, "host");
+    return async_op(h, [fn, data] { fn(data); }, pt);
 }
 CUresult launchHostFunc_ptsz(CUstream h, CUhostFn fn, void* data) {
     SIM_ENTER_INIT("cuLaunchHostFunc");

@@ -210,7 +210,7 @@ SIM_EXPORT CUresult cuDevResourceGenerateDesc(CUdevResourceDesc* phDesc, CUdevRe
     if (phDesc == nullptr || resources == nullptr || nbResources == 0) return CUDA_ERROR_INVALID_VALUE;
     SmSet all;
     ResInfo first{};
-    unsigned first_align = 0, first_min = 0;
+    unsigned first_align = 0;
     for (unsigned i = 0; i < nbResources; ++i) {
         ResInfo info;
         SmSet sms;
@@ -220,7 +220,6 @@ SIM_EXPORT CUresult cuDevResourceGenerateDesc(CUdevResourceDesc* phDesc, CUdevRe
         if (i == 0) {
             first = info;
             first_align = resources[i].sm.smCoscheduledAlignment;
-            first_min = resources[i].sm.minSmPartitionSize;
         } else {
             // cuda.h: same device, same split API instance, same alignment.
             if (info.device != first.device) return CUDA_ERROR_INVALID_RESOURCE_CONFIGURATION;
@@ -237,8 +236,6 @@ SIM_EXPORT CUresult cuDevResourceGenerateDesc(CUdevResourceDesc* phDesc, CUdevRe
     if (desc == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
     desc->device = first.device;
     desc->sms = all;
-    desc->min_part = first_min;
-    desc->align = first_align;
     *phDesc = reinterpret_cast<CUdevResourceDesc>(desc);
     return CUDA_SUCCESS;
 }

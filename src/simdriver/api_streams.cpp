@@ -117,7 +117,7 @@ CUresult stream_query(CUstream h, bool pt) {
     RESOLVE(h, s, pt);
     CUresult r = refuse_if_capturing(s);
     if (r != CUDA_SUCCESS) return r;
-    return has_pending(s) ? CUDA_ERROR_NOT_READY : CUDA_SUCCESS;
+    return s->idle() ? CUDA_SUCCESS : CUDA_ERROR_NOT_READY;
 }
 CUresult stream_synchronize(CUstream h, bool pt) {
     SIM_ENTER_INIT("cuStreamSynchronize");
@@ -150,16 +150,15 @@ CUresult stream_wait_event(CUstream h, CUevent hEvent, unsigned int flags, bool 
     Capture* scap = s->capture.load(std::memory_order_acquire);
     if (ecap != nullptr || scap != nullptr) return capture_wait_event(s, scap, ecap, enodes, flags);
     if (complete) return CUDA_SUCCESS;  // nothing to wait for: no op is queued
-    return submit(s, [sig] { sig->wait(); }, "wait", false);
+    return submit(s, [sig] { sig->wait(); }, false);
 }
 
-CUresult event_record(CUevent hEvent, CUstream h, unsigned flags, bool pt, const char* name) {
+CUresult event_record(CUevent hEvent, CUstream h, unsigned flags, bool pt) {
     RESOLVE(h, s, pt);
     Event* e = live_event(hEvent);
     if (e == nullptr) return CUDA_ERROR_INVALID_HANDLE;
     if (flags & ~(unsigned)CU_EVENT_RECORD_EXTERNAL) return CUDA_ERROR_INVALID_VALUE;
     if (e->device != s->ctx->device) return CUDA_ERROR_INVALID_HANDLE;  // cuda.h: same context
-    (void)name;
     Capture* c = s->capture.load(std::memory_order_acquire);
     if (c != nullptr) return capture_record_event(s, c, e);
     if (record_completes_now(s)) {
@@ -169,7 +168,7 @@ CUresult event_record(CUevent hEvent, CUstream h, unsigned flags, bool pt, const
         return CUDA_SUCCESS;
     }
     auto sig = std::make_shared<Signal>();
-    CUresult r = submit(s, [sig] { sig->arrive(); }, "event", false);
+    CUresult r = submit(s, [sig] { sig->arrive(); }, false);
     if (r != CUDA_SUCCESS) return r;
     std::lock_guard<std::mutex> lk(e->mu);
     e->last = sig;
@@ -253,11 +252,11 @@ SIM_EXPORT CUresult cuEventDestroy_v2(CUevent hEvent) {
 
 SIM_EXPORT CUresult cuEventRecord(CUevent hEvent, CUstream hStream) {
     SIM_ENTER_INIT("cuEventRecord");
-    return event_record(hEvent, hStream, 0, false, "cuEventRecord");
+    return event_record(hEvent, hStream, 0, false);
 }
 SIM_EXPORT CUresult cuEventRecordWithFlags(CUevent hEvent, CUstream hStream, unsigned int flags) {
     SIM_ENTER_INIT("cuEventRecordWithFlags");
-    return event_record(hEvent, hStream, flags, false, "cuEventRecordWithFlags");
+    return event_record(hEvent, hStream, flags, false);
 }
 
 namespace sim {

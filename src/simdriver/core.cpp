@@ -38,7 +38,6 @@ CallSite* site_for(const char* name) {
     auto it = m.find(name);
     if (it != m.end()) return it->second;
     auto* s = new CallSite;
-    s->name = name;
     m.emplace(name, s);
     return s;
 }

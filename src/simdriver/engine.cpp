@@ -85,8 +85,6 @@ void wait_idle(Stream* s) {
     s->cv.wait(lk, [s] { return s->idle(); });
 }
 
-bool has_pending(Stream* s) { return !s->idle(); }
-
 // The idle test of the event-record fast path. Conservative: anything that
 // would make submit() do more than push a marker on an idle queue (a capture,
 // pending work on a stream the legacy stream synchronises with) answers false
@@ -230,7 +228,7 @@ static std::vector<Stream*> blocking_streams(Context* ctx, Stream* except) {
     return out;
 }
 
-CUresult submit(Stream* s, Op op, const char* kind, bool delayed) {
+CUresult submit(Stream* s, Op op, bool delayed) {
     if (delayed) {
         Op inner = std::move(op);
         op = [inner] {
@@ -240,7 +238,7 @@ CUresult submit(Stream* s, Op op, const char* kind, bool delayed) {
     }
     Capture* c = s->capture.load(std::memory_order_acquire);
     if (c != nullptr) {
-        if (capture_add_node(s, c, std::move(op), kind)) return CUDA_SUCCESS;
+        if (capture_add_node(s, c, std::move(op))) return CUDA_SUCCESS;
         return CUDA_ERROR_STREAM_CAPTURE_INVALIDATED;
     }
     if (s->is_legacy) {
@@ -255,13 +253,13 @@ CUresult submit(Stream* s, Op op, const char* kind, bool delayed) {
             }
         }
         for (Stream* b : blockers)
-            if (has_pending(b)) {
+            if (!b->idle()) {
                 SignalPtr sig = marker(b);
                 push_raw(s, [sig] { sig->wait(); });
             }
     } else if (!(s->flags & CU_STREAM_NON_BLOCKING)) {
         Stream* legacy = s->ctx->legacy.load(std::memory_order_acquire);
-        if (legacy != nullptr && has_pending(legacy)) {
+        if (legacy != nullptr && !legacy->idle()) {
             SignalPtr sig = marker(legacy);
             push_raw(s, [sig] { sig->wait(); });
         }

@@ -83,11 +83,11 @@ static CUresult pt_synchronize(CUstream h) { return stream_synchronize(h, true);
 static CUresult pt_wait_event(CUstream h, CUevent e, unsigned int f) { return stream_wait_event(h, e, f, true); }
 static CUresult pt_event_record(CUevent e, CUstream h) {
     SIM_ENTER_INIT("cuEventRecord");
-    return event_record(e, h, 0, true, "cuEventRecord");
+    return event_record(e, h, 0, true);
 }
 static CUresult pt_event_record_flags(CUevent e, CUstream h, unsigned int f) {
     SIM_ENTER_INIT("cuEventRecordWithFlags");
-    return event_record(e, h, f, true, "cuEventRecordWithFlags");
+    return event_record(e, h, f, true);
 }
 }  // namespace sim
 

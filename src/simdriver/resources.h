@@ -79,7 +79,6 @@ struct Desc : Object {
     static constexpr uint32_t kMagic = kMagicDesc;
     int device = 0;
     SmSet sms;
-    unsigned min_part = 0, align = 0;
 };
 
 }  // namespace sim

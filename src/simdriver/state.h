@@ -46,7 +46,6 @@ using SmSet = std::bitset<kMaxSms>;
 // calling different functions do not bounce each other's counters).
 struct alignas(64) CallSite {
     std::atomic<long long> count{0};
-    std::string name;
     std::mutex mu;                                   // guards faults only
     std::vector<std::pair<long long, CUresult>> faults;  // (calls left before failing, error)
 };
@@ -96,7 +95,6 @@ enum Magic : uint32_t {
     kMagicGraph = 0x53477270,
     kMagicExec = 0x53457865,
     kMagicDesc = 0x53447363,
-    kMagicNode = 0x534e6f64,
 };
 
 struct Object {
@@ -220,12 +218,9 @@ struct GreenCtx : Object {
 // ---------------------------------------------------------------- capture & graphs
 struct Graph;
 struct Node {
-    uint32_t magic = kMagicNode;
     std::function<void()> op;
     std::vector<Node*> deps;
     unsigned long long green_id = 0;     // green ctx of the stream it was captured on (0 = none)
-    Context* ctx = nullptr;              // context it runs in
-    const char* kind = "";
 };
 struct Graph : Object {
     Graph() : Object(kMagicGraph) {}
@@ -242,7 +237,7 @@ struct GraphExec : Object {
     std::vector<std::function<void()>> ops;   // topological order
 };
 
-enum CaptureStatus { kCapNone = 0, kCapActive = 1, kCapInvalidated = 2 };
+enum CaptureStatus { kCapActive = 1, kCapInvalidated = 2 };
 struct Capture {
     unsigned long long id = 0;
     Graph* graph = nullptr;
@@ -326,13 +321,12 @@ Stream* per_thread_stream(Context* ctx);
 // real stream). per_thread_null: the _ptsz variants treat 0 as per-thread.
 CUresult resolve_stream(CUstream h, Stream** out, bool per_thread_null = false);
 // Puts an operation on a stream, or into the graph when the stream captures.
-CUresult submit(Stream* s, Op op, const char* kind, bool delayed);
+CUresult submit(Stream* s, Op op, bool delayed);
 // Enqueue a marker; returns a signal set when the stream reaches it.
 SignalPtr marker(Stream* s);
 void push_raw(Stream* s, Op op);
 void unlink_stream(Stream* s);
 void wait_idle(Stream* s);
-bool has_pending(Stream* s);
 // Fast path of event record: true when work submitted to s now would have
 // nothing to wait for (s idle and not capturing, and for the legacy-stream
 // implicit synchronisation its partners idle and not capturing).
@@ -349,7 +343,7 @@ void invalidate_capture(Capture* c);
 // The calling thread is about to make a "potentially unsafe" call.
 // Returns CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED (and invalidates) if forbidden.
 CUresult check_unsafe_call();
-bool capture_add_node(Stream* s, Capture* c, Op op, const char* kind);
+bool capture_add_node(Stream* s, Capture* c, Op op);
 
 // ---------------------------------------------------------------- introspection
 enum LiveKind { kLiveContext, kLivePrimary, kLiveGreen, kLiveStream, kLiveEvent, kLiveAlloc,
@@ -380,5 +374,5 @@ CUresult stream_get_ctx_v2(CUstream h, CUcontext* pctx, CUgreenCtx* pgreen, bool
 CUresult stream_query(CUstream h, bool pt);
 CUresult stream_synchronize(CUstream h, bool pt);
 CUresult stream_wait_event(CUstream h, CUevent hEvent, unsigned int flags, bool pt);
-CUresult event_record(CUevent hEvent, CUstream h, unsigned flags, bool pt, const char* name);
+CUresult event_record(CUevent hEvent, CUstream h, unsigned flags, bool pt);
 }  // namespace sim
