@@ -5,7 +5,9 @@ run against the simulated driver and a real GPU."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
+import warnings
 
 from cuda.bindings import driver as cu
 
@@ -86,3 +88,17 @@ def layout_of(mapping_or_plan, device=0):
 def live(sim):
     """Live objects of every kind, without zero entries."""
     return {kind: n for kind, n in sim.live_objects().items() if n}
+
+
+@contextlib.contextmanager
+def no_resource_warning():
+    """Fail if anything inside (or the garbage collection at its end) warns ResourceWarning.
+
+    greenres warns from ``__dealloc__``, where an exception cannot propagate: under the
+    "error" filter the warning would be raised and swallowed there, so record it instead."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        yield
+        gc.collect()
+    leaked = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert not leaked, leaked

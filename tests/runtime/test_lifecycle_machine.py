@@ -14,8 +14,6 @@ The bugs the machine found each have a deterministic reproducer at the end of th
 
 from __future__ import annotations
 
-import gc
-import warnings
 from dataclasses import dataclass, field
 
 import pytest
@@ -32,7 +30,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from rthelpers import SIM, ok
+from rthelpers import SIM, no_resource_warning, ok
 
 import greenres
 from greenres import (
@@ -1144,10 +1142,8 @@ MACHINE_SETTINGS = settings(
 def test_lifecycle_machine():
     for key in STATS:
         STATS[key] = 0
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", ResourceWarning)
+    with no_resource_warning():
         run_state_machine_as_test(LifecycleMachine, settings=MACHINE_SETTINGS)
-    gc.collect()
     print(f"lifecycle machine: {STATS}")
 
 
