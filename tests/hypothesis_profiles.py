@@ -20,13 +20,7 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
     print_blob=True,
 )
-settings.register_profile(
-    "thorough",
-    max_examples=2000,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-    print_blob=True,
-)
+settings.register_profile("thorough", settings.get_profile("ci"), max_examples=2000)
 
 #: The profile loaded for this run.
 PROFILE = os.environ.get("GREENRES_HYPOTHESIS_PROFILE", "ci")

@@ -19,9 +19,7 @@ __all__ = [
     "modal_specs",
     "names",
     "partition_specs",
-    "partitions",
     "profile_facts",
-    "shares",
 ]
 
 _SIMPLE = "abcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -35,14 +33,6 @@ names = st.one_of(
         min_size=1,
         max_size=8,
     ).filter(lambda s: s == s.strip() and s.isprintable()),
-)
-
-#: Valid shares: floats in (0, 1], often short decimals as people write them.
-shares = st.one_of(
-    st.integers(1, 100).map(lambda n: n / 100),
-    st.floats(min_value=1e-6, max_value=1.0, allow_nan=False, allow_infinity=False).filter(
-        lambda x: x > 0
-    ),
 )
 
 
@@ -79,23 +69,6 @@ def _any_facts(draw, structured: bool | None = None) -> SmFacts:
 def facts(structured: bool | None = None) -> st.SearchStrategy[SmFacts]:
     """Facts of a real profile (mostly) or of a made-up device."""
     return st.one_of(profile_facts(structured), _any_facts(structured))
-
-
-@st.composite
-def partitions(draw, kind: str | None = None, name: str | None = None) -> Partition:
-    """One valid partition of the given kind ("sms", "share", "rest"; drawn if None)."""
-    kind = kind or draw(st.sampled_from(["sms", "share", "rest"]))
-    name = name if name is not None else draw(names)
-    extra = {
-        "streams": draw(st.integers(1, 4)),
-        "priority": draw(st.integers(-5, 0)),
-    }
-    if kind == "sms":
-        return Partition(name, sms=draw(st.integers(1, 160)), **extra)
-    min_sms = draw(st.none() | st.integers(1, 64))
-    if kind == "share":
-        return Partition(name, share=draw(shares), min_sms=min_sms, **extra)
-    return Partition(name, min_sms=min_sms, **extra)
 
 
 @st.composite

@@ -16,11 +16,19 @@ from cuda.bindings import driver
 _HOSTFN = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 # A gate the test forgets to open lets go after this long instead of hanging the run.
 TIMEOUT_S = 30.0
-# The driver may still be running a callback after its Gate is gone: keep them all alive.
+# The driver may still be running a callback after its owner is gone: keep them all alive.
 _callbacks: list = []
 
 
-def _cu_stream(stream) -> driver.CUstream:
+def host_fn(pyfunc) -> driver.CUhostFn:
+    """A CUhostFn calling ``pyfunc(userData)``, kept alive for the session."""
+    callback = _HOSTFN(pyfunc)
+    _callbacks.append(callback)
+    return driver.CUhostFn(ctypes.cast(callback, ctypes.c_void_p).value)
+
+
+def cu_stream(stream) -> driver.CUstream:
+    """A CUstream from a CUstream, an object with ``__cuda_stream__`` or an int handle."""
     if isinstance(stream, driver.CUstream):
         return stream
     if hasattr(stream, "__cuda_stream__"):
@@ -35,10 +43,7 @@ class Gate:
     def __init__(self, stream):
         self._released = threading.Event()
         self._released_after_timeout = False
-        callback = _HOSTFN(self._hold)
-        _callbacks.append(callback)
-        fn = driver.CUhostFn(ctypes.cast(callback, ctypes.c_void_p).value)
-        (err,) = driver.cuLaunchHostFunc(_cu_stream(stream), fn, None)
+        (err,) = driver.cuLaunchHostFunc(cu_stream(stream), host_fn(self._hold), None)
         if err != driver.CUresult.CUDA_SUCCESS:
             raise RuntimeError(f"cuLaunchHostFunc failed: {err!r}")
 

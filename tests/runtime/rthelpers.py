@@ -10,6 +10,7 @@ import os
 import warnings
 
 from cuda.bindings import driver as cu
+from streamgate import cu_stream
 
 import greenres
 
@@ -47,11 +48,11 @@ class Memory:
 
 
 def memset(ptr, value, nbytes, stream):
-    ok(cu.cuMemsetD8Async(cu.CUdeviceptr(ptr), value, nbytes, _cu_stream(stream)))
+    ok(cu.cuMemsetD8Async(cu.CUdeviceptr(ptr), value, nbytes, cu_stream(stream)))
 
 
 def copy(dst, src, nbytes, stream):
-    ok(cu.cuMemcpyDtoDAsync(cu.CUdeviceptr(dst), cu.CUdeviceptr(src), nbytes, _cu_stream(stream)))
+    ok(cu.cuMemcpyDtoDAsync(cu.CUdeviceptr(dst), cu.CUdeviceptr(src), nbytes, cu_stream(stream)))
 
 
 def read(ptr, nbytes):
@@ -61,15 +62,7 @@ def read(ptr, nbytes):
 
 
 def sync(stream):
-    ok(cu.cuStreamSynchronize(_cu_stream(stream)))
-
-
-def _cu_stream(stream):
-    if isinstance(stream, cu.CUstream):
-        return stream
-    if hasattr(stream, "__cuda_stream__"):
-        return cu.CUstream(stream.__cuda_stream__()[1])
-    return cu.CUstream(int(stream))
+    ok(cu.cuStreamSynchronize(cu_stream(stream)))
 
 
 def facts():

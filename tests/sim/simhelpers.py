@@ -121,16 +121,3 @@ def green_stream(g, priority=0):
     return check(
         driver.cuGreenCtxStreamCreate(g, driver.CUstream_flags.CU_STREAM_NON_BLOCKING, priority)
     )
-
-
-_HOSTFN = __import__("ctypes").CFUNCTYPE(None, __import__("ctypes").c_void_p)
-_keep_alive = []
-
-
-def host_fn(pyfunc):
-    """A CUhostFn calling pyfunc(userData) (kept alive for the session)."""
-    import ctypes
-
-    cf = _HOSTFN(pyfunc)
-    _keep_alive.append(cf)
-    return driver.CUhostFn(ctypes.cast(cf, ctypes.c_void_p).value)

@@ -5,8 +5,8 @@ import threading
 
 import pytest
 from cuda.bindings import driver
-from simhelpers import E, check, device_resource, error_of, green_stream, host_fn, make_green, split
-from streamgate import Gate
+from simhelpers import E, check, device_resource, error_of, green_stream, make_green, split
+from streamgate import Gate, host_fn
 
 import greenres.sim as sim
 
