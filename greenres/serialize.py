@@ -210,19 +210,28 @@ def _tidy(line: str) -> str:
     return f"at {where}: {problem}"
 
 
-def _structure(data: Any, cls: type, source: str | None, where: str = "$") -> Any:
-    """``data`` as a ``cls``; ``where`` is its path inside the file (``$`` at the top)."""
+def _expect_table(data: Any, source: str | None, where: str = "$") -> None:
     if not isinstance(data, Mapping):
         at = "" if where == "$" else f"at {where}: "
         raise SpecError(
             f"{source + ': ' if source else ''}{at}expected a table of keys (got {data!r})"
         )
+
+
+def _require_keys(data: Mapping[str, Any], keys: tuple[str, ...], source: str, where: str) -> None:
+    for key in keys:
+        if key not in data:
+            raise SpecError(f"{source}: at {where}.{key}: required key missing")
+
+
+def _structure(data: Any, cls: type, source: str | None, where: str = "$") -> Any:
+    """``data`` as a ``cls``; ``where`` is its path inside the file (``$`` at the top)."""
+    _expect_table(data, source, where)
     try:
         return converter.structure(data, cls)
-    except SpecError as error:
-        # Raised by a class's cross-field checks (in __init__, outside cattrs' detail).
-        raise SpecError(_message(error, source, where)) from error
-    except (cattrs.BaseValidationError, cattrs.ForbiddenExtraKeysError) as error:
+    except (SpecError, cattrs.BaseValidationError, cattrs.ForbiddenExtraKeysError) as error:
+        # SpecError: raised by a class's cross-field checks (in __init__, outside cattrs'
+        # detail); _message formats both kinds.
         raise SpecError(_message(error, source, where)) from error
 
 
@@ -338,11 +347,8 @@ def _differences(stored: Any, made: Any, where: str = "$") -> list[str]:
 
 
 def _replan(data: Any, source: str, where: str) -> Plan:
-    if not isinstance(data, Mapping):
-        raise SpecError(f"{source}: at {where}: expected a table of keys (got {data!r})")
-    missing = [key for key in ("facts", "spec", "mechanism") if key not in data]
-    if missing:
-        raise SpecError(f"{source}: at {where}.{missing[0]}: required key missing")
+    _expect_table(data, source, where)
+    _require_keys(data, ("facts", "spec", "mechanism"), source, where)
     facts = _structure(data["facts"], SmFacts, source, f"{where}.facts")
     spec = _structure(data["spec"], PartitionSpec, source, f"{where}.spec")
     mechanism = data["mechanism"]
@@ -360,9 +366,7 @@ def _replan(data: Any, source: str, where: str) -> Plan:
 
 
 def _modal_plan_from_dict(data: Mapping[str, Any], label: str) -> ModalPlan:
-    for key in ("facts", "spec"):
-        if key not in data:
-            raise SpecError(f"{label}: at $.{key}: required key missing")
+    _require_keys(data, ("facts", "spec"), label, "$")
     modes = data["modes"]
     if not isinstance(modes, Mapping):
         raise SpecError(f"{label}: at $.modes: expected a table of modes (got {modes!r})")
@@ -395,8 +399,7 @@ def plan_from_dict(data: Mapping[str, Any], *, source: str | None = None) -> Pla
             or differs from the plan made again.
     """
     label = source or "<plan>"
-    if not isinstance(data, Mapping):
-        raise SpecError(f"{label}: expected a table of keys (got {data!r})")
+    _expect_table(data, label)
     if "modes" in data:
         made: Plan | ModalPlan = _modal_plan_from_dict(data, label)
     else:
@@ -417,7 +420,7 @@ def plan_from_dict(data: Mapping[str, Any], *, source: str | None = None) -> Pla
 
 def loads_plan(text: str, format: str = "json", *, source: str = "<string>") -> Plan | ModalPlan:
     """A plan from JSON or TOML text (see :func:`plan_from_dict`)."""
-    return plan_from_dict(_parse(text, _format_of(Path(source), format), source), source=source)
+    return _loads(plan_from_dict, text, format, source)
 
 
 def load_plan(path: str | Path, *, format: str | None = None) -> Plan | ModalPlan:
@@ -429,25 +432,43 @@ def load_plan(path: str | Path, *, format: str | None = None) -> Plan | ModalPla
         SpecError: for an unreadable file, bad syntax, or a plan that is not what its
             spec and facts plan to; the message names the file and the keys.
     """
-    path = Path(path)
-    kind = _format_of(path, format)
-    return plan_from_dict(_parse(_read(path), kind, str(path)), source=str(path))
+    return _load(plan_from_dict, path, format)
 
 
 def dumps_plan(plan: Plan | ModalPlan, format: str = "json") -> str:
     """A plan as JSON or TOML text that :func:`loads_plan` reads back to an equal plan."""
-    data = plan_to_dict(plan)
-    if format == "json":
-        return json.dumps(data, indent=2) + "\n"
-    if format == "toml":
-        return tomli_w.dumps(data)
-    raise SpecError(f"'format' must be 'toml' or 'json' (got {format!r})")
+    return _dumps(plan_to_dict(plan), format)
 
 
 def dump_plan(plan: Plan | ModalPlan, path: str | Path, *, format: str | None = None) -> None:
     """Write a plan to a ``.json`` or ``.toml`` file (see :func:`load_plan`)."""
+    _dump(dumps_plan, plan, path, format)
+
+
+# ----------------------------------------------------------------------------- text and files
+# One reader, parser and writer for specs, schemas and plans; each from_dict / dumps
+# function decides what the data means.
+
+
+def _loads(from_dict: Any, text: str, format: str, source: str) -> Any:
+    return from_dict(_parse(text, _format_of(Path(source), format), source), source=source)
+
+
+def _load(from_dict: Any, path: str | Path, format: str | None) -> Any:
     path = Path(path)
-    path.write_text(dumps_plan(plan, _format_of(path, format)), encoding="utf-8")
+    kind = _format_of(path, format)  # before reading: a bad suffix is named first
+    return from_dict(_parse(_read(path), kind, str(path)), source=str(path))
+
+
+def _dumps(data: Any, format: str) -> str:
+    if _check_format(format) == "toml":
+        return tomli_w.dumps(data)
+    return json.dumps(data, indent=2) + "\n"
+
+
+def _dump(dumps: Any, value: Any, path: str | Path, format: str | None) -> None:
+    path = Path(path)
+    path.write_text(dumps(value, _format_of(path, format)), encoding="utf-8")
 
 
 def _read(path: Path) -> str:
@@ -457,11 +478,15 @@ def _read(path: Path) -> str:
         raise SpecError(f"{path}: cannot read: {error}") from error
 
 
+def _check_format(format: str) -> str:
+    if format not in ("toml", "json"):
+        raise SpecError(f"'format' must be 'toml' or 'json' (got {format!r})")
+    return format
+
+
 def _format_of(path: Path, format: str | None) -> str:
     if format is not None:
-        if format not in ("toml", "json"):
-            raise SpecError(f"'format' must be 'toml' or 'json' (got {format!r})")
-        return format
+        return _check_format(format)
     suffix = path.suffix.lower()
     if suffix in (".toml", ".json"):
         return suffix[1:]
@@ -481,7 +506,7 @@ def _parse(text: str, format: str, source: str) -> Any:
 
 def loads_spec(text: str, format: str = "toml", *, source: str = "<string>") -> Spec:
     """A spec from TOML or JSON text (see :func:`load_spec`)."""
-    return spec_from_dict(_parse(text, _format_of(Path(source), format), source), source=source)
+    return _loads(spec_from_dict, text, format, source)
 
 
 def load_spec(path: str | Path, *, format: str | None = None) -> Spec:
@@ -494,31 +519,24 @@ def load_spec(path: str | Path, *, format: str | None = None) -> Spec:
         SpecError: for an unreadable file, bad syntax or a bad value; the message names
             the file, the key and the problem.
     """
-    path = Path(path)
-    kind = _format_of(path, format)
-    return spec_from_dict(_parse(_read(path), kind, str(path)), source=str(path))
+    return _load(spec_from_dict, path, format)
 
 
 def dumps_spec(spec: Spec | IsolationSchema, format: str = "toml") -> str:
     """A spec (or isolation schema) as TOML or JSON text that :func:`loads_spec`
     (:func:`loads_schema`) reads back to an equal object."""
     data = schema_to_dict(spec) if isinstance(spec, IsolationSchema) else spec_to_dict(spec)
-    if format == "toml":
-        return tomli_w.dumps(data)
-    if format == "json":
-        return json.dumps(data, indent=2) + "\n"
-    raise SpecError(f"'format' must be 'toml' or 'json' (got {format!r})")
+    return _dumps(data, format)
 
 
 def dump_spec(spec: Spec | IsolationSchema, path: str | Path, *, format: str | None = None) -> None:
     """Write a spec (or isolation schema) to a ``.toml`` or ``.json`` file."""
-    path = Path(path)
-    path.write_text(dumps_spec(spec, _format_of(path, format)), encoding="utf-8")
+    _dump(dumps_spec, spec, path, format)
 
 
 def loads_schema(text: str, format: str = "toml", *, source: str = "<string>") -> IsolationSchema:
     """An :class:`IsolationSchema` from TOML or JSON text."""
-    return schema_from_dict(_parse(text, _format_of(Path(source), format), source), source=source)
+    return _loads(schema_from_dict, text, format, source)
 
 
 def load_schema(path: str | Path, *, format: str | None = None) -> IsolationSchema:
@@ -527,6 +545,4 @@ def load_schema(path: str | Path, *, format: str | None = None) -> IsolationSche
     Raises:
         SpecError: naming the file, the key and the problem.
     """
-    path = Path(path)
-    kind = _format_of(path, format)
-    return schema_from_dict(_parse(_read(path), kind, str(path)), source=str(path))
+    return _load(schema_from_dict, path, format)
