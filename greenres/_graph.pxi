@@ -281,7 +281,7 @@ cdef class Graph:
     cdef cydriver.CUgraph _graph
     cdef cydriver.CUgraphExec _exec
     cdef cydriver.CUstream _stream
-    cdef object _stream_obj
+    cdef object _stream_obj    # keeps a foreign stream object alive while it captures
     cdef _LayoutCore _core
     cdef GraphPool _pool
     cdef bint _capturing

@@ -6,7 +6,7 @@ cdef class _Request:
     """One partition to create, normalised from a PlannedPartition."""
     cdef public str name
     cdef public int sm_count, result_sm_count, groups, streams, priority
-    cdef public bint includes_remainder, is_remainder
+    cdef public bint includes_remainder
     cdef public object planned
 
 
@@ -162,7 +162,7 @@ cdef class _LayoutCore:
 
 
 def _as_requests(plan):
-    """(requests, mechanism, group_size, split_group_count, coscheduling, backfill)."""
+    """The plan's partitions as a list of _Request, in plan order."""
     requests = []
     for pp in plan.partitions:
         r = _Request()
@@ -173,7 +173,6 @@ def _as_requests(plan):
         r.streams = pp.streams
         r.priority = pp.priority
         r.includes_remainder = pp.includes_split_remainder
-        r.is_remainder = pp.is_remainder
         r.planned = pp
         requests.append(r)
     return requests
@@ -227,8 +226,7 @@ cdef int _create_partitions(_LayoutCore core, Device device, object plan, int fi
                     f"needs {planned_groups}; plan against Device.sm_facts() of this device"
                 )
         elif mechanism == "structured":
-            _resolve_newer_functions()
-            if _structured_split == NULL or driver_version() < 13010:
+            if not structured_split_available():
                 raise _too_old("the structured split (cuDevSmResourceSplit)", 13010)
             params = <greenres_group_params*>calloc(max(planned_groups, 1),
                                                     sizeof(greenres_group_params))
@@ -362,7 +360,6 @@ cdef class Layout:
     cdef dict _by_name         # of the current mode
     cdef tuple _current
     cdef object _mode
-    cdef bint _closed
     cdef object __weakref__
 
     def __init__(self, *args, **kwargs):
@@ -388,9 +385,10 @@ cdef class Layout:
         cdef Layout layout
         cdef cydriver.CUdevice cu_device
         cdef int j
-        if isinstance(plan_or_counts, dict) or (
-                hasattr(plan_or_counts, "items") and not hasattr(plan_or_counts, "partitions")
-                and not _is_modal(plan_or_counts)):
+        planned_here = isinstance(plan_or_counts, dict) or (
+            hasattr(plan_or_counts, "items") and not hasattr(plan_or_counts, "partitions")
+            and not _is_modal(plan_or_counts))
+        if planned_here:
             plan_or_counts = _plan_of_mapping(dict(plan_or_counts), dev)
         if _is_modal(plan_or_counts):
             plans = {name: plan_or_counts[name] for name in plan_or_counts}
@@ -403,7 +401,8 @@ cdef class Layout:
                 "Layout.create needs a greenres.Plan, a greenres.ModalPlan or a mapping of "
                 f"partition names to SM counts (got {type(plan_or_counts).__name__})"
             )
-        _check_plans_fit(plans, dev)
+        if not planned_here:  # a plan made from dev just now fits it
+            _check_plans_fit(plans, dev)
         total = sum(len(p.partitions) for p in plans.values())
         core = _LayoutCore()
         core.ordinal = dev.ordinal
@@ -426,19 +425,13 @@ cdef class Layout:
                     _create_partitions(core, dev, plan, first, parts)
                     modes[name] = tuple(parts)
                     first += len(parts)
-            except BaseException:
-                _pop_if_current(core.primary)
-                raise
-            try:
                 _pop_context()
             except BaseException:
                 _pop_if_current(core.primary)
                 raise
         except BaseException:
-            # Free what was made, streams before green contexts, then re-raise.
-            for parts in modes.values():
-                for p in parts:
-                    (<GreenContext>p)._closed = True
+            # Free what was made, streams before green contexts, then re-raise (the
+            # partitions made so far see core.closed).
             core.release()
             raise
         layout = Layout.__new__(Layout)
@@ -446,7 +439,6 @@ cdef class Layout:
         layout.device = dev
         layout._plan = plan_or_counts
         layout._modes = modes
-        layout._closed = False
         layout._select(default)
         for parts in modes.values():
             for p in parts:
@@ -458,8 +450,13 @@ cdef class Layout:
         self._current = self._modes[mode]
         self._by_name = {(<GreenContext>p).name: p for p in self._current}
 
+    cdef inline bint _is_closed(self):
+        # The core is released only by close() or a failed create(), so its flag is the
+        # layout's (and every partition's); None only for an object create() did not make.
+        return self._core is None or self._core.closed
+
     cdef _check_open(self):
-        if self._closed:
+        if self._is_closed():
             raise ClosedError("the layout is closed")
 
     @property
@@ -500,7 +497,7 @@ cdef class Layout:
     @property
     def closed(self):
         """True after :meth:`close`."""
-        return self._closed
+        return self._is_closed()
 
     cdef _unknown_mode(self, mode):
         if self._mode is None:
@@ -595,7 +592,7 @@ cdef class Layout:
         """
         cdef int busy
         cdef unsigned long ident
-        if self._closed:
+        if self._is_closed():
             return
         parts = [p for parts in self._modes.values() for p in parts]
         busy = self._core.busy_partition()
@@ -611,11 +608,7 @@ cdef class Layout:
                 f"a stream of partition {(<GreenContext>parts[capturing]).name!r} is "
                 "capturing; end the capture (or abort it) before closing the layout"
             )
-        for parts in self._modes.values():
-            for p in parts:
-                (<GreenContext>p)._closed = True
         self._core.release()
-        self._closed = True
 
     def __enter__(self):
         self._check_open()
@@ -626,7 +619,7 @@ cdef class Layout:
         return False
 
     def __dealloc__(self):
-        if self._core is not None and not self._closed and not self._core.closed:
+        if not self._is_closed():
             try:
                 warnings.warn(
                     "unclosed greenres.Layout: call close() or use 'with'",
@@ -637,7 +630,7 @@ cdef class Layout:
             # handles when the last of them goes.
 
     def __repr__(self):
-        state = "closed" if self._closed else ", ".join(
+        state = "closed" if self._is_closed() else ", ".join(
             f"{p.name}={p.sm_count}" for p in self._current)
         mode = f" mode={self._mode!r}" if self._mode is not None else ""
         return f"<greenres.Layout device={self.device.ordinal}{mode} [{state}]>"

@@ -18,7 +18,6 @@ cdef class GreenContext:
     cdef readonly object plan
     cdef Stream _stream
     cdef list _extra_streams
-    cdef bint _closed
     cdef object _layout_ref
     cdef object _scope         # the reusable object enter() returns
     cdef object __weakref__
@@ -38,7 +37,6 @@ cdef class GreenContext:
         self.device = device
         self.planned_partition = r.planned
         self.plan = plan
-        self._closed = False
         self._extra_streams = []
         self._layout_ref = None
         s = Stream.__new__(Stream)
@@ -49,7 +47,7 @@ cdef class GreenContext:
         return self._core.states[self._index]
 
     cdef inline int _check_open(self) except -1:
-        if self._closed or self._core.closed:
+        if self._core.closed:
             raise ClosedError(f"partition {self.name!r} is closed (its layout was closed)")
         return 0
 
@@ -82,7 +80,7 @@ cdef class GreenContext:
     @property
     def closed(self):
         """True once the layout was closed."""
-        return self._closed or self._core.closed
+        return self._core.closed
 
     @property
     def handle(self):
