@@ -16,25 +16,14 @@ from typing import Any
 
 from attrs import field, frozen
 
+from greenres._validators import check_bool, int_at_least
 from greenres.devices import DEVICE_PROFILES, documented_granularity
 from greenres.errors import SpecError
 
 __all__ = ["SmFacts", "resolve_facts"]
 
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise SpecError(f"'{name}' must be an int (got {value!r} of type {type(value).__name__})")
-    if value < minimum:
-        raise SpecError(f"'{name}' must be >= {minimum} (got {value})")
-
-
-def _positive(_instance: Any, attribute: Any, value: Any) -> None:
-    _check_int(attribute.name, value, 1)
-
-
-def _non_negative(_instance: Any, attribute: Any, value: Any) -> None:
-    _check_int(attribute.name, value, 0)
+_positive_int = int_at_least(1)
+_non_negative_int = int_at_least(0)
 
 
 def _to_cc(value: Any) -> Any:
@@ -58,11 +47,6 @@ def _check_cc(_instance: Any, attribute: Any, value: Any) -> None:
 def _check_name(_instance: Any, attribute: Any, value: Any) -> None:
     if not isinstance(value, str) or not value.strip():
         raise SpecError(f"'{attribute.name}' must be a non-empty string (got {value!r})")
-
-
-def _check_bool(_instance: Any, attribute: Any, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise SpecError(f"'{attribute.name}' must be a bool (got {value!r})")
 
 
 @frozen
@@ -89,14 +73,14 @@ class SmFacts:
 
     device_name: str = field(validator=_check_name)
     compute_capability: tuple[int, int] = field(converter=_to_cc, validator=_check_cc)
-    sm_count: int = field(validator=_positive)
-    min_partition_size: int = field(validator=_positive)
-    alignment: int = field(validator=_positive)
-    uncoscheduled_min_partition_size: int = field(validator=_positive)
-    uncoscheduled_alignment: int = field(validator=_positive)
-    driver_version: int = field(validator=_non_negative)
-    structured_split: bool = field(validator=_check_bool)
-    total_memory: int = field(default=0, validator=_non_negative)
+    sm_count: int = field(validator=_positive_int)
+    min_partition_size: int = field(validator=_positive_int)
+    alignment: int = field(validator=_positive_int)
+    uncoscheduled_min_partition_size: int = field(validator=_positive_int)
+    uncoscheduled_alignment: int = field(validator=_positive_int)
+    driver_version: int = field(validator=_non_negative_int)
+    structured_split: bool = field(validator=check_bool)
+    total_memory: int = field(default=0, validator=_non_negative_int)
 
     @classmethod
     def for_device_profile(

@@ -22,15 +22,15 @@ This module never imports the driver.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
-import json
 import os
 from collections.abc import Mapping
 from typing import Any
 
 from attrs import field, fields, frozen
 
+from greenres._canonical import canonical_json, digest
+from greenres._validators import check_bool
 from greenres.errors import SpecError
 from greenres.facts import SmFacts
 from greenres.plan import Plan, PlannedPartition
@@ -64,18 +64,13 @@ ENVIRONMENT_VARIABLES = (
 KEY_FORMAT_VERSION = 1
 
 
-def _check_bool(_instance: Any, attribute: Any, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise SpecError(f"'{attribute.name}' must be a bool (got {value!r})")
-
-
 @frozen
 class SelectedRuntimeContext:
     """Which runtime forms enter the key (all by default)."""
 
-    partition: bool = field(default=True, validator=_check_bool)
-    environment: bool = field(default=True, validator=_check_bool)
-    stream_priority: bool = field(default=True, validator=_check_bool)
+    partition: bool = field(default=True, validator=check_bool)
+    environment: bool = field(default=True, validator=check_bool)
+    stream_priority: bool = field(default=True, validator=check_bool)
 
     def selected(self) -> tuple[str, ...]:
         """The names of the selected forms, in :data:`RUNTIME_FORMS` order."""
@@ -86,10 +81,10 @@ class SelectedRuntimeContext:
 class SelectedCompileContext:
     """Which compile forms enter the key (all by default)."""
 
-    device: bool = field(default=True, validator=_check_bool)
-    driver_version: bool = field(default=True, validator=_check_bool)
-    bindings_version: bool = field(default=True, validator=_check_bool)
-    greenres_version: bool = field(default=True, validator=_check_bool)
+    device: bool = field(default=True, validator=check_bool)
+    driver_version: bool = field(default=True, validator=check_bool)
+    bindings_version: bool = field(default=True, validator=check_bool)
+    greenres_version: bool = field(default=True, validator=check_bool)
 
     def selected(self) -> tuple[str, ...]:
         """The names of the selected forms, in :data:`COMPILE_FORMS` order."""
@@ -249,16 +244,9 @@ def isolation_context(
     return {"format": KEY_FORMAT_VERSION, "runtime": runtime, "compile": compile_}
 
 
-def canonical_json(value: Any) -> str:
-    """JSON with sorted keys, no whitespace and only ASCII: the text keys are hashed over."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    )
-
-
 def key_of_context(context: Mapping[str, Any]) -> str:
     """32 hex characters of SHA-256 over :func:`canonical_json` of ``context``."""
-    return hashlib.sha256(canonical_json(context).encode("ascii")).hexdigest()[:32]
+    return digest(context, 32)
 
 
 def isolation_key(

@@ -23,8 +23,6 @@ imports the driver. The rules are written out in ``docs/planning.md``; in short:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Iterator, Mapping
 from fractions import Fraction
@@ -32,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from attrs import field, frozen
 
+from greenres._canonical import digest
 from greenres.errors import DriverTooOldError, PlanError, SpecError
 from greenres.facts import SmFacts, resolve_facts
 from greenres.spec import (
@@ -122,11 +121,6 @@ def _fingerprint_payload(plan: Plan) -> dict[str, Any]:
     }
 
 
-def _canonical_hash(payload: Any, length: int) -> str:
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(text.encode("ascii")).hexdigest()[:length]
-
-
 @frozen
 class Plan:
     """Exact SM counts for a spec on a device, and how the runtime creates them.
@@ -200,7 +194,7 @@ class Plan:
         granularity and every partition's name and SMs. Stream counts, priorities, the
         words of requests and reasons, and device identity (a compile form of isolation
         keys) do not enter it."""
-        return _canonical_hash(_fingerprint_payload(self), 16)
+        return digest(_fingerprint_payload(self), 16)
 
     def group_slices(self) -> dict[str, range]:
         """Indices into the split's result array that each partition takes, in plan order:
@@ -343,7 +337,7 @@ class ModalPlan:
     @property
     def fingerprint(self) -> str:
         """16 hex characters over every mode's name and plan fingerprint."""
-        return _canonical_hash([[m, p.fingerprint] for m, p in self.plans.items()], 16)
+        return digest([[m, p.fingerprint] for m, p in self.plans.items()], 16)
 
     def explain(self) -> str:
         """Every mode's :meth:`Plan.explain`, under the mode's name (the default marked)."""

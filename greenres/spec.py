@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from attrs import field, frozen
 
+from greenres._validators import check_bool, int_at_least, is_int
 from greenres.errors import SpecError
 
 if TYPE_CHECKING:
@@ -60,27 +61,8 @@ def check_name(field_name: str, value: Any) -> str:
     return value
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _int_at_least(minimum: int, optional: bool):
-    def validate(_instance: Any, attribute: Any, value: Any) -> None:
-        if value is None and optional:
-            return
-        if not _is_int(value):
-            kind = "an int or None" if optional else "an int"
-            raise SpecError(
-                f"'{attribute.name}' must be {kind} (got {value!r} of type {type(value).__name__})"
-            )
-        if value < minimum:
-            raise SpecError(f"'{attribute.name}' must be >= {minimum} (got {value})")
-
-    return validate
-
-
 def _plain_int(_instance: Any, attribute: Any, value: Any) -> None:
-    if not _is_int(value):
+    if not is_int(value):
         raise SpecError(
             f"'{attribute.name}' must be an int (got {value!r} of type {type(value).__name__})"
         )
@@ -89,7 +71,7 @@ def _plain_int(_instance: Any, attribute: Any, value: Any) -> None:
 def _share_to_float(value: Any) -> Any:
     # Accept `share = 1` from a file; leave anything that is not a plain int for the
     # validator to reject with the original value in the message.
-    if _is_int(value):
+    if is_int(value):
         return float(value)
     return value
 
@@ -106,11 +88,6 @@ def _check_share(_instance: Any, attribute: Any, value: Any) -> None:
         raise SpecError(f"'{attribute.name}' must be a finite number (got {value!r})")
     if not 0.0 < value <= 1.0:
         raise SpecError(f"'{attribute.name}' must be in (0, 1] (got {value!r})")
-
-
-def _check_bool(_instance: Any, attribute: Any, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise SpecError(f"'{attribute.name}' must be a bool (got {value!r})")
 
 
 def _validate_name(_instance: Any, attribute: Any, value: Any) -> None:
@@ -134,10 +111,10 @@ class Partition:
     """
 
     name: str = field(validator=_validate_name)
-    sms: int | None = field(default=None, validator=_int_at_least(1, optional=True))
+    sms: int | None = field(default=None, validator=int_at_least(1, optional=True))
     share: float | None = field(default=None, converter=_share_to_float, validator=_check_share)
-    min_sms: int | None = field(default=None, validator=_int_at_least(1, optional=True))
-    streams: int = field(default=1, validator=_int_at_least(1, optional=False))
+    min_sms: int | None = field(default=None, validator=int_at_least(1, optional=True))
+    streams: int = field(default=1, validator=int_at_least(1, optional=False))
     priority: int = field(default=0, validator=_plain_int)
 
     def __attrs_post_init__(self) -> None:
@@ -216,8 +193,8 @@ class PartitionSpec:
         converter=_to_partition_tuple, validator=_check_partitions
     )
     remainder: str = field(default="drop")
-    coscheduling: bool = field(default=True, validator=_check_bool)
-    backfill: bool = field(default=False, validator=_check_bool)
+    coscheduling: bool = field(default=True, validator=check_bool)
+    backfill: bool = field(default=False, validator=check_bool)
 
     @remainder.validator
     def _check_remainder(self, attribute: Any, value: Any) -> None:

@@ -1,0 +1,20 @@
+"""Canonical JSON and its SHA-256 digest: the text that plan fingerprints and isolation
+keys are hashed over, the same in every process, Python version and dict order."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys, no whitespace and only ASCII: the text keys are hashed over."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
+
+
+def digest(value: Any, length: int) -> str:
+    """The first ``length`` hex characters of SHA-256 over :func:`canonical_json`."""
+    return hashlib.sha256(canonical_json(value).encode("ascii")).hexdigest()[:length]
