@@ -238,8 +238,7 @@ def run_bench(
             f"{device.name} has {facts.sm_count} SMs: too few for 2 partitions of {size}"
         )
     on_sim = sim.is_installed()
-    version = gr.driver_version()
-    driver = "simulated driver" if on_sim else f"driver {version // 1000}.{version % 1000 // 10}"
+    driver = "simulated driver" if on_sim else f"driver {facts.driver_version_text}"
     report = BenchReport(device.name, facts.sm_count, driver, size, cycles, rounds)
     before = sim.live_objects() if on_sim else None
     started = time.perf_counter()

@@ -104,10 +104,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     import greenres
 
     _select_driver(args.device)
-    rows = []
-    for ordinal in range(greenres.device_count()):
-        facts = greenres.Device(ordinal).sm_facts()
-        rows.append(
+    all_facts = [greenres.Device(o).sm_facts() for o in range(greenres.device_count())]
+    if args.json:
+        rows = [
             {
                 "ordinal": ordinal,
                 "name": facts.device_name,
@@ -118,18 +117,18 @@ def cmd_info(args: argparse.Namespace) -> int:
                 "driver_version": facts.driver_version,
                 "structured_split": facts.structured_split,
             }
-        )
-    if args.json:
+            for ordinal, facts in enumerate(all_facts)
+        ]
         print(json.dumps({"devices": rows}, indent=2))
         return EXIT_OK
-    for row in rows:
-        major, minor = row["compute_capability"]
+    for ordinal, facts in enumerate(all_facts):
+        major, minor = facts.compute_capability
         print(
-            f"device {row['ordinal']}: {row['name']} (compute capability {major}.{minor})\n"
-            f"  {row['sm_count']} SMs; partitions of at least {row['min_partition_size']} SMs "
-            f"in multiples of {row['alignment']}\n"
-            f"  driver {row['driver_version'] // 1000}.{row['driver_version'] % 1000 // 10}; "
-            f"structured split (CUDA 13.1): {'yes' if row['structured_split'] else 'no'}"
+            f"device {ordinal}: {facts.device_name} (compute capability {major}.{minor})\n"
+            f"  {facts.sm_count} SMs; partitions of at least {facts.min_partition_size} SMs "
+            f"in multiples of {facts.alignment}\n"
+            f"  driver {facts.driver_version_text}; "
+            f"structured split (CUDA 13.1): {'yes' if facts.structured_split else 'no'}"
         )
     return EXIT_OK
 
@@ -148,7 +147,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_key(args: argparse.Namespace) -> int:
-    from greenres.isolation import isolation_context, isolation_key
+    from greenres.isolation import IsolationSchema, isolation_context, key_of_context
     from greenres.serialize import load_schema
 
     spec = _load_spec(args.spec)
@@ -156,16 +155,13 @@ def cmd_key(args: argparse.Namespace) -> int:
     device = _device(args)
     plan = _plan_for(spec, device.sm_facts(), args.mode)
     try:
-        partition = plan[args.partition]
+        ref = plan.ref(args.partition)
     except KeyError:
         names = ", ".join(p.name for p in plan.partitions)
         raise BadInput(f"partition {args.partition!r} is not in the plan ({names})") from None
-    from greenres.isolation import IsolationSchema
-
-    schema = schema or IsolationSchema()
-    key = isolation_key(schema, plan.ref(partition.name))
+    context = isolation_context(schema or IsolationSchema(), ref)
+    key = key_of_context(context)
     if args.json:
-        context = isolation_context(schema, plan.ref(partition.name))
         print(json.dumps({"key": key, "context": context}, indent=2, sort_keys=True))
     else:
         print(key)

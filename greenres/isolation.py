@@ -225,9 +225,7 @@ def isolation_context(
         else:
             runtime[form] = None if resolved is None else planned.priority
     compile_: dict[str, Any] = {}
-    found = installed_versions()
-    if versions:
-        found.update(versions)
+    found: dict[str, str] | None = None  # read from package metadata only when a form needs it
     for form in schema.compile_forms():
         if form in ("device", "driver_version") and facts is None:
             raise SpecError(f"the {form!r} form needs device facts: pass facts=... or a partition")
@@ -240,6 +238,8 @@ def isolation_context(
         elif form == "driver_version":
             compile_[form] = facts.driver_version
         else:
+            if found is None:
+                found = {**installed_versions(), **(versions or {})}
             compile_[form] = str(found[form])
     return {"format": KEY_FORMAT_VERSION, "runtime": runtime, "compile": compile_}
 
