@@ -125,9 +125,7 @@ static CUresult begin_capture(CUstream h, CUstreamCaptureMode mode, bool pt) {
     if (mode != CU_STREAM_CAPTURE_MODE_GLOBAL && mode != CU_STREAM_CAPTURE_MODE_THREAD_LOCAL &&
         mode != CU_STREAM_CAPTURE_MODE_RELAXED)
         return CUDA_ERROR_INVALID_VALUE;
-    Stream* s;
-    CUresult r = resolve_stream(h, &s, pt);
-    if (r != CUDA_SUCCESS) return r;
+    RESOLVE(h, s, pt);
     if (s->is_legacy) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;  // the legacy stream cannot capture
     if (s->capture.load(std::memory_order_acquire) != nullptr) return CUDA_ERROR_ILLEGAL_STATE;
     auto* graph = make_object<Graph>();
@@ -151,9 +149,7 @@ static CUresult begin_capture(CUstream h, CUstreamCaptureMode mode, bool pt) {
 
 static CUresult end_capture(CUstream h, CUgraph* phGraph, bool pt) {
     if (phGraph == nullptr) return CUDA_ERROR_INVALID_VALUE;
-    Stream* s;
-    CUresult r = resolve_stream(h, &s, pt);
-    if (r != CUDA_SUCCESS) return r;
+    RESOLVE(h, s, pt);
     Capture* c = s->capture.load(std::memory_order_acquire);
     if (c == nullptr) return CUDA_ERROR_ILLEGAL_STATE;
     if (c->origin != s) {
@@ -193,9 +189,7 @@ static CUresult end_capture(CUstream h, CUgraph* phGraph, bool pt) {
 
 static CUresult is_capturing(CUstream h, CUstreamCaptureStatus* status, bool pt) {
     if (status == nullptr) return CUDA_ERROR_INVALID_VALUE;
-    Stream* s;
-    CUresult r = resolve_stream(h, &s, pt);
-    if (r != CUDA_SUCCESS) return r;
+    RESOLVE(h, s, pt);
     Capture* c = s->capture.load(std::memory_order_acquire);
     if (c == nullptr)
         *status = CU_STREAM_CAPTURE_STATUS_NONE;
@@ -208,9 +202,7 @@ static CUresult capture_info(CUstream h, CUstreamCaptureStatus* status, cuuint64
                              const CUgraphNode** deps, const CUgraphEdgeData** edges, size_t* ndeps, bool pt) {
     if (status == nullptr) return CUDA_ERROR_INVALID_VALUE;
     if (edges != nullptr && deps == nullptr) return CUDA_ERROR_INVALID_VALUE;  // cuda.h
-    Stream* s;
-    CUresult r = resolve_stream(h, &s, pt);
-    if (r != CUDA_SUCCESS) return r;
+    RESOLVE(h, s, pt);
     Capture* c = s->capture.load(std::memory_order_acquire);
     if (c == nullptr) {
         *status = CU_STREAM_CAPTURE_STATUS_NONE;
@@ -366,9 +358,7 @@ static CUresult instantiate(CUgraphExec* phExec, CUgraph hGraph, unsigned long l
 static CUresult graph_launch(CUgraphExec hExec, CUstream h, bool pt) {
     GraphExec* e = live_exec(hExec);
     if (e == nullptr) return CUDA_ERROR_INVALID_VALUE;
-    Stream* s;
-    CUresult r = resolve_stream(h, &s, pt);
-    if (r != CUDA_SUCCESS) return r;
+    RESOLVE(h, s, pt);
     auto ops = e->ops;  // the exec may be destroyed while the launch is queued
     return submit(s, [ops] { for (auto& op : ops) op(); }, false);
 }

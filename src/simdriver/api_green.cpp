@@ -10,14 +10,6 @@ using namespace sim;
 namespace sim {
 CUresult primary_release(int dev);
 
-static CUresult check_green(CUgreenCtx h, GreenCtx** out) {
-    GreenCtx* g = as_object<GreenCtx>(h);
-    if (g == nullptr) return CUDA_ERROR_INVALID_CONTEXT;
-    if (!g->alive.load(std::memory_order_acquire)) return CUDA_ERROR_CONTEXT_IS_DESTROYED;
-    *out = g;
-    return CUDA_SUCCESS;
-}
-
 // Every stream whose work belongs to the green context: those made by
 // cuGreenCtxStreamCreate and those made while its CUcontext was current
 // (including its default stream).
@@ -131,8 +123,8 @@ SIM_EXPORT CUresult cuGreenCtxDestroy(CUgreenCtx hCtx) {
 SIM_EXPORT CUresult cuCtxFromGreenCtx(CUcontext* pContext, CUgreenCtx hCtx) {
     SIM_ENTER_INIT("cuCtxFromGreenCtx");
     if (pContext == nullptr) return CUDA_ERROR_INVALID_VALUE;
-    GreenCtx* g = as_object<GreenCtx>(hCtx);
-    if (g == nullptr || !g->alive.load(std::memory_order_acquire)) return CUDA_ERROR_INVALID_CONTEXT;
+    GreenCtx* g = live_green(hCtx);
+    if (g == nullptr) return CUDA_ERROR_INVALID_CONTEXT;
     *pContext = reinterpret_cast<CUcontext>(g->ctx);
     return CUDA_SUCCESS;
 }
@@ -147,8 +139,9 @@ SIM_EXPORT CUresult cuGreenCtxGetId(CUgreenCtx greenCtx, unsigned long long* gre
         g = c->green;
         if (!g->alive.load(std::memory_order_acquire)) return CUDA_ERROR_CONTEXT_IS_DESTROYED;
     } else {
-        CUresult r = check_green(greenCtx, &g);
-        if (r != CUDA_SUCCESS) return r;
+        g = as_object<GreenCtx>(greenCtx);
+        if (g == nullptr) return CUDA_ERROR_INVALID_CONTEXT;
+        if (!g->alive.load(std::memory_order_acquire)) return CUDA_ERROR_CONTEXT_IS_DESTROYED;
     }
     *greenCtxId = g->id;
     return CUDA_SUCCESS;
@@ -157,8 +150,8 @@ SIM_EXPORT CUresult cuGreenCtxGetId(CUgreenCtx greenCtx, unsigned long long* gre
 SIM_EXPORT CUresult cuGreenCtxStreamCreate(CUstream* phStream, CUgreenCtx greenCtx, unsigned int flags, int priority) {
     SIM_ENTER_INIT("cuGreenCtxStreamCreate");
     if (phStream == nullptr) return CUDA_ERROR_INVALID_VALUE;
-    GreenCtx* g = as_object<GreenCtx>(greenCtx);
-    if (g == nullptr || !g->alive.load(std::memory_order_acquire)) return CUDA_ERROR_INVALID_CONTEXT;
+    GreenCtx* g = live_green(greenCtx);
+    if (g == nullptr) return CUDA_ERROR_INVALID_CONTEXT;
     if (flags & ~(unsigned)CU_STREAM_NON_BLOCKING) return CUDA_ERROR_INVALID_VALUE;
     if (!(flags & CU_STREAM_NON_BLOCKING)) return CUDA_ERROR_INVALID_VALUE;  // cuda.h: must be specified
     priority = std::max(-5, std::min(0, priority));                         // cuda.h: clamped
@@ -170,9 +163,8 @@ SIM_EXPORT CUresult cuGreenCtxStreamCreate(CUstream* phStream, CUgreenCtx greenC
 
 SIM_EXPORT CUresult cuGreenCtxRecordEvent(CUgreenCtx hCtx, CUevent hEvent) {
     SIM_ENTER_INIT("cuGreenCtxRecordEvent");
-    GreenCtx* g;
-    CUresult r = check_green(hCtx, &g);
-    if (r != CUDA_SUCCESS) return r == CUDA_ERROR_CONTEXT_IS_DESTROYED ? CUDA_ERROR_INVALID_CONTEXT : r;
+    GreenCtx* g = live_green(hCtx);
+    if (g == nullptr) return CUDA_ERROR_INVALID_CONTEXT;
     Event* e = live_event(hEvent);
     if (e == nullptr || e->device != g->device) return CUDA_ERROR_INVALID_HANDLE;
     if (green_streams_idle(g)) {
@@ -186,21 +178,15 @@ SIM_EXPORT CUresult cuGreenCtxRecordEvent(CUgreenCtx hCtx, CUevent hEvent) {
     auto sig = std::make_shared<Signal>();
     sig->pending.store((int)streams.size() + 1, std::memory_order_relaxed);
     for (Stream* s : streams) push_raw(s, [sig] { sig->arrive(); });
-    {
-        std::lock_guard<std::mutex> lk(e->mu);
-        e->last = sig;
-        e->cap = nullptr;
-        e->cap_nodes.clear();
-    }
+    set_last_record(e, sig);
     sig->arrive();
     return CUDA_SUCCESS;
 }
 
 SIM_EXPORT CUresult cuGreenCtxWaitEvent(CUgreenCtx hCtx, CUevent hEvent) {
     SIM_ENTER_INIT("cuGreenCtxWaitEvent");
-    GreenCtx* g;
-    CUresult r = check_green(hCtx, &g);
-    if (r != CUDA_SUCCESS) return r == CUDA_ERROR_CONTEXT_IS_DESTROYED ? CUDA_ERROR_INVALID_CONTEXT : r;
+    GreenCtx* g = live_green(hCtx);
+    if (g == nullptr) return CUDA_ERROR_INVALID_CONTEXT;
     Event* e = live_event(hEvent);
     if (e == nullptr) return CUDA_ERROR_INVALID_HANDLE;
     SignalPtr sig;
@@ -234,9 +220,7 @@ SIM_EXPORT CUresult cuGreenCtxWaitEvent(CUgreenCtx hCtx, CUevent hEvent) {
 SIM_EXPORT CUresult cuStreamGetGreenCtx(CUstream hStream, CUgreenCtx* phCtx) {
     SIM_ENTER_INIT("cuStreamGetGreenCtx");
     if (phCtx == nullptr) return CUDA_ERROR_INVALID_VALUE;
-    Stream* s;
-    CUresult r = resolve_stream(hStream, &s);
-    if (r != CUDA_SUCCESS) return r;
+    RESOLVE(hStream, s, false);
     *phCtx = reinterpret_cast<CUgreenCtx>(s->green);
     return CUDA_SUCCESS;
 }

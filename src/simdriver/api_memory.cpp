@@ -75,9 +75,7 @@ static CUresult sync_op(Op op, bool pt) {
 }
 
 static CUresult async_op(CUstream h, Op op, bool pt) {
-    Stream* s;
-    CUresult r = resolve_stream(h, &s, pt);
-    if (r != CUDA_SUCCESS) return r;
+    RESOLVE(h, s, pt);
     return submit(s, std::move(op), true);
 }
 

@@ -79,9 +79,9 @@ SIM_EXPORT CUresult cuCtxGetDevResource(CUcontext hCtx, CUdevResource* resource,
 SIM_EXPORT CUresult cuGreenCtxGetDevResource(CUgreenCtx hCtx, CUdevResource* resource, CUdevResourceType type) {
     SIM_ENTER_INIT("cuGreenCtxGetDevResource");
     if (resource == nullptr) return CUDA_ERROR_INVALID_VALUE;
-    GreenCtx* g = as_object<GreenCtx>(hCtx);
+    GreenCtx* g = live_green(hCtx);
     // cuda.h documents INVALID_CONTEXT only: also for a destroyed green context.
-    if (g == nullptr || !g->alive.load(std::memory_order_acquire)) return CUDA_ERROR_INVALID_CONTEXT;
+    if (g == nullptr) return CUDA_ERROR_INVALID_CONTEXT;
     CUresult r = check_resource_type(type);
     if (r != CUDA_SUCCESS) return r;
     fill_queried(resource, g->device, g->sms);

@@ -54,13 +54,6 @@ SIM_EXPORT CUresult cuStreamCreateWithPriority(CUstream* phStream, unsigned int 
     return CUDA_SUCCESS;
 }
 
-#define RESOLVE(h, s, pt)                                 \
-    Stream* s;                                            \
-    {                                                     \
-        CUresult r_ = resolve_stream((h), &s, (pt));      \
-        if (r_ != CUDA_SUCCESS) return r_;                \
-    }
-
 namespace sim {
 
 CUresult stream_get_priority(CUstream h, int* priority, bool pt) {
@@ -170,10 +163,7 @@ CUresult event_record(CUevent hEvent, CUstream h, unsigned flags, bool pt) {
     auto sig = std::make_shared<Signal>();
     CUresult r = submit(s, [sig] { sig->arrive(); }, false);
     if (r != CUDA_SUCCESS) return r;
-    std::lock_guard<std::mutex> lk(e->mu);
-    e->last = sig;
-    e->cap = nullptr;
-    e->cap_nodes.clear();
+    set_last_record(e, std::move(sig));
     return CUDA_SUCCESS;
 }
 

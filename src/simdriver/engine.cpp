@@ -126,6 +126,13 @@ void complete_record_inline(Event* e) {
     if (!e->cap_nodes.empty()) e->cap_nodes.clear();
 }
 
+void set_last_record(Event* e, SignalPtr sig) {
+    std::lock_guard<std::mutex> lk(e->mu);
+    e->last = std::move(sig);
+    e->cap = nullptr;
+    e->cap_nodes.clear();
+}
+
 SignalPtr marker(Stream* s) {
     auto sig = std::make_shared<Signal>();
     push_raw(s, [sig] { sig->arrive(); });

@@ -320,6 +320,14 @@ Stream* per_thread_stream(Context* ctx);
 // Resolves a stream handle (0, CU_STREAM_LEGACY, CU_STREAM_PER_THREAD or a
 // real stream). per_thread_null: the _ptsz variants treat 0 as per-thread.
 CUresult resolve_stream(CUstream h, Stream** out, bool per_thread_null = false);
+// Declares `Stream* s` resolved from handle h, returning the error from the
+// enclosing API function when h names no usable stream.
+#define RESOLVE(h, s, pt)                                 \
+    Stream* s;                                            \
+    {                                                     \
+        CUresult r_ = resolve_stream((h), &s, (pt));      \
+        if (r_ != CUDA_SUCCESS) return r_;                \
+    }
 // Puts an operation on a stream, or into the graph when the stream captures.
 CUresult submit(Stream* s, Op op, bool delayed);
 // Enqueue a marker; returns a signal set when the stream reaches it.
@@ -335,6 +343,8 @@ bool record_completes_now(Stream* s);
 // without queueing anything. Reuses the event's last signal when nobody else
 // holds it.
 void complete_record_inline(Event* e);
+// The event's last record becomes `sig` (a record outside any capture).
+void set_last_record(Event* e, SignalPtr sig);
 void sleep_op_delay();
 extern std::atomic<int> g_op_delay_us;
 
@@ -363,6 +373,12 @@ bool device_range_ok(CUdeviceptr p, size_t n);
 // Shared between the API files and proc_address.cpp (per-thread variants).
 namespace sim {
 Event* live_event(CUevent h);
+// A live green context, or nullptr for a bogus, destroyed or wrong-kind handle.
+inline GreenCtx* live_green(CUgreenCtx h) {
+    GreenCtx* g = as_object<GreenCtx>(h);
+    if (g == nullptr || !g->alive.load(std::memory_order_acquire)) return nullptr;
+    return g;
+}
 CUresult capture_record_event(Stream* s, Capture* c, Event* e);
 CUresult capture_wait_event(Stream* s, Capture* scap, Capture* ecap, const std::vector<Node*>& enodes, unsigned flags);
 CUresult stream_get_priority(CUstream h, int* priority, bool pt);
