@@ -12,6 +12,14 @@ cdef enum:
     POOL_EXHAUSTED = 6
 
 
+cdef inline int _enter_failed(PartState* p, bint claimed, cydriver.CUresult err,
+                              const char* function) except -1 nogil:
+    """A driver call of enter failed: give up the ownership enter claimed, raise DriverError."""
+    if claimed:
+        greenres_release(&p.owner)
+    return check(err, function)
+
+
 cdef int enter_partition(PartState* p, cydriver.CUstream from_stream,
                          bint resolve) except -1 nogil:
     """Make the partition current on this thread after the caller's stream's work so far.
@@ -45,9 +53,7 @@ cdef int enter_partition(PartState* p, cydriver.CUstream from_stream,
         else:
             err = cydriver.cuCtxGetCurrent(&current)
             if err != cydriver.CUDA_SUCCESS:
-                if claimed:
-                    greenres_release(&p.owner)
-                return check(err, "cuCtxGetCurrent")
+                return _enter_failed(p, claimed, err, "cuCtxGetCurrent")
             # The legacy stream of the device's primary context, when that is current. Any
             # other current context (another device's, a user context) cannot record this
             # partition's events: then there is no caller stream to order after, and
@@ -57,21 +63,15 @@ cdef int enter_partition(PartState* p, cydriver.CUstream from_stream,
     if has_from:
         err = cydriver.cuEventRecord(p.enter_event, from_stream)
         if err != cydriver.CUDA_SUCCESS:
-            if claimed:
-                greenres_release(&p.owner)
-            return check(err, "cuEventRecord")
+            return _enter_failed(p, claimed, err, "cuEventRecord")
     err = cydriver.cuCtxPushCurrent(p.ctx)
     if err != cydriver.CUDA_SUCCESS:
-        if claimed:
-            greenres_release(&p.owner)
-        return check(err, "cuCtxPushCurrent")
+        return _enter_failed(p, claimed, err, "cuCtxPushCurrent")
     if has_from:
         err = cydriver.cuStreamWaitEvent(p.stream, p.enter_event, 0)
         if err != cydriver.CUDA_SUCCESS:
             cydriver.cuCtxPopCurrent(&popped)
-            if claimed:
-                greenres_release(&p.owner)
-            return check(err, "cuStreamWaitEvent")
+            return _enter_failed(p, claimed, err, "cuStreamWaitEvent")
     p.from_streams[depth] = from_stream
     p.has_from[depth] = has_from
     p.depth = depth + 1

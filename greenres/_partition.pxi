@@ -46,6 +46,27 @@ cdef class GreenContext:
     cdef inline PartState* _state(self):
         return self._core.states[self._index]
 
+    cdef inline int _enter(self, cydriver.CUstream caller, bint resolve) except -1:
+        """enter_partition without the GIL; the caller checked that the layout is open."""
+        cdef int code
+        cdef PartState* s = self._state()
+        with nogil:
+            code = enter_partition(s, caller, resolve)
+        if code:
+            raise _thread_rule_error(self.name, code)
+        return 0
+
+    cdef inline int _exit(self) except -1:
+        cdef int code
+        cdef PartState* s
+        self._check_open()
+        s = self._state()
+        with nogil:
+            code = exit_partition(s)
+        if code:
+            raise _thread_rule_error(self.name, code)
+        return 0
+
     cdef inline int _check_open(self) except -1:
         if self._core.closed:
             raise ClosedError(f"partition {self.name!r} is closed (its layout was closed)")
@@ -172,16 +193,10 @@ cdef class GreenContext:
         """
         cdef cydriver.CUstream caller = NULL
         cdef bint resolve = from_stream is None
-        cdef int code
-        cdef PartState* s
         self._check_open()
         if not resolve:
             caller = _stream_handle(from_stream, "from_stream")
-        s = self._state()
-        with nogil:
-            code = enter_partition(s, caller, resolve)
-        if code:
-            raise _thread_rule_error(self.name, code)
+        self._enter(caller, resolve)
         if self._scope is None:
             self._scope = _Entered(self)
         return self._scope
@@ -194,37 +209,17 @@ cdef class GreenContext:
         Raises:
             ThreadOwnershipError: on a thread that did not enter the partition.
         """
-        cdef int code
-        cdef PartState* s
-        self._check_open()
-        s = self._state()
-        with nogil:
-            code = exit_partition(s)
-        if code:
-            raise _thread_rule_error(self.name, code)
+        self._exit()
 
     @cython.binding(False)  # a plain method descriptor: no CyFunction/PyMethod layer
     def __enter__(self):
-        cdef int code
-        cdef PartState* s
         self._check_open()
-        s = self._state()
-        with nogil:
-            code = enter_partition(s, NULL, True)
-        if code:
-            raise _thread_rule_error(self.name, code)
+        self._enter(NULL, True)
         return self
 
     @cython.binding(False)  # a plain method descriptor: no CyFunction/PyMethod layer
     def __exit__(self, exc_type, exc, tb):
-        cdef int code
-        cdef PartState* s
-        self._check_open()
-        s = self._state()
-        with nogil:
-            code = exit_partition(s)
-        if code:
-            raise _thread_rule_error(self.name, code)
+        self._exit()
         return False
 
     cdef tuple _live_extra_streams(self):
