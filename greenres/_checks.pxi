@@ -34,10 +34,6 @@ cdef int check(cydriver.CUresult err, const char* function) except -1 nogil:
         return _raise_driver_error(err, function)
 
 
-def _version_text(int version):
-    return f"{version // 1000}.{version % 1000 // 10}"
-
-
 # ----------------------------------------------------------------------------- arguments
 # Validation at the public entry points, with messages that name the parameter, the rule
 # and the value. Cython's own coercions ("an integer is required", bint accepting any

@@ -61,8 +61,8 @@ def device_count():
 def _too_old(feature, int needed):
     cdef int loaded = driver_version()
     return DriverTooOldError(
-        f"{feature} needs CUDA driver {_version_text(needed)} ({needed}) or newer; the loaded "
-        f"driver is {_version_text(loaded)} ({loaded})"
+        f"{feature} needs CUDA driver {version_text(needed)} ({needed}) or newer; the loaded "
+        f"driver is {version_text(loaded)} ({loaded})"
     )
 
 
@@ -162,25 +162,28 @@ cdef class Device:
         """The device's :class:`SmResource` (count, minimum partition size, alignment)."""
         cdef cydriver.CUdevResource resource
         self._sm_resource(&resource)
-        cdef const greenres_sm_prefix* sm = greenres_sm_prefix_of(&resource)
+        return self._sm_resource_of(&resource)
+
+    cdef object _sm_resource_of(self, const cydriver.CUdevResource* resource):
+        cdef const greenres_sm_prefix* sm = greenres_sm_prefix_of(resource)
         minimum, alignment = sm.minSmPartitionSize, sm.smCoscheduledAlignment
         if minimum == 0 or alignment == 0:
             # drivers older than 13.0 do not report it: use the documented guideline
             minimum, alignment = documented_granularity(self.compute_capability)
         return SmResource(sm.smCount, minimum, alignment)
 
-    cdef unsigned int _group_size(self, unsigned int flags, unsigned int min_count) except 0:
-        """The SMs of the first group a split with ``flags`` and ``min_count`` makes.
+    cdef unsigned int _group_size(self, const cydriver.CUdevResource* device_resource,
+                                  unsigned int flags, unsigned int min_count) except 0:
+        """The SMs of the first group a split of ``device_resource`` with ``flags`` and
+        ``min_count`` makes.
 
         A split whose results are never given to a green context allocates nothing, so this
         measures the driver's granularity without side effects."""
-        cdef cydriver.CUdevResource device_resource
         cdef unsigned int groups = 0
         cdef unsigned int size
         cdef cydriver.CUdevResource* results = NULL
-        self._sm_resource(&device_resource)
         with nogil:
-            check(cydriver.cuDevSmResourceSplitByCount(NULL, &groups, &device_resource, NULL,
+            check(cydriver.cuDevSmResourceSplitByCount(NULL, &groups, device_resource, NULL,
                                                        flags, min_count),
                   "cuDevSmResourceSplitByCount")
         if groups == 0:
@@ -190,7 +193,7 @@ cdef class Device:
             raise MemoryError()
         try:
             with nogil:
-                check(cydriver.cuDevSmResourceSplitByCount(results, &groups, &device_resource,
+                check(cydriver.cuDevSmResourceSplitByCount(results, &groups, device_resource,
                                                            NULL, flags, min_count),
                       "cuDevSmResourceSplitByCount")
             size = greenres_sm_prefix_of(&results[0]).smCount
@@ -206,9 +209,12 @@ cdef class Device:
         two split queries using ``CU_DEV_SM_RESOURCE_SPLIT_IGNORE_SM_COSCHEDULING``."""
         from greenres.facts import SmFacts
 
-        resource = self.sm_resource
-        loose_min = self._group_size(_SPLIT_IGNORE_SM_COSCHEDULING, 1)
-        loose_alignment = self._group_size(_SPLIT_IGNORE_SM_COSCHEDULING, loose_min + 1)
+        cdef cydriver.CUdevResource device_resource
+        self._sm_resource(&device_resource)  # once: the three measurements below share it
+        resource = self._sm_resource_of(&device_resource)
+        loose_min = self._group_size(&device_resource, _SPLIT_IGNORE_SM_COSCHEDULING, 1)
+        loose_alignment = self._group_size(&device_resource, _SPLIT_IGNORE_SM_COSCHEDULING,
+                                           loose_min + 1)
         loose_alignment -= loose_min
         version = driver_version()
         return SmFacts(

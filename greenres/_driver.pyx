@@ -26,6 +26,7 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memset
 
 from greenres.devices import documented_granularity
+from greenres.facts import version_text
 from greenres.errors import (
     ClosedError,
     DriverError,

@@ -20,7 +20,13 @@ from greenres._validators import check_bool, int_at_least
 from greenres.devices import DEVICE_PROFILES, documented_granularity
 from greenres.errors import SpecError
 
-__all__ = ["SmFacts", "resolve_facts"]
+__all__ = ["SmFacts", "resolve_facts", "version_text"]
+
+
+def version_text(version: int) -> str:
+    """A CUDA version int as text: ``13010`` -> ``"13.1"``."""
+    return f"{version // 1000}.{version % 1000 // 10}"
+
 
 _positive_int = int_at_least(1)
 _non_negative_int = int_at_least(0)
@@ -146,7 +152,7 @@ class SmFacts:
     @property
     def driver_version_text(self) -> str:
         """The driver version as ``"13.1"``."""
-        return f"{self.driver_version // 1000}.{self.driver_version % 1000 // 10}"
+        return version_text(self.driver_version)
 
     def granularity(self, coscheduling: bool = True) -> tuple[int, int]:
         """``(min_partition_size, alignment)`` with or without SM co-scheduling."""
