@@ -48,6 +48,32 @@ static CUresult ctx_or_current(CUcontext h, Context** out) {
     return check_settable(h, out);
 }
 
+// A copy of the context's streams, taken under its lock (waiting happens outside it).
+static std::vector<Stream*> streams_of(Context* c) {
+    std::lock_guard<std::mutex> lk(c->mu);
+    return c->streams;
+}
+
+static void wait_for_streams(Context* c) {
+    for (Stream* s : streams_of(c)) wait_idle(s);
+}
+
+// The per-thread stack's top changes only through these two (and cuCtxSetCurrent).
+static inline void push_ctx(Context* c) {
+    auto& st = tls().stack;
+    Context* old = st.empty() ? nullptr : st.back();
+    st.push_back(c);
+    on_top_change(old, c);
+}
+
+static inline Context* pop_ctx() {
+    auto& st = tls().stack;
+    Context* old = st.back();
+    st.pop_back();
+    on_top_change(old, st.empty() ? nullptr : st.back());
+    return old;
+}
+
 }  // namespace sim
 
 // ---------------------------------------------------------------- stack
@@ -56,20 +82,14 @@ SIM_EXPORT CUresult cuCtxPushCurrent_v2(CUcontext ctx) {
     Context* c;
     CUresult r = check_settable(ctx, &c);
     if (r != CUDA_SUCCESS) return r;
-    auto& st = tls().stack;
-    Context* old = st.empty() ? nullptr : st.back();
-    st.push_back(c);
-    on_top_change(old, c);
+    push_ctx(c);
     return CUDA_SUCCESS;
 }
 
 SIM_EXPORT CUresult cuCtxPopCurrent_v2(CUcontext* pctx) {
     SIM_ENTER_INIT("cuCtxPopCurrent");
-    auto& st = tls().stack;
-    if (st.empty()) return CUDA_ERROR_INVALID_CONTEXT;
-    Context* old = st.back();
-    st.pop_back();
-    on_top_change(old, st.empty() ? nullptr : st.back());
+    if (tls().stack.empty()) return CUDA_ERROR_INVALID_CONTEXT;
+    Context* old = pop_ctx();
     if (pctx != nullptr) *pctx = reinterpret_cast<CUcontext>(old);
     return CUDA_SUCCESS;
 }
@@ -101,18 +121,8 @@ SIM_EXPORT CUresult cuCtxGetCurrent(CUcontext* pctx) {
     return CUDA_SUCCESS;
 }
 
-SIM_EXPORT CUresult cuCtxGetDevice(CUdevice* device) {
-    SIM_ENTER_INIT("cuCtxGetDevice");
-    if (device == nullptr) return CUDA_ERROR_INVALID_VALUE;
-    Context* c;
-    CUresult r = require_current(&c);
-    if (r != CUDA_SUCCESS) return r;
-    *device = c->device;
-    return CUDA_SUCCESS;
-}
-
-SIM_EXPORT CUresult cuCtxGetDevice_v2(CUdevice* device, CUcontext ctx) {
-    SIM_ENTER_INIT("cuCtxGetDevice");
+// The v1 functions act on the current context: the v2 form with ctx == NULL.
+static CUresult ctx_get_device(CUdevice* device, CUcontext ctx) {
     if (device == nullptr) return CUDA_ERROR_INVALID_VALUE;
     Context* c;
     CUresult r = ctx_or_current(ctx, &c);
@@ -121,12 +131,21 @@ SIM_EXPORT CUresult cuCtxGetDevice_v2(CUdevice* device, CUcontext ctx) {
     return CUDA_SUCCESS;
 }
 
-static CUresult sync_context(Context* c) {
-    std::vector<Stream*> streams;
-    {
-        std::lock_guard<std::mutex> lk(c->mu);
-        streams = c->streams;
-    }
+SIM_EXPORT CUresult cuCtxGetDevice(CUdevice* device) {
+    SIM_ENTER_INIT("cuCtxGetDevice");
+    return ctx_get_device(device, nullptr);
+}
+
+SIM_EXPORT CUresult cuCtxGetDevice_v2(CUdevice* device, CUcontext ctx) {
+    SIM_ENTER_INIT("cuCtxGetDevice");
+    return ctx_get_device(device, ctx);
+}
+
+static CUresult sync_context(CUcontext ctx) {
+    Context* c;
+    CUresult r = ctx_or_current(ctx, &c);
+    if (r != CUDA_SUCCESS) return r;
+    std::vector<Stream*> streams = streams_of(c);
     // Synchronising a capturing stream is illegal in every capture mode.
     for (Stream* s : streams) {
         Capture* cap = s->capture.load(std::memory_order_acquire);
@@ -135,7 +154,7 @@ static CUresult sync_context(Context* c) {
             return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
         }
     }
-    CUresult r = check_unsafe_call();
+    r = check_unsafe_call();
     if (r != CUDA_SUCCESS) return r;
     for (Stream* s : streams) wait_idle(s);
     return CUDA_SUCCESS;
@@ -143,18 +162,12 @@ static CUresult sync_context(Context* c) {
 
 SIM_EXPORT CUresult cuCtxSynchronize(void) {
     SIM_ENTER_INIT("cuCtxSynchronize");
-    Context* c;
-    CUresult r = require_current(&c);
-    if (r != CUDA_SUCCESS) return r;
-    return sync_context(c);
+    return sync_context(nullptr);
 }
 
 SIM_EXPORT CUresult cuCtxSynchronize_v2(CUcontext ctx) {
     SIM_ENTER_INIT("cuCtxSynchronize");
-    Context* c;
-    CUresult r = ctx_or_current(ctx, &c);
-    if (r != CUDA_SUCCESS) return r;
-    return sync_context(c);
+    return sync_context(ctx);
 }
 
 SIM_EXPORT CUresult cuCtxGetId(CUcontext ctx, unsigned long long* ctxId) {
@@ -206,10 +219,7 @@ static CUresult create_user_ctx(CUcontext* pctx, unsigned int flags, CUdevice de
     c->flags = flags;
     c->id = next_id();
     g_live[kLiveContext].fetch_add(1, std::memory_order_relaxed);
-    auto& st = tls().stack;  // cuda.h: the new context is pushed onto the stack
-    Context* old = st.empty() ? nullptr : st.back();
-    st.push_back(c);
-    on_top_change(old, c);
+    push_ctx(c);  // cuda.h: the new context is pushed onto the stack
     *pctx = reinterpret_cast<CUcontext>(c);
     return CUDA_SUCCESS;
 }
@@ -233,17 +243,9 @@ SIM_EXPORT CUresult cuCtxDestroy_v2(CUcontext ctx) {
     if (c == nullptr || c->kind != CtxKind::User) return CUDA_ERROR_INVALID_CONTEXT;
     bool expected = true;
     if (!c->alive.compare_exchange_strong(expected, false)) return CUDA_ERROR_INVALID_CONTEXT;
-    std::vector<Stream*> streams;
-    {
-        std::lock_guard<std::mutex> lk(c->mu);
-        streams = c->streams;
-    }
-    for (Stream* s : streams) wait_idle(s);  // cuda.h: destruction waits for outstanding work
+    wait_for_streams(c);  // cuda.h: destruction waits for outstanding work
     auto& st = tls().stack;
-    if (!st.empty() && st.back() == c) {
-        st.pop_back();
-        on_top_change(c, st.empty() ? nullptr : st.back());
-    }
+    if (!st.empty() && st.back() == c) pop_ctx();
     g_live[kLiveContext].fetch_sub(1, std::memory_order_relaxed);
     return CUDA_SUCCESS;
 }
@@ -268,14 +270,7 @@ CUresult primary_release(int dev) {
     do {
         if (refs <= 0) return CUDA_ERROR_INVALID_CONTEXT;
     } while (!c->primary_refs.compare_exchange_weak(refs, refs - 1));
-    if (refs == 1) {
-        std::vector<Stream*> streams;
-        {
-            std::lock_guard<std::mutex> lk(c->mu);
-            streams = c->streams;
-        }
-        for (Stream* s : streams) wait_idle(s);
-    }
+    if (refs == 1) wait_for_streams(c);
     return CUDA_SUCCESS;
 }
 }  // namespace sim
@@ -308,12 +303,7 @@ SIM_EXPORT CUresult cuDevicePrimaryCtxReset_v2(CUdevice dev) {
     SIM_ENTER_INIT("cuDevicePrimaryCtxReset");
     if (!valid_device(dev)) return CUDA_ERROR_INVALID_DEVICE;
     Context* c = g_devices[dev]->primary;
-    std::vector<Stream*> streams;
-    {
-        std::lock_guard<std::mutex> lk(c->mu);
-        streams = c->streams;
-    }
-    for (Stream* s : streams) wait_idle(s);
+    wait_for_streams(c);
     c->primary_refs.store(0, std::memory_order_release);
     c->flags = 0;
     return CUDA_SUCCESS;
