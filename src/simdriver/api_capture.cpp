@@ -121,10 +121,13 @@ CUresult capture_wait_event(Stream* s, Capture* scap, Capture* ecap, const std::
     return CUDA_SUCCESS;
 }
 
+static bool valid_capture_mode(CUstreamCaptureMode mode) {
+    return mode == CU_STREAM_CAPTURE_MODE_GLOBAL || mode == CU_STREAM_CAPTURE_MODE_THREAD_LOCAL ||
+           mode == CU_STREAM_CAPTURE_MODE_RELAXED;
+}
+
 static CUresult begin_capture(CUstream h, CUstreamCaptureMode mode, bool pt) {
-    if (mode != CU_STREAM_CAPTURE_MODE_GLOBAL && mode != CU_STREAM_CAPTURE_MODE_THREAD_LOCAL &&
-        mode != CU_STREAM_CAPTURE_MODE_RELAXED)
-        return CUDA_ERROR_INVALID_VALUE;
+    if (!valid_capture_mode(mode)) return CUDA_ERROR_INVALID_VALUE;
     RESOLVE(h, s, pt);
     if (s->is_legacy) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;  // the legacy stream cannot capture
     if (s->capture.load(std::memory_order_acquire) != nullptr) return CUDA_ERROR_ILLEGAL_STATE;
@@ -298,9 +301,7 @@ SIM_EXPORT CUresult cuThreadExchangeStreamCaptureMode(CUstreamCaptureMode* mode)
     SIM_ENTER_INIT("cuThreadExchangeStreamCaptureMode");
     if (mode == nullptr) return CUDA_ERROR_INVALID_VALUE;
     CUstreamCaptureMode m = *mode;
-    if (m != CU_STREAM_CAPTURE_MODE_GLOBAL && m != CU_STREAM_CAPTURE_MODE_THREAD_LOCAL &&
-        m != CU_STREAM_CAPTURE_MODE_RELAXED)
-        return CUDA_ERROR_INVALID_VALUE;
+    if (!valid_capture_mode(m)) return CUDA_ERROR_INVALID_VALUE;
     *mode = tls().capture_mode;
     tls().capture_mode = m;
     return CUDA_SUCCESS;

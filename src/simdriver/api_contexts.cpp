@@ -202,9 +202,8 @@ SIM_EXPORT CUresult cuCtxGetFlags(unsigned int* flags) {
 
 SIM_EXPORT CUresult cuCtxGetStreamPriorityRange(int* leastPriority, int* greatestPriority) {
     SIM_ENTER_INIT("cuCtxGetStreamPriorityRange");
-    // Like real devices since Volta: 0 (lowest) .. -5 (highest).
-    if (leastPriority != nullptr) *leastPriority = 0;
-    if (greatestPriority != nullptr) *greatestPriority = -5;
+    if (leastPriority != nullptr) *leastPriority = kLeastPriority;
+    if (greatestPriority != nullptr) *greatestPriority = kGreatestPriority;
     return CUDA_SUCCESS;
 }
 

@@ -154,7 +154,7 @@ SIM_EXPORT CUresult cuGreenCtxStreamCreate(CUstream* phStream, CUgreenCtx greenC
     if (g == nullptr) return CUDA_ERROR_INVALID_CONTEXT;
     if (flags & ~(unsigned)CU_STREAM_NON_BLOCKING) return CUDA_ERROR_INVALID_VALUE;
     if (!(flags & CU_STREAM_NON_BLOCKING)) return CUDA_ERROR_INVALID_VALUE;  // cuda.h: must be specified
-    priority = std::max(-5, std::min(0, priority));                         // cuda.h: clamped
+    priority = clamp_priority(priority);
     Stream* s = new_stream(g->ctx, g, flags, priority, false);
     if (s == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
     *phStream = reinterpret_cast<CUstream>(s);

@@ -31,6 +31,17 @@ static std::map<uintptr_t, Alloc>& allocs() {
     return *m;
 }
 
+// Allocations are made and accounted in 256-byte units (cuMemAlloc's alignment).
+static size_t round256(size_t n) { return (n + 255) / 256 * 256; }
+
+static void register_alloc(void* p, size_t size, int device, bool host) {
+    {
+        std::unique_lock<std::shared_mutex> lk(alloc_mu());
+        allocs()[(uintptr_t)p] = Alloc{size, device, host};
+    }
+    g_live[kLiveAlloc].fetch_add(1, std::memory_order_relaxed);
+}
+
 // Caller holds alloc_mu (shared or exclusive).
 static bool range_ok_locked(uintptr_t p, size_t n) {
     auto& m = allocs();
@@ -178,7 +189,7 @@ SIM_EXPORT CUresult cuMemAlloc_v2(CUdeviceptr* dptr, size_t bytesize) {
     r = check_unsafe_call();
     if (r != CUDA_SUCCESS) return r;
     Device& d = *g_devices[c->device];
-    size_t rounded = (bytesize + 255) / 256 * 256;
+    size_t rounded = round256(bytesize);
     unsigned long long before = d.allocated.fetch_add(rounded);
     if (before + rounded > d.total_mem) {
         d.allocated.fetch_sub(rounded);
@@ -189,11 +200,7 @@ SIM_EXPORT CUresult cuMemAlloc_v2(CUdeviceptr* dptr, size_t bytesize) {
         d.allocated.fetch_sub(rounded);
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
-    {
-        std::unique_lock<std::shared_mutex> lk(alloc_mu());
-        allocs()[(uintptr_t)p] = Alloc{bytesize, c->device, false};
-    }
-    g_live[kLiveAlloc].fetch_add(1, std::memory_order_relaxed);
+    register_alloc(p, bytesize, c->device, false);
     *dptr = (CUdeviceptr)p;
     return CUDA_SUCCESS;
 }
@@ -207,7 +214,7 @@ static CUresult free_alloc(uintptr_t p, bool host) {
         a = it->second;
         allocs().erase(it);
     }
-    if (!host) g_devices[a.device]->allocated.fetch_sub((a.size + 255) / 256 * 256);
+    if (!host) g_devices[a.device]->allocated.fetch_sub(round256(a.size));
     free((void*)p);
     g_live[kLiveAlloc].fetch_sub(1, std::memory_order_relaxed);
     return CUDA_SUCCESS;
@@ -226,13 +233,9 @@ SIM_EXPORT CUresult cuMemAllocHost_v2(void** pp, size_t bytesize) {
     Context* c;
     CUresult r = require_current(&c);
     if (r != CUDA_SUCCESS) return r;
-    void* p = aligned_alloc(256, (bytesize + 255) / 256 * 256);
+    void* p = aligned_alloc(256, round256(bytesize));
     if (p == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
-    {
-        std::unique_lock<std::shared_mutex> lk(alloc_mu());
-        allocs()[(uintptr_t)p] = Alloc{bytesize, c->device, true};
-    }
-    g_live[kLiveAlloc].fetch_add(1, std::memory_order_relaxed);
+    register_alloc(p, bytesize, c->device, true);
     *pp = p;
     return CUDA_SUCCESS;
 }

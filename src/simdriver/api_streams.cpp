@@ -47,7 +47,7 @@ SIM_EXPORT CUresult cuStreamCreateWithPriority(CUstream* phStream, unsigned int 
     Context* c;
     CUresult r = require_current(&c);
     if (r != CUDA_SUCCESS) return r;
-    priority = std::max(-5, std::min(0, priority));  // cuda.h: clamped to the range
+    priority = clamp_priority(priority);
     Stream* s = new_stream(c, c->green, flags, priority, false);
     if (s == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
     *phStream = reinterpret_cast<CUstream>(s);

@@ -25,18 +25,19 @@ void sleep_op_delay() {
 // A destroyed stream leaves the lists of its contexts once its work is done
 // (cuda.h: cuStreamDestroy returns at once, the work still completes, and
 // cuCtxSynchronize still waits for it).
+static void erase_one(std::vector<Stream*>& v, Stream* s) {
+    for (auto it = v.begin(); it != v.end(); ++it)
+        if (*it == s) { v.erase(it); return; }
+}
+
 void unlink_stream(Stream* s) {
     {
         std::lock_guard<std::mutex> lk(s->ctx->mu);
-        auto& v = s->ctx->streams;
-        for (auto it = v.begin(); it != v.end(); ++it)
-            if (*it == s) { v.erase(it); break; }
+        erase_one(s->ctx->streams, s);
     }
     if (s->green != nullptr) {
         std::lock_guard<std::mutex> lk(s->green->mu);
-        auto& v = s->green->streams;
-        for (auto it = v.begin(); it != v.end(); ++it)
-            if (*it == s) { v.erase(it); break; }
+        erase_one(s->green->streams, s);
     }
 }
 

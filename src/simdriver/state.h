@@ -315,6 +315,11 @@ CUresult check_settable(CUcontext h, Context** out);
 // ---------------------------------------------------------------- engine (engine.cpp)
 // The three return nullptr when the stream slab is exhausted.
 Stream* new_stream(Context* ctx, GreenCtx* g, unsigned flags, int prio, bool internal);
+// Stream priorities, like real devices since Volta: 0 (lowest) .. -5 (highest);
+// cuda.h clamps a requested priority to this range.
+constexpr int kLeastPriority = 0;
+constexpr int kGreatestPriority = -5;
+inline int clamp_priority(int p) { return std::max(kGreatestPriority, std::min(kLeastPriority, p)); }
 Stream* legacy_stream(Context* ctx);
 Stream* per_thread_stream(Context* ctx);
 // Resolves a stream handle (0, CU_STREAM_LEGACY, CU_STREAM_PER_THREAD or a
