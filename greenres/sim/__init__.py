@@ -113,6 +113,8 @@ def _declare(lib: ctypes.CDLL) -> None:
             c.c_int,
             [c.c_void_p, c.POINTER(c.c_ulonglong), c.c_int],
         ),
+        "greenres_sim_function_count": (c.c_int, []),
+        "greenres_sim_function_entry": (c.c_char_p, [c.c_int] + [c.c_void_p] * 3),
         "cuGetErrorName": (c.c_int, [c.c_int, c.POINTER(c.c_char_p)]),
     }
     for name, (res, args) in sig.items():
@@ -254,6 +256,18 @@ def live_objects_since(before: dict[str, int]) -> dict[str, int]:
     return {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
 
 
+def _read_array(fn: Any, obj: Any, ctype: Any) -> tuple[int, ...] | None:
+    """Call ``fn(handle, out, capacity)`` the simulator's way: once with no buffer for the
+    count (negative: not a live object, then None), once to fill the array."""
+    h = _handle(obj)
+    n = fn(h, None, 0)
+    if n < 0:
+        return None
+    buf = (ctype * max(n, 1))()
+    fn(h, buf, n)
+    return tuple(int(x) for x in buf[:n])
+
+
 def green_context_sms(green_ctx: Any) -> tuple[int, ...]:
     """The SM ids a live green context owns (ints 0..sm_count-1).
 
@@ -261,22 +275,16 @@ def green_context_sms(green_ctx: Any) -> tuple[int, ...]:
     a cuda.core Context, or an int handle.
     """
     lib = _need()
-    h = _handle(green_ctx)
-    n = lib.greenres_sim_green_ctx_sms(h, None, 0)
-    if n < 0:
+    ids = _read_array(lib.greenres_sim_green_ctx_sms, green_ctx, ctypes.c_int)
+    if ids is None:
         raise ValueError(f"{green_ctx!r} is not a live green context")
-    buf = (ctypes.c_int * max(n, 1))()
-    lib.greenres_sim_green_ctx_sms(h, buf, n)
-    return tuple(buf[:n])
+    return ids
 
 
 def function_names() -> list[str]:
     """Every driver function the simulator implements (base names, like
     ``cuCtxPushCurrent``), sorted: what ``cuGetProcAddress`` can answer."""
     lib = _need()
-    lib.greenres_sim_function_count.restype = ctypes.c_int
-    lib.greenres_sim_function_entry.restype = ctypes.c_char_p
-    lib.greenres_sim_function_entry.argtypes = [ctypes.c_int] + [ctypes.c_void_p] * 3
     names = set()
     for i in range(lib.greenres_sim_function_count()):
         name = lib.greenres_sim_function_entry(i, None, None, None)
@@ -366,10 +374,7 @@ def set_op_delay_us(microseconds: int) -> None:
 def graph_node_green_contexts(graph: Any) -> tuple[int, ...]:
     """Per node of a graph, the green context id of the stream it was captured on (0: none)."""
     lib = _need()
-    h = _handle(graph)
-    n = lib.greenres_sim_graph_node_green_ctx(h, None, 0)
-    if n < 0:
+    ids = _read_array(lib.greenres_sim_graph_node_green_ctx, graph, ctypes.c_ulonglong)
+    if ids is None:
         raise ValueError(f"{graph!r} is not a live graph")
-    buf = (ctypes.c_ulonglong * max(n, 1))()
-    lib.greenres_sim_graph_node_green_ctx(h, buf, n)
-    return tuple(int(x) for x in buf[:n])
+    return ids
