@@ -40,10 +40,15 @@ cdef int check(cydriver.CUresult err, const char* function) except -1 nogil:
 # object, int() of a float) are never relied on for user input.
 
 
+cdef inline bint _is_index(object value):
+    """An int or integer-like object (``__index__``), but not a bool."""
+    return not isinstance(value, bool) and hasattr(type(value), "__index__")
+
+
 def _require_int(str name, value):
     """``value`` as an int: ints and integer-like objects (``__index__``), never bools,
     floats or strings."""
-    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+    if not _is_index(value):
         raise TypeError(f"{name!r} must be an int (got {value!r})")
     return value.__index__()
 
@@ -58,7 +63,7 @@ cdef Device _device_of(str name, object device):
     """A Device from a Device or an ordinal."""
     if isinstance(device, Device):
         return <Device>device
-    if isinstance(device, bool) or not hasattr(type(device), "__index__"):
+    if not _is_index(device):
         raise TypeError(
             f"{name!r} must be a device ordinal (int) or a greenres.Device (got {device!r})"
         )

@@ -107,7 +107,8 @@ cdef extern from *:
     int greenres_claim(uintptr_t* owner, uintptr_t me) nogil
     uintptr_t greenres_owner(uintptr_t* owner) nogil
     void greenres_release(uintptr_t* owner) nogil
-    int GREENRES_MAX_NESTING
+    enum:
+        GREENRES_MAX_NESTING  # a compile-time constant: it sizes the arrays below
     int greenres_stack_push(void* p) nogil
     void* greenres_stack_top() nogil
     void greenres_stack_pop() nogil
@@ -127,8 +128,8 @@ cdef struct PartState:
     uintptr_t owner
     unsigned long owner_ident       # threading.get_ident() of the owner (for messages)
     int depth
-    cydriver.CUstream from_streams[64]   # GREENRES_MAX_NESTING
-    char has_from[64]
+    cydriver.CUstream from_streams[GREENRES_MAX_NESTING]
+    char has_from[GREENRES_MAX_NESTING]
 
 
 # Events for handoff, claimed lock-free: a slot is busy only between one record and one
@@ -137,8 +138,8 @@ cdef enum:
     POOL_SIZE = 32
 
 cdef struct EventPool:
-    cydriver.CUevent events[32]
-    uintptr_t busy[32]
+    cydriver.CUevent events[POOL_SIZE]
+    uintptr_t busy[POOL_SIZE]
 
 
 cdef int check(cydriver.CUresult err, const char* function) except -1 nogil

@@ -180,11 +180,9 @@ cdef cydriver.CUstream _stream_handle(object stream, str name="stream") except? 
     if protocol is not None:
         version_and_handle = protocol() if callable(protocol) else protocol
         value = version_and_handle[1]
-        if not isinstance(value, bool) and hasattr(type(value), "__index__"):
+        if _is_index(value):
             value = value.__index__()
-    elif isinstance(stream, bool):
-        value = None
-    elif hasattr(type(stream), "__index__"):
+    elif _is_index(stream):
         value = stream.__index__()
     elif type(stream).__module__.startswith("cuda.bindings"):
         value = int(stream)  # CUstream and friends convert to their pointer value
