@@ -37,6 +37,7 @@ from greenres.spec import (
     REMAINDER_KEYWORDS,
     REMAINDER_PARTITION_NAME,
     ModalSpec,
+    Partition,
     PartitionSpec,
     _ModeMap,
 )
@@ -470,6 +471,7 @@ class _Planner:
         reasons: dict[str, str] = {}
         share_info: dict[str, tuple[Fraction, int, int]] = {}  # target, rounded, floor
         rest = None
+        rest_floor = 0  # units "the rest" needs at least (0 without such a partition)
         for p in spec.partitions:
             if p.sms is not None:
                 need = max(_ceil_div(p.sms, self.unit), self.min_units)
@@ -489,21 +491,12 @@ class _Planner:
             elif p.share is not None:
                 target = _exact_share(p.share) * self.total_units
                 rounded = math.floor(target + Fraction(1, 2))  # nearest; ties go up
-                floor = self.min_units
-                if p.min_sms is not None:
-                    floor = max(floor, _ceil_div(p.min_sms, self.unit))
-                    self._check_min_sms(p.name, p.min_sms)
+                floor = self._floor_units(p)
                 units[p.name] = max(rounded, floor)
                 share_info[p.name] = (target, rounded, floor)
             else:
                 rest = p
-                if p.min_sms is not None:
-                    self._check_min_sms(p.name, p.min_sms)
-        rest_floor = 0
-        if rest is not None:
-            rest_floor = self.min_units
-            if rest.min_sms is not None:
-                rest_floor = max(rest_floor, _ceil_div(rest.min_sms, self.unit))
+                rest_floor = self._floor_units(p)
         budget = self.total_units - rest_floor
         trimmed = self._trim_shares(units, share_info, budget)
         for p in spec.partitions:
@@ -519,6 +512,14 @@ class _Planner:
         if self.violations:
             raise PlanError(self._message())
         return self._assemble(units, reasons)
+
+    def _floor_units(self, p: Partition) -> int:
+        """The fewest units a share or "rest" partition may get: the granularity's minimum,
+        or its ``min_sms`` rounded up (checked against the device)."""
+        if p.min_sms is None:
+            return self.min_units
+        self._check_min_sms(p.name, p.min_sms)
+        return max(self.min_units, _ceil_div(p.min_sms, self.unit))
 
     def _check_min_sms(self, name: str, min_sms: int) -> None:
         if _ceil_div(min_sms, self.unit) > self.total_units:
