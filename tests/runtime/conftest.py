@@ -39,6 +39,19 @@ def caller_stream(primary):
 
 
 @pytest.fixture
+def op_delay():
+    """``op_delay(us)``: every asynchronous op of the simulated driver sleeps this long
+    before it runs, widening race windows (a no-op on a real GPU); 0 again after the test."""
+    if not SIM:
+        yield lambda _microseconds: None
+        return
+    import greenres.sim as s
+
+    yield s.set_op_delay_us
+    s.set_op_delay_us(0)
+
+
+@pytest.fixture
 def sim():
     """greenres.sim with a clean slate of hazards, faults and delays."""
     if not SIM:

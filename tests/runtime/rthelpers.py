@@ -65,6 +65,12 @@ def sync(stream):
     ok(cu.cuStreamSynchronize(cu_stream(stream)))
 
 
+def current_context() -> int:
+    """This thread's current context as an int handle (0: none)."""
+    ctx = ok(cu.cuCtxGetCurrent())
+    return int(ctx) if ctx is not None else 0
+
+
 def facts():
     return greenres.Device(0).sm_facts()
 

@@ -49,10 +49,7 @@ def test_partitions_of_one_layout_have_their_counts():
 
 @pytest.mark.sim_only
 def test_partitions_of_one_layout_are_disjoint(sim):
-    f = greenres.Device(0).sm_facts()
-    unit = f.group_size()
-    counts = {"a": unit, "b": 3 * unit, "c": 2 * unit}
-    with layout_of(counts) as layout:
+    with layout_of(_three_sizes()) as layout:
         _check_layout(layout, sim)
 
 

@@ -5,7 +5,7 @@ import threading
 import warnings
 
 import pytest
-from rthelpers import layout_of, live, no_resource_warning
+from rthelpers import current_context, layout_of, live, no_resource_warning
 
 import greenres
 from greenres import DriverError, Graph, GraphPool, Layout, ThreadOwnershipError, UsageError
@@ -163,9 +163,8 @@ def test_fault_in_create_leaves_nothing(sim, mechanism, function, nth):
             Partition("c", sms=8),
         )
     ).plan(greenres.Device(0), mechanism=mechanism)
-    from cuda.bindings import driver as cu
 
-    current = int(cu.cuCtxGetCurrent()[1] or 0)
+    current = current_context()
     before = live(sim)
     sim.inject_fault(function, "CUDA_ERROR_OUT_OF_MEMORY", nth=nth)
     with pytest.raises(DriverError) as info:
@@ -174,7 +173,7 @@ def test_fault_in_create_leaves_nothing(sim, mechanism, function, nth):
     assert info.value.function == function
     assert info.value.name == "CUDA_ERROR_OUT_OF_MEMORY"
     assert live(sim) == before
-    assert int(cu.cuCtxGetCurrent()[1] or 0) == current  # the context stack is restored
+    assert current_context() == current  # the context stack is restored
     with layout_of(plan):  # and the device is fine afterwards
         pass
     assert live(sim) == before
@@ -182,9 +181,8 @@ def test_fault_in_create_leaves_nothing(sim, mechanism, function, nth):
 
 @pytest.mark.sim_only
 def test_fault_in_enter_and_exit_keeps_state_consistent(sim, primary):
-    from cuda.bindings import driver as cu
 
-    current = int(cu.cuCtxGetCurrent()[1] or 0)
+    current = current_context()
     with layout_of({"a": 16}) as layout:
         a = layout["a"]
         sim.inject_fault("cuCtxPushCurrent", "CUDA_ERROR_INVALID_CONTEXT")
@@ -195,7 +193,7 @@ def test_fault_in_enter_and_exit_keeps_state_consistent(sim, primary):
         with pytest.raises(DriverError):
             a.enter()
         assert not a.entered
-        assert int(cu.cuCtxGetCurrent()[1] or 0) == current
+        assert current_context() == current
         a.enter()
         sim.inject_fault("cuCtxPopCurrent", "CUDA_ERROR_INVALID_CONTEXT")
         with pytest.raises(DriverError):

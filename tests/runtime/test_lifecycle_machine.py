@@ -30,7 +30,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from rthelpers import SIM, no_resource_warning, ok
+from rthelpers import SIM, current_context, memset, no_resource_warning, ok
 
 import greenres
 from greenres import (
@@ -207,22 +207,12 @@ class Capture(_Short):
     members: set  # SMs in the capture (the origin and the streams forked into it)
 
 
-def _current_context():
-    err, ctx = cu.cuCtxGetCurrent()
-    assert err == cu.CUresult.CUDA_SUCCESS, err
-    return int(ctx) if ctx is not None else 0
-
-
 def _capture_mode():
     """This thread's capture mode (cuThreadExchangeStreamCaptureMode, put back at once)."""
     relaxed = cu.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_RELAXED
     old = ok(cu.cuThreadExchangeStreamCaptureMode(relaxed))
     ok(cu.cuThreadExchangeStreamCaptureMode(old))
     return old
-
-
-def _memset_async(ptr, nbytes, stream):
-    ok(cu.cuMemsetD8Async(cu.CUdeviceptr(ptr), 7, nbytes, cu.CUstream(int(stream))))
 
 
 # ----------------------------------------------------------------------------- strategies
@@ -260,7 +250,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         sim.clear_hazards()
         sim.set_op_delay_us(0)
         self.baseline = sim.live_objects()
-        self.baseline_ctx = _current_context()
+        self.baseline_ctx = current_context()
         self.baseline_mode = _capture_mode()
         self.baseline_is_primary = False
         if self.baseline_ctx:
@@ -872,7 +862,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         assert buf.nbytes == -(-nbytes // GRANULE) * GRANULE
         gm.has_pool = True
         gm.allocations += 1
-        _memset_async(buf.ptr, buf.nbytes, gm.origin.obj)
+        memset(buf.ptr, 7, buf.nbytes, gm.origin.obj)
 
     @precondition(lambda self: self.capture is not None)
     @rule(data=st.data())
@@ -1054,7 +1044,7 @@ class LifecycleMachine(RuleBasedStateMachine):
     @invariant()
     def context_stack_matches(self):
         want = self.stack[-1][0].obj.context_handle if self.stack else self.baseline_ctx
-        assert _current_context() == want
+        assert current_context() == want
         for lm in self.layout_models:
             if not lm.open:
                 continue
@@ -1121,7 +1111,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.capture = None
         assert not errors, errors
         assert sim.live_objects() == self.baseline
-        assert _current_context() == self.baseline_ctx
+        assert current_context() == self.baseline_ctx
         assert _capture_mode() == self.baseline_mode
         assert sim.hazards() == []
 
@@ -1172,7 +1162,7 @@ def test_fault_in_exit_wait_leaves_partition_entered(clean_sim):
             b.exit()
         clean_sim.clear_faults()
         assert b.entered, "the failed exit changed the state"
-        assert _current_context() == b.context_handle
+        assert current_context() == b.context_handle
         b.exit()
     finally:
         clean_sim.clear_faults()

@@ -1,7 +1,7 @@
 """Modes: alternative splits created once, switched in O(1) with an event fence."""
 
 import pytest
-from rthelpers import SIM, copy, layout_of, memset, read
+from rthelpers import copy, layout_of, memset, read
 
 import greenres
 from greenres.spec import ModalSpec, Partition, PartitionSpec
@@ -64,26 +64,19 @@ def test_switch_makes_no_split_and_no_green_context(sim):
         assert set(counts.values()) == {0}
 
 
-def test_switch_fences_old_work_before_new_streams(memory):
-    if SIM:
-        import greenres.sim as sim
-
-        sim.set_op_delay_us(500)
-    try:
-        with layout_of(_modal_plan()) as layout:
-            x, y = memory.alloc(N), memory.alloc(N)
-            for i in range(10):
-                old = layout["decode"].stream
-                memset(x, i + 1, N, old)
-                mode = "prefill-heavy" if layout.mode == "decode-heavy" else "decode-heavy"
-                layout.switch(mode)
-                new = layout["prefill"].stream
-                copy(y, x, N, new)
-                new.synchronize()
-                assert read(y, N) == bytes([i + 1]) * N, f"round {i}"
-    finally:
-        if SIM:
-            sim.set_op_delay_us(0)
+def test_switch_fences_old_work_before_new_streams(memory, op_delay):
+    op_delay(500)
+    with layout_of(_modal_plan()) as layout:
+        x, y = memory.alloc(N), memory.alloc(N)
+        for i in range(10):
+            old = layout["decode"].stream
+            memset(x, i + 1, N, old)
+            mode = "prefill-heavy" if layout.mode == "decode-heavy" else "decode-heavy"
+            layout.switch(mode)
+            new = layout["prefill"].stream
+            copy(y, x, N, new)
+            new.synchronize()
+            assert read(y, N) == bytes([i + 1]) * N, f"round {i}"
 
 
 def test_switch_while_entered_raises():
@@ -103,34 +96,27 @@ def test_modal_layout_leaves_nothing(sim):
     assert live(sim) == before
 
 
-def test_switch_fences_streams_made_by_create_stream(memory):
+def test_switch_fences_streams_made_by_create_stream(memory, op_delay):
     """Work on any live stream of an old partition (not only the streams the plan asked
     for) is done before any stream of the new mode runs later work: the old side's
     create_stream() stream is fenced, and the new side's create_stream() stream waits."""
-    if SIM:
-        import greenres.sim as sim
-
-        sim.set_op_delay_us(500)
-    try:
-        with layout_of(_modal_plan()) as layout:
-            x, y, busy = memory.alloc(N), memory.alloc(N), memory.alloc(N)
-            for i in range(6):
-                mode = "prefill-heavy" if layout.mode == "decode-heavy" else "decode-heavy"
-                old_side = layout["decode"].create_stream()
-                new_side = layout.mode_partitions(mode)[1].create_stream()  # "prefill"
-                assert new_side.partition.name == "prefill"
-                for _ in range(3):  # a backlog: the memset of x runs late
-                    memset(busy, 1, N, old_side)
-                memset(x, i + 1, N, old_side)
-                layout.switch(mode)
-                for target in (new_side, layout["prefill"].stream):
-                    copy(y, x, N, target)
-                    target.synchronize()
-                    assert read(y, N) == bytes([i + 1]) * N, f"round {i} on {target}"
-                    memset(y, 0, N, target)
-                    target.synchronize()
-                old_side.close()
-                new_side.close()
-    finally:
-        if SIM:
-            sim.set_op_delay_us(0)
+    op_delay(500)
+    with layout_of(_modal_plan()) as layout:
+        x, y, busy = memory.alloc(N), memory.alloc(N), memory.alloc(N)
+        for i in range(6):
+            mode = "prefill-heavy" if layout.mode == "decode-heavy" else "decode-heavy"
+            old_side = layout["decode"].create_stream()
+            new_side = layout.mode_partitions(mode)[1].create_stream()  # "prefill"
+            assert new_side.partition.name == "prefill"
+            for _ in range(3):  # a backlog: the memset of x runs late
+                memset(busy, 1, N, old_side)
+            memset(x, i + 1, N, old_side)
+            layout.switch(mode)
+            for target in (new_side, layout["prefill"].stream):
+                copy(y, x, N, target)
+                target.synchronize()
+                assert read(y, N) == bytes([i + 1]) * N, f"round {i} on {target}"
+                memset(y, 0, N, target)
+                target.synchronize()
+            old_side.close()
+            new_side.close()

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 from cuda.bindings import driver as cu
-from rthelpers import SIM, copy, layout_of, memset, read, sync
+from rthelpers import copy, layout_of, memset, read, sync
 from streamgate import Gate
 
 import greenres
@@ -20,15 +20,8 @@ ITERATIONS = 40
 
 
 @pytest.fixture
-def slow():
-    if SIM:
-        import greenres.sim as s
-
-        s.set_op_delay_us(200)
-        yield
-        s.set_op_delay_us(0)
-    else:
-        yield
+def slow(op_delay):
+    op_delay(200)
 
 
 def _enter_exit_rounds(part, caller, memory, enter):
