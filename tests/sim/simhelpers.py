@@ -18,6 +18,7 @@ BINDINGS_MAJOR = int(BINDINGS_VERSION.split(".")[0])
 OK = driver.CUresult.CUDA_SUCCESS
 E = driver.CUresult
 SM = driver.CUdevResourceType.CU_DEV_RESOURCE_TYPE_SM
+NON_BLOCKING = driver.CUstream_flags.CU_STREAM_NON_BLOCKING
 
 
 def check(result):
@@ -121,3 +122,16 @@ def green_stream(g, priority=0):
     return check(
         driver.cuGreenCtxStreamCreate(g, driver.CUstream_flags.CU_STREAM_NON_BLOCKING, priority)
     )
+
+
+def stream(flags=NON_BLOCKING):
+    return check(driver.cuStreamCreate(flags))
+
+
+def event(flags=0):
+    return check(driver.cuEventCreate(flags))
+
+
+def node_count(graph):
+    _, n = check(driver.cuGraphGetNodes(graph, 0))
+    return n

@@ -15,7 +15,9 @@ from simhelpers import (
     green_ctx_id,
     green_stream,
     make_green,
+    node_count,
     split,
+    stream,
 )
 
 import greenres.sim as sim
@@ -26,20 +28,10 @@ GLOBAL = driver.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_GLOBAL
 RELAXED = driver.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_RELAXED
 ACTIVE = driver.CUstreamCaptureStatus.CU_STREAM_CAPTURE_STATUS_ACTIVE
 NONE = driver.CUstreamCaptureStatus.CU_STREAM_CAPTURE_STATUS_NONE
-NB = driver.CUstream_flags.CU_STREAM_NON_BLOCKING
-
-
-def nb_stream():
-    return check(driver.cuStreamCreate(NB))
-
-
-def node_count(graph):
-    _, n = check(driver.cuGraphGetNodes(graph, 0))
-    return n
 
 
 def test_capture_then_replay_moves_real_data(ctx):
-    s = nb_stream()
+    s = stream()
     src, dst = check(driver.cuMemAlloc(64)), check(driver.cuMemAlloc(64))
     check(driver.cuMemsetD8(dst, 0, 64))
     check(driver.cuStreamBeginCapture(s, GLOBAL))
@@ -67,7 +59,7 @@ def test_capture_then_replay_moves_real_data(ctx):
 
 
 def test_capture_info_reports_id_graph_and_dependencies(ctx):
-    s = nb_stream()
+    s = stream()
     buf = check(driver.cuMemAlloc(16))
     check(driver.cuStreamBeginCapture(s, GLOBAL))
     check(driver.cuMemsetD8Async(buf, 1, 16, s))
@@ -87,7 +79,7 @@ def test_capture_info_reports_id_graph_and_dependencies(ctx):
 
 
 def test_fork_and_join_through_events(ctx):
-    a, b = nb_stream(), nb_stream()
+    a, b = stream(), stream()
     fork, join = check(driver.cuEventCreate(0)), check(driver.cuEventCreate(0))
     buf = check(driver.cuMemAlloc(8))
     check(driver.cuStreamBeginCapture(a, GLOBAL))
@@ -118,7 +110,7 @@ def test_fork_and_join_through_events(ctx):
 
 
 def test_unjoined_fork_fails_end_capture(ctx):
-    a, b = nb_stream(), nb_stream()
+    a, b = stream(), stream()
     fork = check(driver.cuEventCreate(0))
     buf = check(driver.cuMemAlloc(8))
     check(driver.cuStreamBeginCapture(a, GLOBAL))
@@ -133,7 +125,7 @@ def test_unjoined_fork_fails_end_capture(ctx):
 
 
 def test_illegal_calls_during_capture_invalidate_it(ctx):
-    s = nb_stream()
+    s = stream()
     check(driver.cuStreamBeginCapture(s, GLOBAL))
     assert error_of(driver.cuStreamSynchronize(s)) == E.CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED
     assert error_of(driver.cuStreamEndCapture(s)) == E.CUDA_ERROR_STREAM_CAPTURE_INVALIDATED
@@ -154,7 +146,7 @@ def test_illegal_calls_during_capture_invalidate_it(ctx):
 
 
 def test_global_capture_on_another_thread_forbids_unsafe_calls(ctx):
-    s = nb_stream()
+    s = stream()
     check(driver.cuStreamBeginCapture(s, GLOBAL))
     seen = {}
 
@@ -172,7 +164,7 @@ def test_global_capture_on_another_thread_forbids_unsafe_calls(ctx):
 
 
 def test_waiting_on_an_uncaptured_event_crosses_the_boundary(ctx):
-    s, t = nb_stream(), nb_stream()
+    s, t = stream(), stream()
     ev = check(driver.cuEventCreate(0))
     check(driver.cuEventRecord(ev, t))
     check(driver.cuStreamBeginCapture(s, GLOBAL))
@@ -187,7 +179,7 @@ def test_captured_node_keeps_the_green_context_of_its_capture_stream(ctx):
     groups, _ = split(device_resource(), 2, 16)
     g1, g2 = make_green(groups[:1]), make_green(groups[1:])
     s1, s2 = green_stream(g1), green_stream(g2)
-    plain = nb_stream()
+    plain = stream()
     buf = check(driver.cuMemAlloc(16))
     fork, join = check(driver.cuEventCreate(0)), check(driver.cuEventCreate(0))
     check(driver.cuStreamBeginCapture(s1, GLOBAL))

@@ -11,25 +11,27 @@ import time
 
 import pytest
 from cuda.bindings import driver
-from simhelpers import E, check, device_resource, error_of, green_stream, make_green, split
+from simhelpers import (
+    E,
+    check,
+    device_resource,
+    error_of,
+    event,
+    green_stream,
+    make_green,
+    node_count,
+    split,
+    stream,
+)
 from streamgate import Gate
 
 pytestmark = pytest.mark.sim_only
 
 N = 1 << 16
-NB = driver.CUstream_flags.CU_STREAM_NON_BLOCKING
 NO_TIMING = driver.CUevent_flags.CU_EVENT_DISABLE_TIMING
 LEGACY = driver.CUstream(driver.CU_STREAM_LEGACY)
 GLOBAL = driver.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_GLOBAL
 ACTIVE = driver.CUstreamCaptureStatus.CU_STREAM_CAPTURE_STATUS_ACTIVE
-
-
-def stream(flags=NB):
-    return check(driver.cuStreamCreate(flags))
-
-
-def event(flags=NO_TIMING):
-    return check(driver.cuEventCreate(flags))
 
 
 def query(ev):
@@ -56,7 +58,7 @@ def test_record_on_an_idle_stream_is_complete_at_once(ctx, kind):
     ]()
     target = LEGACY if s is None else s
     check(driver.cuCtxSynchronize())
-    ev, a, b = event(), event(0), event(0)
+    ev, a, b = event(NO_TIMING), event(0), event(0)
     for _ in range(3):  # again and again: the record reuses the completed signal
         check(driver.cuEventRecord(ev, target))
         assert query(ev) == E.CUDA_SUCCESS  # no worker had to run
@@ -74,10 +76,10 @@ def test_record_on_an_idle_stream_is_complete_at_once(ctx, kind):
 
 def test_wait_on_a_completed_event_queues_nothing(ctx):
     a, b = stream(), stream()
-    ev = event()
+    ev = event(NO_TIMING)
     check(driver.cuEventRecord(ev, a))
     assert query(ev) == E.CUDA_SUCCESS
-    never = event()
+    never = event(NO_TIMING)
     for e in (ev, never):
         check(driver.cuStreamWaitEvent(b, e, 0))
         assert error_of(driver.cuStreamQuery(b)) == E.CUDA_SUCCESS  # nothing queued on b
@@ -99,7 +101,7 @@ def test_wait_on_a_completed_event_queues_nothing(ctx):
 @pytest.mark.parametrize("wait", [False, True])
 def test_record_on_a_busy_stream_still_orders_work(ctx, wait):
     a, b = stream(), stream()
-    ev = event()
+    ev = event(NO_TIMING)
     buf = zeroed()
     out = (ctypes.c_uint8 * N)()
     with held_memset(buf, 7, a) as gate:
@@ -129,10 +131,10 @@ def test_record_on_a_busy_stream_still_orders_work(ctx, wait):
 
 def test_record_waits_for_legacy_implicit_synchronisation(ctx):
     blocking, non_blocking = stream(0), stream()
-    ev = event()
+    ev = event(NO_TIMING)
     buf = zeroed()
     # Busy legacy stream: a record on an idle blocking stream is ordered after it...
-    ev2 = event()
+    ev2 = event(NO_TIMING)
     with held_memset(buf, 1, LEGACY):
         check(driver.cuEventRecord(ev, blocking))
         assert query(ev) == E.CUDA_ERROR_NOT_READY
@@ -162,7 +164,7 @@ def test_green_ctx_record_is_inline_only_when_every_stream_is_idle(ctx):
     groups, _ = split(device_resource(), 2, 16)
     g1, g2 = make_green(groups[:1]), make_green(groups[1:2])
     s1, s2 = green_stream(g1), green_stream(g2)
-    ev = event()
+    ev = event(NO_TIMING)
     check(driver.cuGreenCtxRecordEvent(g1, ev))
     assert query(ev) == E.CUDA_SUCCESS  # idle green context: complete at once
     buf = zeroed()
@@ -185,7 +187,7 @@ def test_green_ctx_record_is_inline_only_when_every_stream_is_idle(ctx):
 
 def test_record_on_an_idle_capturing_stream_still_forks(ctx):
     a, b = stream(), stream()
-    fork, join = event(), event()
+    fork, join = event(NO_TIMING), event(NO_TIMING)
     buf = check(driver.cuMemAlloc(8))
     check(driver.cuStreamBeginCapture(a, GLOBAL))
     check(driver.cuEventRecord(fork, a))  # idle queue, but capturing: a graph record
@@ -195,8 +197,7 @@ def test_record_on_an_idle_capturing_stream_still_forks(ctx):
     check(driver.cuEventRecord(join, b))
     check(driver.cuStreamWaitEvent(a, join, 0))
     graph = check(driver.cuStreamEndCapture(a))
-    _, n = check(driver.cuGraphGetNodes(graph, 0))
-    assert n == 1
+    assert node_count(graph) == 1
     check(driver.cuGraphDestroy(graph))
     for s in (a, b):
         check(driver.cuStreamDestroy(s))

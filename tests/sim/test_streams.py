@@ -5,7 +5,18 @@ import threading
 
 import pytest
 from cuda.bindings import driver
-from simhelpers import E, check, device_resource, error_of, green_stream, make_green, split
+from simhelpers import (
+    NON_BLOCKING,
+    E,
+    check,
+    device_resource,
+    error_of,
+    event,
+    green_stream,
+    make_green,
+    split,
+    stream,
+)
 from streamgate import Gate, host_fn
 
 import greenres.sim as sim
@@ -13,19 +24,10 @@ import greenres.sim as sim
 pytestmark = pytest.mark.sim_only
 
 N = 1 << 16
-NON_BLOCKING = driver.CUstream_flags.CU_STREAM_NON_BLOCKING
 
 
 def host_buffer(n=N):
     return (ctypes.c_uint8 * n)()
-
-
-def stream(flags=NON_BLOCKING):
-    return check(driver.cuStreamCreate(flags))
-
-
-def event(flags=0):
-    return check(driver.cuEventCreate(flags))
 
 
 def produce_then_consume(wait):
