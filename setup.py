@@ -66,7 +66,7 @@ def _cythonized():
 
     driver = Extension(
         "greenres._driver",
-        sources=["greenres/_driver.pyx"],
+        sources=["src/greenres/_driver.pyx"],
         language="c++",
         extra_compile_args=["-std=c++17", "-O2"],
     )

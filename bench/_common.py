@@ -1,8 +1,9 @@
 """Shared helpers of greenres' benchmarks (not part of the package).
 
-* ``setup()``: keep the source tree off ``sys.path`` (the benchmarks must import the
-  installed, compiled greenres), install the simulated driver unless ``GREENRES_SIM`` says
-  otherwise, and return the ``greenres.sim`` module (or None on a real driver).
+* ``setup()``: install the simulated driver unless ``GREENRES_SIM`` says otherwise, and
+  return the ``greenres.sim`` module (or None on a real driver). The benchmarks import the
+  installed, compiled greenres (the sources live under ``src/``, so none is imported by
+  accident).
 * ``floor()``: compile ``bench/floor.c`` with ``cc -O2 -shared -fPIC`` into a temporary
   folder, load it with ctypes and resolve its function pointers through the loaded driver's
   ``cuGetProcAddress_v2``.
@@ -19,17 +20,15 @@ import ctypes
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
 
 
 def setup(profile: str = "h100"):
-    """Drop the repo root from sys.path, install the simulator, return greenres.sim or None."""
-    sys.path[:] = [p for p in sys.path if Path(p or os.getcwd()).resolve() != REPO]
+    """Install the simulator (unless ``GREENRES_SIM`` says otherwise), return greenres.sim
+    or None."""
     env = os.environ.get("GREENRES_SIM")
     if env is None:
         os.environ["GREENRES_SIM"] = profile

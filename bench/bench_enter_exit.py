@@ -13,17 +13,14 @@ does both.
 
 Methods run side by side: each round runs every method once (shuffled order) for
 ``BENCH_BATCH`` cycles; ``BENCH_ROUNDS`` rounds; medians and per-round ratios are printed
-as Markdown, with PASS/MISS against the ARCHITECTURE.md targets (exit status 0 either way):
+as Markdown, with PASS/MISS against the docs/architecture.md targets (exit status 0 either way):
 enter+exit at most 1.5x the C floor and at least 8x faster than the Python paths.
 """
 
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "15"))

@@ -7,17 +7,14 @@ greenres claims an event from the layout's lock-free pool (one compare-and-swap)
 it on ``src`` and makes ``dst`` wait (2 driver calls, nogil). The Python and C paths reuse
 one event. cuda.core: ``dst.wait(src.record(event))`` with a reused event (2 calls), and
 ``dst.wait(src)`` (cuda.core creates and destroys an event each time: shown for reference).
-Targets (by analogy with enter+exit; ARCHITECTURE.md names none for handoff): at most 1.5x
+Targets (by analogy with enter+exit; docs/architecture.md names none for handoff): at most 1.5x
 the floor, at least 8x faster than the Python paths. Exit status 0 either way.
 """
 
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "15"))

@@ -5,11 +5,11 @@
 For N in 1, 4, 16, 64 partitions alive: 1, 4, 16 are one layout of N partitions of 8 SMs
 on the simulated H100 (132 SMs, 8-SM minimum, so 16 fit in one split); 64 is four such
 16-partition layouts on the same device. Independent layouts are independent splits and
-share SMs (DRIVER_FACTS.md) - irrelevant for a timing benchmark. Each round creates the
+share SMs (docs/driver-facts.md) - irrelevant for a timing benchmark. Each round creates the
 layouts of every N (shuffled order), times ``BENCH_BATCH`` enter(stream)/exit() cycles
 round-robin over all N partitions alive (so every partition's state is touched), then the
 C floor making the same 6 calls round-robin over the same partitions (order alternating),
-and closes them. Target (ARCHITECTURE.md): cost independent of how many partitions are
+and closes them. Target (docs/architecture.md): cost independent of how many partitions are
 alive. The simulator's own per-call cost may grow with N (one worker thread per stream,
 caches); so two checks: greenres / floor at the same N stays within 1.25x across N (what
 greenres adds does not grow), and the raw greenres cost at every N within 1.25x of N=1.
@@ -18,10 +18,7 @@ greenres adds does not grow), and the raw greenres cost at every N within 1.25x 
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "15"))

@@ -9,7 +9,7 @@ has its own partition, caller stream and events. greenres releases the GIL aroun
 nogil enter/exit, so its threads overlap only inside the driver; the Python bindings
 release it too (per call). With 2 cores, ~2x means no global lock; the simulator runs one
 worker thread per stream that also competes for the 2 cores, so even the floor stays below
-2x. Target (ARCHITECTURE.md): no global lock on the hot path; reported here as greenres'
+2x. Target (docs/architecture.md): no global lock on the hot path; reported here as greenres'
 2-thread scaling relative to the floor's: PASS when greenres' 2/1 ratio is at least 0.8x
 the floor's 2/1 ratio (median of per-round ratios).
 """
@@ -17,11 +17,8 @@ the floor's 2/1 ratio (median of per-round ratios).
 from __future__ import annotations
 
 import os
-import sys
 import threading
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "15"))

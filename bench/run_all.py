@@ -3,8 +3,8 @@
     .venv/bin/python bench/run_all.py            # from the repo root; simulated H100
     BENCH_ROUNDS=25 BENCH_BATCH=20000 .venv/bin/python bench/run_all.py
 
-The benchmarks drop the repo root from sys.path and import the installed greenres (run
-``.venv/bin/pip install .`` after changing the package). ``GREENRES_SIM`` selects the
+The benchmarks import the installed greenres (run ``.venv/bin/pip install .`` after
+changing the package). ``GREENRES_SIM`` selects the
 simulated driver (default ``h100``; ``off`` for a real GPU). Exit status 0 whatever the
 PASS/MISS results.
 """
@@ -12,9 +12,7 @@ PASS/MISS results.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C
 
 

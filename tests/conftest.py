@@ -15,10 +15,7 @@ REAL_DRIVER = os.environ.get("GREENRES_TEST_REAL_DRIVER") == "1"
 if not REAL_DRIVER:
     os.environ.setdefault("GREENRES_SIM", "2xh100")
 
-try:  # the hypothesis profiles live beside the declarative tests' strategies
-    import hypothesis_profiles  # noqa: F401
-except ImportError:
-    pass
+from support import hypothesis_profiles  # noqa: E402,F401  (loads the chosen profile)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -67,7 +67,7 @@ SIM_EXPORT CUresult cuGreenCtxCreate(CUgreenCtx* phCtx, CUdevResourceDesc desc, 
     if (d == nullptr) return CUDA_ERROR_INVALID_VALUE;
     if (d->device != dev) return CUDA_ERROR_INVALID_VALUE;  // guess: resources of another device
     if (flags & ~(unsigned)CU_GREEN_CTX_DEFAULT_STREAM) return CUDA_ERROR_INVALID_VALUE;
-    // DRIVER_FACTS: the driver requires CU_GREEN_CTX_DEFAULT_STREAM.
+    // docs/driver-facts.md: the driver requires CU_GREEN_CTX_DEFAULT_STREAM.
     if (!(flags & CU_GREEN_CTX_DEFAULT_STREAM)) return CUDA_ERROR_INVALID_VALUE;
 
     auto* g = make_object<GreenCtx>();

@@ -187,7 +187,7 @@ SIM_EXPORT CUresult cuStreamDestroy_v2(CUstream hStream) {
     bool expected = true;
     if (!s->alive.compare_exchange_strong(expected, false)) return CUDA_ERROR_INVALID_HANDLE;
     // Allowed on a detached stream (cuda.h's one exception), but it means the
-    // green context went first: DRIVER_FACTS' "destroy streams first" is broken,
+    // green context went first: docs/driver-facts.md's "destroy streams first" is broken,
     // so it is recorded (a hazard, not an error). A capture in progress is
     // invalidated.
     if (s->detached.load(std::memory_order_acquire)) {

@@ -4,10 +4,11 @@ import json
 from pathlib import Path
 
 import pytest
-from childprocess import run_child
 
 from greenres import sim
 from greenres.cli import main
+
+from support.childprocess import run_child
 
 pytestmark = pytest.mark.gpu
 

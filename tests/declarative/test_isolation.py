@@ -6,10 +6,8 @@ import hashlib
 import json
 
 import pytest
-from childprocess import run_python
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import isolation_schemas
 
 from greenres.errors import SpecError
 from greenres.facts import SmFacts
@@ -27,6 +25,9 @@ from greenres.isolation import (
     key_of_context,
 )
 from greenres.spec import Partition, PartitionSpec
+
+from support.childprocess import run_python
+from support.strategies import isolation_schemas
 
 H100 = SmFacts.for_known_device("h100", driver_version=12080)
 SPEC = PartitionSpec(

@@ -1,4 +1,4 @@
-"""Planning, example by example: every DEVICES.md profile and each rule of docs/planning.md."""
+"""Planning, example by example: every docs/devices.md profile and each rule of docs/planning.md."""
 
 from __future__ import annotations
 

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from strategies import facts, modal_specs, partition_specs
 
 from greenres.errors import DriverTooOldError, PlanError, SpecError
 from greenres.facts import SmFacts
@@ -23,6 +22,8 @@ from greenres.serialize import (
     plan_to_dict,
 )
 from greenres.spec import Partition, PartitionSpec
+
+from support.strategies import facts, modal_specs, partition_specs
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 H100 = SmFacts.for_known_device("h100")

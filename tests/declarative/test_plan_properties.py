@@ -8,12 +8,13 @@ from fractions import Fraction
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from strategies import facts, partition_specs, profile_facts
 
 from greenres.errors import DriverTooOldError, PlanError
 from greenres.facts import SmFacts
 from greenres.plan import Plan
 from greenres.spec import Partition, PartitionSpec
+
+from support.strategies import facts, partition_specs, profile_facts
 
 
 def model_split(plan: Plan) -> dict[str, set[int]]:

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from strategies import facts, isolation_schemas, modal_specs, partition_specs
 
 from greenres.errors import SpecError
 from greenres.facts import SmFacts
@@ -30,6 +29,8 @@ from greenres.serialize import (
     spec_to_dict,
 )
 from greenres.spec import ModalSpec, Partition, PartitionSpec
+
+from support.strategies import facts, isolation_schemas, modal_specs, partition_specs
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 specs = partition_specs(backfill=None) | modal_specs(backfill=None)

@@ -11,12 +11,13 @@ from pathlib import Path
 import attrs
 import pytest
 from hypothesis import assume, given
-from strategies import facts, isolation_schemas, modal_specs, partition_specs
 
 from greenres.devices import DEVICE_PROFILES
 from greenres.errors import DriverTooOldError, PlanError
 from greenres.facts import SmFacts
 from greenres.spec import ModalSpec, Partition, PartitionSpec
+
+from support.strategies import facts, isolation_schemas, modal_specs, partition_specs
 
 values = partition_specs(backfill=None) | modal_specs() | isolation_schemas | facts()
 
@@ -114,9 +115,7 @@ def test_facts_helpers():
 
 
 def test_device_profiles_match_devices_md():
-    text = Path(__file__).resolve().parents[3] / "shared" / "design" / "DEVICES.md"
-    if not text.exists():
-        pytest.skip("DEVICES.md is not beside the repository")
+    text = Path(__file__).resolve().parents[2] / "docs" / "devices.md"
     rows = {}
     for line in text.read_text().splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -137,7 +136,7 @@ def test_the_declarative_modules_import_no_driver():
         "before = set(sys.modules)\n"
         "for name in ('greenres.errors', 'greenres.devices', 'greenres.facts', 'greenres.spec',\n"
         "             'greenres.plan', 'greenres.isolation', 'greenres.serialize'):\n"
-        "    spec = importlib.util.spec_from_file_location(name, f'greenres/{name[9:]}.py')\n"
+        "    spec = importlib.util.spec_from_file_location(name, f'src/greenres/{name[9:]}.py')\n"
         "    module = importlib.util.module_from_spec(spec)\n"
         "    sys.modules[name] = module\n"
         "    spec.loader.exec_module(module)\n"
@@ -151,7 +150,7 @@ def test_the_declarative_modules_import_no_driver():
     script = (
         "import sys, types\n"
         "sys.modules['greenres'] = types.ModuleType('greenres')\n"
-        "sys.modules['greenres'].__path__ = ['greenres']\n" + script
+        "sys.modules['greenres'].__path__ = ['src/greenres']\n" + script
     )
     out = subprocess.run(
         [sys.executable, "-c", script],

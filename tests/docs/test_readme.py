@@ -4,7 +4,8 @@ import re
 from pathlib import Path
 
 import pytest
-from childprocess import run_child, run_python
+
+from support.childprocess import run_child, run_python
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 from cuda.bindings import driver as cu
-from rthelpers import SIM, Memory, ok
+
+from support.rthelpers import SIM, Memory, ok
 
 
 @pytest.fixture

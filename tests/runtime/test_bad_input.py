@@ -8,7 +8,6 @@ import threading
 from types import SimpleNamespace
 
 import pytest
-from rthelpers import layout_of
 
 import greenres
 from greenres import (
@@ -23,6 +22,8 @@ from greenres import (
     UsageError,
 )
 from greenres.spec import ModalSpec, Partition, PartitionSpec
+
+from support.rthelpers import layout_of
 
 pytestmark = pytest.mark.gpu
 
@@ -361,7 +362,8 @@ def _too_deep(e):
 
 def _stack_changed(e):
     from cuda.bindings import driver as cu
-    from rthelpers import ok
+
+    from support.rthelpers import ok
 
     device = ok(cu.cuDeviceGet(0))
     primary = ok(cu.cuDevicePrimaryCtxRetain(device))

@@ -5,14 +5,15 @@ check what the driver reports: every partition has its planned count, and togeth
 fit on the device."""
 
 import pytest
-from childprocess import run_python
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rthelpers import SIM, layout_of
 
 import greenres
 from greenres.devices import DEVICE_PROFILES
 from greenres.spec import Partition, PartitionSpec
+
+from support.childprocess import run_python
+from support.rthelpers import SIM, layout_of
 
 pytestmark = pytest.mark.gpu
 
@@ -154,7 +155,7 @@ def test_two_layouts_have_their_counts():
 
 @pytest.mark.sim_only
 def test_two_layouts_may_overlap_but_each_is_disjoint(sim):
-    """DRIVER_FACTS: two independent splits can hand out the same SMs (and do here)."""
+    """docs/driver-facts.md: two independent splits can hand out the same SMs (and do here)."""
     with layout_of({"a": 64}) as first, layout_of({"b": 64}) as second:
         _check_layout(first, sim)
         _check_layout(second, sim)

@@ -1,10 +1,11 @@
 """Graphs captured in a partition: data, the partition of every node, reset, pools."""
 
 import pytest
-from rthelpers import copy, layout_of, memset, read
 
 import greenres
 from greenres import ClosedError, Graph
+
+from support.rthelpers import copy, layout_of, memset, read
 
 pytestmark = pytest.mark.gpu
 

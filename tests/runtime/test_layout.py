@@ -1,12 +1,13 @@
 """Layout.create, partitions and their properties, streams and events."""
 
 import pytest
-from childprocess import run_python
-from rthelpers import facts, layout_of, ok
 
 import greenres
 from greenres import ClosedError, GreenContext, Layout, PlanError, Stream
 from greenres.spec import Partition, PartitionSpec
+
+from support.childprocess import run_python
+from support.rthelpers import facts, layout_of, ok
 
 pytestmark = pytest.mark.gpu
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import attrs
 import pytest
-from rthelpers import SIM, facts, layout_of, live
 
 from greenres import Layout, PlanError
 from greenres.serialize import dump_plan, load_plan
 from greenres.spec import ModalSpec, Partition, PartitionSpec
+
+from support.rthelpers import SIM, facts, layout_of, live
 
 pytestmark = pytest.mark.gpu
 

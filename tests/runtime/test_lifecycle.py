@@ -5,10 +5,11 @@ import threading
 import warnings
 
 import pytest
-from rthelpers import current_context, layout_of, live, no_resource_warning
 
 import greenres
 from greenres import DriverError, Graph, GraphPool, Layout, ThreadOwnershipError, UsageError
+
+from support.rthelpers import current_context, layout_of, live, no_resource_warning
 
 pytestmark = pytest.mark.gpu
 
@@ -207,7 +208,8 @@ def test_close_with_created_streams_raises_nothing_and_leaves_no_error(primary):
     """The destroy-order trap, as far as a real GPU shows it: closing a layout whose
     partitions have create_stream() streams raises nothing, and the device is fine."""
     from cuda.bindings import driver as cu
-    from rthelpers import ok
+
+    from support.rthelpers import ok
 
     layout = Layout.create({"a": 16, "b": 16})
     extra = [part.create_stream() for part in layout for _ in range(2)]
@@ -244,7 +246,8 @@ def test_destroying_the_green_context_first_is_seen(sim):
     """Control for the test above: the wrong order, in a raw cuda.bindings sequence,
     makes the simulator report the hazard, so that check can fail."""
     from cuda.bindings import driver as cu
-    from rthelpers import ok
+
+    from support.rthelpers import ok
 
     sim.clear_hazards()
     ok(cu.cuInit(0))
@@ -270,7 +273,7 @@ def test_destroying_the_green_context_first_is_seen(sim):
 
 @pytest.mark.sim_only
 def test_primary_context_is_alive_before_the_first_green_context(sim):
-    """DRIVER_FACTS: have the primary context alive before cuGreenCtxCreate. The layout
+    """docs/driver-facts.md: have the primary context alive before cuGreenCtxCreate. The layout
     retains it first, so the simulator sees no green context made without it."""
     assert live(sim).get("primary_context", 0) == 0, "another test left it retained"
     with layout_of({"a": 16, "b": 16}):
@@ -283,7 +286,8 @@ def test_green_context_without_primary_is_seen(sim):
     """Control for the test above: a raw green context with no primary context alive is
     reported, so that check can fail."""
     from cuda.bindings import driver as cu
-    from rthelpers import ok
+
+    from support.rthelpers import ok
 
     assert live(sim).get("primary_context", 0) == 0
     ok(cu.cuInit(0))
@@ -300,7 +304,7 @@ def test_green_context_without_primary_is_seen(sim):
 def test_close_while_capturing_raises_and_keeps_the_capture(memory):
     """cuGreenCtxDestroy invalidates captures in progress: close refuses instead, for the
     default stream and for create_stream() streams alike, and destroys nothing."""
-    from rthelpers import memset, read
+    from support.rthelpers import memset, read
 
     n = 1024
     layout = Layout.create({"a": 16})

@@ -1,4 +1,4 @@
-"""The whole lifecycle as a hypothesis state machine (STYLE.md: "hypothesis stateful
+"""The whole lifecycle as a hypothesis state machine (docs/style.md: "hypothesis stateful
 testing"): layouts, partitions, enter/exit, streams, handoffs, events, graphs, modes and
 driver faults, in any order, against a model of what must be alive.
 
@@ -30,7 +30,6 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from rthelpers import SIM, current_context, memset, no_resource_warning, ok
 
 import greenres
 from greenres import (
@@ -43,6 +42,8 @@ from greenres import (
     ThreadOwnershipError,
     UsageError,
 )
+
+from support.rthelpers import SIM, current_context, memset, no_resource_warning, ok
 
 pytestmark = [pytest.mark.sim_only, pytest.mark.gpu]
 
@@ -341,12 +342,12 @@ class LifecycleMachine(RuleBasedStateMachine):
         device = greenres.Device(0)
         try:
             if kind == "spec":
-                from strategies import partition_specs
+                from support.strategies import partition_specs
 
                 spec = data.draw(partition_specs(max_partitions=3, small=True, backfill=None))
                 return spec.plan(device, mechanism=mechanism)
             if kind == "modal":
-                from strategies import modal_specs
+                from support.strategies import modal_specs
 
                 spec = data.draw(modal_specs(max_modes=3, max_partitions=3, small=True))
                 return spec.plan(device, mechanism=mechanism)

@@ -1,10 +1,11 @@
 """Modes: alternative splits created once, switched in O(1) with an event fence."""
 
 import pytest
-from rthelpers import copy, layout_of, memset, read
 
 import greenres
 from greenres.spec import ModalSpec, Partition, PartitionSpec
+
+from support.rthelpers import copy, layout_of, memset, read
 
 pytestmark = pytest.mark.gpu
 
@@ -88,7 +89,7 @@ def test_switch_while_entered_raises():
 
 @pytest.mark.sim_only
 def test_modal_layout_leaves_nothing(sim):
-    from rthelpers import live
+    from support.rthelpers import live
 
     before = live(sim)
     with layout_of(_modal_plan()) as layout:

@@ -8,10 +8,11 @@ import threading
 
 import pytest
 from cuda.bindings import driver as cu
-from rthelpers import copy, layout_of, memset, read, sync
-from streamgate import Gate
 
 import greenres
+
+from support.rthelpers import copy, layout_of, memset, read, sync
+from support.streamgate import Gate
 
 pytestmark = pytest.mark.gpu
 

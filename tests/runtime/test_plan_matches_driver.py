@@ -12,22 +12,22 @@ and closing leaves nothing alive.
 
 This process runs against ``GREENRES_SIM`` (2 x H100 by default: both devices are drawn).
 Other profiles and drivers need their own process (the simulator is configured once per
-process): ``plan_driver_checks.py`` runs the same hypothesis checks in a child with the
+process): ``support/plan_driver_checks.py`` runs the same hypothesis checks in a child with the
 active hypothesis profile's number of examples. The checks live in that module.
 """
 
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
-from childprocess import run_child
 from hypothesis import settings
-from plan_driver_checks import run_modal_specs, run_partition_specs
-from rthelpers import SIM
 
-CHILD_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plan_driver_checks.py")
+from support.childprocess import run_child
+from support.plan_driver_checks import run_modal_specs, run_partition_specs
+from support.rthelpers import SIM
+
+CHILD_MODULE = "support.plan_driver_checks"
 
 #: Profiles and drivers checked in a child process each (``GREENRES_SIM`` values). The 12.8
 #: drivers have no structured split: only "groups" (and "auto", which then means groups).
@@ -90,7 +90,7 @@ def test_modal_counts_match_the_plan_on_this_device():
 def test_every_profile_creates_exactly_its_plans(profile):
     # run_child: an empty temporary cwd, PYTHONPATH reaching the greenres this process uses.
     done = run_child(
-        [CHILD_SCRIPT],
+        ["-m", CHILD_MODULE],
         timeout=60 + _examples() * 2,
         GREENRES_SIM=profile,
         GREENRES_PLAN_CHECK_EXAMPLES=_examples(),

@@ -4,9 +4,10 @@ import threading
 import time
 
 import pytest
-from rthelpers import layout_of
 
 from greenres import ThreadOwnershipError
+
+from support.rthelpers import layout_of
 
 pytestmark = pytest.mark.gpu
 

@@ -9,9 +9,9 @@ import pytest
 if os.environ.get("GREENRES_TEST_REAL_DRIVER") == "1":
     collect_ignore_glob = ["test_*.py"]
 else:
-    from simhelpers import check, driver
-
     import greenres.sim as sim
+
+    from support.simhelpers import check, driver
 
     @pytest.fixture(scope="session", autouse=True)
     def _init():

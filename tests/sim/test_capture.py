@@ -5,7 +5,10 @@ import threading
 
 import pytest
 from cuda.bindings import driver
-from simhelpers import (
+
+import greenres.sim as sim
+
+from support.simhelpers import (
     BINDINGS_MAJOR,
     E,
     capture_info_v3,
@@ -19,8 +22,6 @@ from simhelpers import (
     split,
     stream,
 )
-
-import greenres.sim as sim
 
 pytestmark = pytest.mark.sim_only
 

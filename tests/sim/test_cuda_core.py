@@ -5,7 +5,8 @@ primary context retained for the life of the process.
 """
 
 import pytest
-from simhelpers import run_python
+
+from support.simhelpers import run_python
 
 pytestmark = pytest.mark.sim_only
 

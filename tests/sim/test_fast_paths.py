@@ -11,7 +11,8 @@ import time
 
 import pytest
 from cuda.bindings import driver
-from simhelpers import (
+
+from support.simhelpers import (
     E,
     check,
     device_resource,
@@ -23,7 +24,7 @@ from simhelpers import (
     split,
     stream,
 )
-from streamgate import Gate
+from support.streamgate import Gate
 
 pytestmark = pytest.mark.sim_only
 

@@ -4,7 +4,10 @@ import threading
 
 import pytest
 from cuda.bindings import driver
-from simhelpers import (
+
+import greenres.sim as sim
+
+from support.simhelpers import (
     SM,
     E,
     check,
@@ -15,8 +18,6 @@ from simhelpers import (
     requires_bindings,
     split,
 )
-
-import greenres.sim as sim
 
 pytestmark = pytest.mark.sim_only
 

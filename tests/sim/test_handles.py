@@ -18,9 +18,10 @@ only error cuda.h lists for them).
 
 import json
 
-import childprocess
 import pytest
-from simhelpers import run_python
+
+from support import childprocess
+from support.simhelpers import run_python
 
 pytestmark = pytest.mark.sim_only
 

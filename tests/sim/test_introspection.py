@@ -2,7 +2,10 @@
 
 import pytest
 from cuda.bindings import driver
-from simhelpers import (
+
+import greenres.sim as sim
+
+from support.simhelpers import (
     E,
     check,
     ctx_create,
@@ -13,8 +16,6 @@ from simhelpers import (
     run_python,
     split,
 )
-
-import greenres.sim as sim
 
 pytestmark = pytest.mark.sim_only
 

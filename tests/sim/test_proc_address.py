@@ -4,9 +4,10 @@ import ctypes
 
 import pytest
 from cuda.bindings import driver
-from simhelpers import E, check, requires_bindings, run_python
 
 import greenres.sim as sim
+
+from support.simhelpers import E, check, requires_bindings, run_python
 
 pytestmark = pytest.mark.sim_only
 

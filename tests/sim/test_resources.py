@@ -4,7 +4,10 @@ import pytest
 from cuda.bindings import driver
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from simhelpers import (
+
+import greenres.sim as sim
+
+from support.simhelpers import (
     SM,
     E,
     check,
@@ -15,8 +18,6 @@ from simhelpers import (
     run_python,
     split,
 )
-
-import greenres.sim as sim
 
 pytestmark = pytest.mark.sim_only
 

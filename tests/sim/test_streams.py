@@ -5,7 +5,10 @@ import threading
 
 import pytest
 from cuda.bindings import driver
-from simhelpers import (
+
+import greenres.sim as sim
+
+from support.simhelpers import (
     NON_BLOCKING,
     E,
     check,
@@ -17,9 +20,7 @@ from simhelpers import (
     split,
     stream,
 )
-from streamgate import Gate, host_fn
-
-import greenres.sim as sim
+from support.streamgate import Gate, host_fn
 
 pytestmark = pytest.mark.sim_only
 

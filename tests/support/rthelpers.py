@@ -10,9 +10,10 @@ import os
 import warnings
 
 from cuda.bindings import driver as cu
-from streamgate import cu_stream
 
 import greenres
+
+from support.streamgate import cu_stream
 
 SIM = bool(os.environ.get("GREENRES_SIM"))
 

@@ -1,11 +1,10 @@
 """Run Python in a fresh process that imports the same greenres as the test process.
 
 A fresh process is another machine to the simulated driver (it is configured once per
-process), so other profiles and driver versions are tested in children. Two traps:
-``python -c`` puts the working directory first on ``sys.path`` (from the repository root
-that would import the source tree, which has no compiled extension in a fresh clone), so
-children run in an empty temporary folder; and a child must see the greenres this process
-uses (an installed wheel, or an in-place build on PYTHONPATH).
+process), so other profiles and driver versions are tested in children. Children run in
+an empty temporary folder (nothing of the working directory is imported by accident), see
+the greenres this process uses (an installed wheel, or an in-place build on PYTHONPATH) and
+can import the ``support`` helpers (``tests/`` is put on their PYTHONPATH).
 """
 
 import os
@@ -19,6 +18,10 @@ import greenres
 __all__ = ["child_env", "run_child", "run_python"]
 
 
+#: The folder holding the ``support`` package (``tests/``).
+TESTS_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def _greenres_import_root():
     """The folder this process imports greenres from, when it is not site-packages."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(greenres.__file__)))
@@ -29,7 +32,8 @@ def _greenres_import_root():
 
 def child_env(**overrides):
     """This process's environment with ``overrides`` applied (a value of None removes the
-    variable, e.g. ``GREENRES_SIM=None``), and PYTHONPATH reaching this greenres."""
+    variable, e.g. ``GREENRES_SIM=None``), and PYTHONPATH reaching this greenres and the
+    ``support`` helpers."""
     env = dict(os.environ)
     for name, value in overrides.items():
         if value is None:
@@ -37,9 +41,11 @@ def child_env(**overrides):
         else:
             env[name] = str(value)
     paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    root = _greenres_import_root()
-    if root is not None and not any(os.path.realpath(p) == os.path.realpath(root) for p in paths):
-        paths.insert(0, root)
+    for root in (_greenres_import_root(), TESTS_ROOT):
+        if root is not None and not any(
+            os.path.realpath(p) == os.path.realpath(root) for p in paths
+        ):
+            paths.insert(0, root)
     if paths:
         env["PYTHONPATH"] = os.pathsep.join(paths)
     else:

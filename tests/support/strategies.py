@@ -38,7 +38,7 @@ names = st.one_of(
 
 @st.composite
 def profile_facts(draw, structured: bool | None = None) -> SmFacts:
-    """Facts of a DEVICES.md profile, with a driver before or after 13.1."""
+    """Facts of a docs/devices.md profile, with a driver before or after 13.1."""
     profile = draw(st.sampled_from(sorted(DEVICE_PROFILES)))
     if structured is None:
         structured = draw(st.booleans())

@@ -1,14 +1,11 @@
 """Plan == driver: the checks of test_plan_matches_driver.py, shared by the pytest process
 and the child processes that run them against other simulated devices and drivers.
 
-As a script (``python plan_driver_checks.py``) it runs every check against the device that
-``GREENRES_SIM`` configures, with as many hypothesis examples per check as
-``GREENRES_PLAN_CHECK_EXAMPLES`` says (default: the active hypothesis profile's), and prints
-one JSON line of statistics. A failure exits non-zero after hypothesis printed the falsifying
-example (the spec, the mechanism and the device).
-
-Run it from a folder that is not the repository root, so the installed greenres (with its
-compiled extension) is imported, not the source tree.
+As a script (``python -m support.plan_driver_checks``, with ``tests/`` on the path) it runs
+every check against the device that ``GREENRES_SIM`` configures, with as many hypothesis
+examples per check as ``GREENRES_PLAN_CHECK_EXAMPLES`` says (default: the active hypothesis
+profile's), and prints one JSON line of statistics. A failure exits non-zero after
+hypothesis printed the falsifying example (the spec, the mechanism and the device).
 """
 
 from __future__ import annotations
@@ -18,21 +15,17 @@ import json
 import os
 import sys
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-_TESTS = os.path.dirname(_HERE)
-if _TESTS not in sys.path:  # strategies.py and hypothesis_profiles.py live in tests/
-    sys.path.insert(0, _TESTS)
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
 
-import hypothesis_profiles  # noqa: E402,F401  (loads the GREENRES_HYPOTHESIS_PROFILE profile)
-from hypothesis import HealthCheck, given, note, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from strategies import isolation_schemas, modal_specs, partition_specs  # noqa: E402
+import greenres
+from greenres.devices import DEVICE_PROFILES
+from greenres.errors import PlanError
+from greenres.facts import SmFacts
+from greenres.isolation import isolation_key
 
-import greenres  # noqa: E402
-from greenres.devices import DEVICE_PROFILES  # noqa: E402
-from greenres.errors import PlanError  # noqa: E402
-from greenres.facts import SmFacts  # noqa: E402
-from greenres.isolation import isolation_key  # noqa: E402
+from support import hypothesis_profiles  # noqa: F401  (loads the GREENRES_HYPOTHESIS_PROFILE profile)
+from support.strategies import isolation_schemas, modal_specs, partition_specs
 
 __all__ = [
     "check_counts",

@@ -2,10 +2,11 @@
 
 import textwrap
 
-import childprocess
 import pytest
 
 import greenres.sim as sim
+
+from support import childprocess
 
 sim.install("h100", count=2)  # no-op when tests/conftest.py's GREENRES_SIM=2xh100 already did it
 
