@@ -37,8 +37,8 @@ cdef int _resolve_newer_functions() except -1:
     if _resolved:
         return 0
     _ensure_init()
-    _structured_split = <greenres_split_fn>_proc_address("cuDevSmResourceSplit", 13010)
-    _green_ctx_get_id = <greenres_green_id_fn>_proc_address("cuGreenCtxGetId", 13000)
+    _structured_split = <greenres_split_fn>_proc_address("cuDevSmResourceSplit", STRUCTURED_SPLIT)
+    _green_ctx_get_id = <greenres_green_id_fn>_proc_address("cuGreenCtxGetId", GREEN_CONTEXT_ID)
     _resolved = True
     return 0
 
@@ -245,4 +245,4 @@ cdef class Device:
 def structured_split_available():
     """True when the loaded driver is 13.1 or newer and provides ``cuDevSmResourceSplit``."""
     _resolve_newer_functions()
-    return driver_version() >= 13010 and _structured_split != NULL
+    return driver_version() >= STRUCTURED_SPLIT and _structured_split != NULL

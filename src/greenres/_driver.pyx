@@ -25,6 +25,7 @@ from libc.stdint cimport uintptr_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memset
 
+from greenres.cuda_versions import GREEN_CONTEXT_ID, STRUCTURED_SPLIT
 from greenres.devices import documented_granularity
 from greenres.facts import version_text
 from greenres.errors import (

@@ -227,7 +227,7 @@ cdef int _create_partitions(_LayoutCore core, Device device, object plan, int fi
                 )
         elif mechanism == "structured":
             if not structured_split_available():
-                raise _too_old("the structured split (cuDevSmResourceSplit)", 13010)
+                raise _too_old("the structured split (cuDevSmResourceSplit)", STRUCTURED_SPLIT)
             params = <greenres_group_params*>calloc(max(planned_groups, 1),
                                                     sizeof(greenres_group_params))
             if params == NULL:

@@ -123,7 +123,7 @@ cdef class GreenContext:
         self._check_open()
         _resolve_newer_functions()
         if _green_ctx_get_id == NULL:
-            raise _too_old("GreenContext.id (cuGreenCtxGetId)", 13000)
+            raise _too_old("GreenContext.id (cuGreenCtxGetId)", GREEN_CONTEXT_ID)
         green = self._state().green
         with nogil:
             check(_green_ctx_get_id(green, &value), "cuGreenCtxGetId")

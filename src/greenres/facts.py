@@ -17,6 +17,7 @@ from typing import Any
 from attrs import field, frozen
 
 from greenres._validators import check_bool, int_at_least
+from greenres.cuda_versions import STRUCTURED_SPLIT
 from greenres.devices import DEVICE_PROFILES, documented_granularity
 from greenres.errors import SpecError
 
@@ -94,7 +95,7 @@ class SmFacts:
         name: str,
         compute_capability: tuple[int, int],
         sm_count: int,
-        driver_version: int = 13010,
+        driver_version: int = STRUCTURED_SPLIT,
         *,
         structured_split: bool | None = None,
         total_memory: int = 0,
@@ -110,7 +111,9 @@ class SmFacts:
         _check_cc(None, _Named("compute_capability"), _to_cc(compute_capability))
         minimum, alignment = documented_granularity(_to_cc(compute_capability))
         if structured_split is None:
-            structured_split = isinstance(driver_version, int) and driver_version >= 13010
+            structured_split = (
+                isinstance(driver_version, int) and driver_version >= STRUCTURED_SPLIT
+            )
         return cls(
             device_name=name,
             compute_capability=compute_capability,
@@ -125,7 +128,9 @@ class SmFacts:
         )
 
     @classmethod
-    def for_known_device(cls, profile: str, driver_version: int = 13010, **kwargs: Any) -> SmFacts:
+    def for_known_device(
+        cls, profile: str, driver_version: int = STRUCTURED_SPLIT, **kwargs: Any
+    ) -> SmFacts:
         """Facts for one of :data:`greenres.devices.DEVICE_PROFILES` by its profile name, e.g.
         ``"h100"``: the name the driver reports, the documented granularity, the memory size.
 

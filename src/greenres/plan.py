@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from attrs import field, frozen
 
 from greenres._canonical import digest
+from greenres.cuda_versions import STRUCTURED_SPLIT
 from greenres.errors import DriverTooOldError, PlanError, SpecError
 from greenres.facts import SmFacts, resolve_facts
 from greenres.spec import (
@@ -60,9 +61,6 @@ __all__ = [
 #: minimum-size groups, several groups per descriptor) or ``"structured"`` (one CUDA 13.1
 #: ``cuDevSmResourceSplit`` with one result per partition).
 MECHANISMS = ("groups", "structured")
-
-#: The CUDA driver version that brought ``cuDevSmResourceSplit`` and backfill.
-STRUCTURED_SPLIT_DRIVER = 13010
 
 
 @frozen
@@ -403,7 +401,7 @@ def _choose_mechanism(spec: PartitionSpec, facts: SmFacts, mechanism: str) -> st
         raise SpecError(f"'mechanism' must be 'auto', 'groups' or 'structured' (got {mechanism!r})")
     have = (
         f"the driver is {facts.driver_version_text}"
-        if facts.driver_version < STRUCTURED_SPLIT_DRIVER
+        if facts.driver_version < STRUCTURED_SPLIT
         else "the loaded cuda-bindings do not expose cuDevSmResourceSplit"
     )
     if spec.backfill and not facts.structured_split:

@@ -21,6 +21,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from greenres.cuda_versions import STRUCTURED_SPLIT
+
 from .profiles import PROFILES, DeviceProfile, parse_profile
 
 __all__ = [
@@ -46,7 +48,7 @@ __all__ = [
     "set_op_delay_us",
 ]
 
-DEFAULT_DRIVER_VERSION = 13010
+DEFAULT_DRIVER_VERSION = STRUCTURED_SPLIT
 LIBRARY_PATH = Path(__file__).with_name("libcuda.so.1")
 LIVE_KINDS = (
     "context",
