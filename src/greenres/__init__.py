@@ -1,30 +1,23 @@
 """greenres: partition NVIDIA GPUs with CUDA green contexts.
 
-Setting ``GREENRES_SIM`` (for example ``h100`` or ``8xh100``) loads greenres' simulated
-driver before anything touches the driver; without it the real ``libcuda.so.1`` is used.
+Importing greenres (or any of its declarative modules: ``greenres.spec``, ``greenres.plan``,
+``greenres.serialize``, ...) loads neither the compiled runtime nor cuda.bindings: the
+runtime names (``Device``, ``Layout``, ``Graph``, ...) load it on first use.
+
+``GREENRES_SIM`` (for example ``h100``, ``8xh100`` or ``h100@13000``) takes effect when
+greenres is first imported: the simulated driver is loaded then, before anything can touch
+the real one. A program that loads the driver before it imports greenres (cuda.core first,
+say) runs on the simulator with ``python -m greenres.sim h100 program.py args...`` instead.
 """
 
 import os as _os
+from typing import TYPE_CHECKING
 
 if _os.environ.get("GREENRES_SIM"):
     from greenres import sim as _sim
 
     _sim.install_from_env()
 
-from greenres._driver import (
-    Device,
-    DeviceBuffer,
-    Event,
-    Graph,
-    GraphPool,
-    GreenContext,
-    Layout,
-    SmResource,
-    Stream,
-    device_count,
-    driver_version,
-    handoff,
-)
 from greenres.errors import (
     ClosedError,
     DriverError,
@@ -47,7 +40,56 @@ from greenres.plan import ModalPlan, Plan, PlannedPartition
 from greenres.serialize import load_plan, load_schema, load_spec
 from greenres.spec import ModalSpec, Partition, PartitionSpec
 
+if TYPE_CHECKING:
+    from greenres._driver import (
+        Device,
+        DeviceBuffer,
+        Event,
+        Graph,
+        GraphPool,
+        GreenContext,
+        Layout,
+        SmResource,
+        Stream,
+        device_count,
+        driver_version,
+        handoff,
+    )
+
 __version__ = "0.1.0"
+
+#: Names of the compiled runtime (greenres._driver), loaded on first use.
+_RUNTIME_NAMES = frozenset(
+    {
+        "Device",
+        "DeviceBuffer",
+        "Event",
+        "Graph",
+        "GraphPool",
+        "GreenContext",
+        "Layout",
+        "SmResource",
+        "Stream",
+        "device_count",
+        "driver_version",
+        "handoff",
+    }
+)
+
+
+def __getattr__(name: str):
+    if name in _RUNTIME_NAMES:
+        from greenres import _driver
+
+        value = getattr(_driver, name)
+        globals()[name] = value  # later lookups do not come here
+        return value
+    raise AttributeError(f"module 'greenres' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | _RUNTIME_NAMES)
+
 
 __all__ = [
     "ClosedError",

@@ -34,6 +34,13 @@ from greenres._canonical import digest
 from greenres.cuda_versions import STRUCTURED_SPLIT
 from greenres.errors import DriverTooOldError, PlanError, SpecError
 from greenres.facts import SmFacts, resolve_facts
+from greenres.recipe import (
+    GROUP_BACKFILL,
+    SPLIT_IGNORE_SM_COSCHEDULING,
+    Granularity,
+    PartitionRecipe,
+    SplitRecipe,
+)
 from greenres.spec import (
     REMAINDER_KEYWORDS,
     REMAINDER_PARTITION_NAME,
@@ -206,6 +213,12 @@ class Plan:
             start += partition.groups
         return slices
 
+    @property
+    def recipe(self) -> SplitRecipe:
+        """What the runtime builds for this plan: the split and its green contexts
+        (:class:`greenres.recipe.SplitRecipe`)."""
+        return _recipe_of(self)
+
     def ref(self, name: str) -> PartitionRef:
         """A reference to one partition of this plan, usable with
         :func:`greenres.isolation.isolation_key` (it has ``.plan`` and
@@ -273,6 +286,57 @@ class Plan:
         if p.includes_split_remainder:
             parts.append(f"{self.split_remainder_sm_count} remainder")
         return " + ".join(parts) if parts else "-"
+
+
+def _recipe_of(plan: Plan) -> SplitRecipe:
+    spec, facts = plan.spec, plan.facts
+    parts = []
+    first = 0
+    for p in plan.partitions:
+        parts.append(
+            PartitionRecipe(
+                name=p.name,
+                first_result=first,
+                result_count=p.groups,
+                takes_split_remainder=p.includes_split_remainder,
+                sm_count=p.sm_count,
+                streams=p.streams,
+                priority=p.priority,
+            )
+        )
+        first += p.groups
+    granularity = Granularity(
+        compute_capability=facts.compute_capability,
+        sm_count=facts.sm_count,
+        min_partition_size=facts.min_partition_size,
+        alignment=facts.alignment,
+        uncoscheduled=None
+        if spec.coscheduling
+        else (facts.uncoscheduled_min_partition_size, facts.uncoscheduled_alignment),
+    )
+    if plan.mechanism == "groups":
+        return SplitRecipe(
+            mechanism="groups",
+            result_count=plan.split_group_count,
+            min_count=plan.group_size,
+            split_flags=0 if spec.coscheduling else SPLIT_IGNORE_SM_COSCHEDULING,
+            group_sm_counts=(),
+            coscheduled_sm_count=0,
+            group_flags=0,
+            partitions=tuple(parts),
+            granularity=granularity,
+        )
+    return SplitRecipe(
+        mechanism="structured",
+        result_count=plan.split_group_count,
+        min_count=0,
+        split_flags=0,
+        group_sm_counts=tuple(p.result_sm_count for p in plan.partitions if p.groups),
+        coscheduled_sm_count=0 if spec.coscheduling else plan.alignment,
+        group_flags=GROUP_BACKFILL if spec.backfill else 0,
+        partitions=tuple(parts),
+        granularity=granularity,
+    )
 
 
 @frozen
