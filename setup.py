@@ -3,6 +3,9 @@
 Two native pieces are built:
   greenres._driver        the Cython runtime core (C++, cimports cuda.bindings.cydriver)
   greenres/sim/libcuda.so.1  the simulated CUDA driver (plain C++ shared library)
+
+GREENRES_SANITIZE=1 builds both with AddressSanitizer and UndefinedBehaviorSanitizer (run
+them with the ASan runtime preloaded: scripts/sanitize does both).
 """
 
 import glob
@@ -61,6 +64,19 @@ class BuildExt(build_ext):
         return super().get_export_symbols(ext)
 
 
+# -fno-sanitize-recover: an undefined-behaviour report fails the run like an ASan one.
+SANITIZE_FLAGS = (
+    [
+        "-fsanitize=address,undefined",
+        "-fno-sanitize-recover=undefined",
+        "-fno-omit-frame-pointer",
+        "-g",
+    ]
+    if os.environ.get("GREENRES_SANITIZE") == "1"
+    else []
+)
+
+
 def _cythonized():
     from Cython.Build import cythonize
 
@@ -68,7 +84,8 @@ def _cythonized():
         "greenres._driver",
         sources=["src/greenres/_driver.pyx"],
         language="c++",
-        extra_compile_args=["-std=c++17", "-O2"],
+        extra_compile_args=["-std=c++17", "-O2", *SANITIZE_FLAGS],
+        extra_link_args=SANITIZE_FLAGS,
     )
     return cythonize(
         [driver],
@@ -82,8 +99,8 @@ simulated_driver = Extension(
     sources=sorted(glob.glob("src/simdriver/*.cpp")),
     depends=sorted(glob.glob("src/simdriver/*.h")),
     language="c++",
-    extra_compile_args=["-std=c++17", "-O2", "-fvisibility=hidden", "-pthread"],
-    extra_link_args=["-Wl,-soname,libcuda.so.1", "-pthread"],
+    extra_compile_args=["-std=c++17", "-O2", "-fvisibility=hidden", "-pthread", *SANITIZE_FLAGS],
+    extra_link_args=["-Wl,-soname,libcuda.so.1", "-pthread", *SANITIZE_FLAGS],
 )
 
 setup(ext_modules=[*_cythonized(), simulated_driver], cmdclass={"build_ext": BuildExt})
