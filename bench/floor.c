@@ -54,21 +54,19 @@ static inline long long now_ns(void) {
 #define CHECK(call) do { CUresult r_ = (call); if (r_) return -(double)r_; } while (0)
 
 /* One enter+exit cycle, as greenres' enter_partition/exit_partition make it:
- * record(enter_event, caller); push(ctx); wait(stream, enter_event);
- * record(exit_event, stream); pop(); wait(caller, exit_event).
- * resolve != 0: first cuCtxGetCurrent and use the legacy stream (NULL) as the caller's
- * stream, as `with part:` does when the primary context is current (7 calls). */
+ * get_current(); record(enter_event, caller); push(ctx); wait(stream, enter_event);
+ * record(exit_event, stream); pop(); wait(caller, exit_event) (7 calls: enter reads the
+ * current context, which exit restores if code inside changed the stack).
+ * resolve != 0: use the legacy stream (NULL) as the caller's stream, as `with part:` does
+ * when the primary context is current. */
 static double enter_exit_loop(CUstream caller, CUcontext ctx, CUstream stream,
                               CUevent enter_event, CUevent exit_event, long iters,
                               int resolve) {
     CUcontext popped, current;
     long long t0 = now_ns();
     for (long i = 0; i < iters; i++) {
-        CUstream from = caller;
-        if (resolve) {
-            CHECK(p_get_current(&current));
-            from = NULL;
-        }
+        CUstream from = resolve ? NULL : caller;
+        CHECK(p_get_current(&current));
         CHECK(p_record(enter_event, from));
         CHECK(p_push(ctx));
         CHECK(p_wait(stream, enter_event, 0));

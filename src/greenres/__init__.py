@@ -20,6 +20,8 @@ if _os.environ.get("GREENRES_SIM"):
 
 from greenres.errors import (
     ClosedError,
+    ContextStackWarning,
+    DestroyError,
     DriverError,
     DriverTooOldError,
     GreenresError,
@@ -93,6 +95,8 @@ def __dir__():
 
 __all__ = [
     "ClosedError",
+    "ContextStackWarning",
+    "DestroyError",
     "Device",
     "DeviceBuffer",
     "DriverError",

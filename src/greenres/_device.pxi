@@ -7,10 +7,6 @@ cdef bint _resolved = False
 cdef greenres_split_fn _structured_split = NULL
 cdef greenres_green_id_fn _green_ctx_get_id = NULL
 
-# Flags of the 12.4 API, spelled as numbers so the module reads the same on every header.
-cdef unsigned int _SPLIT_IGNORE_SM_COSCHEDULING = 0x1
-cdef unsigned int _GROUP_BACKFILL = 0x1
-
 
 cdef int _ensure_init() except -1:
     global _initialized
@@ -201,31 +197,48 @@ cdef class Device:
             free(results)
         return size
 
+    def _granularity(self, bint uncoscheduled):
+        """The device's :class:`greenres.recipe.Granularity` (what a recipe is checked
+        against); ``uncoscheduled`` also measures the granularity without co-scheduling
+        (two split queries)."""
+        from greenres.recipe import Granularity
+
+        cdef cydriver.CUdevResource device_resource
+        cdef unsigned int loose_min, loose_alignment
+        self._sm_resource(&device_resource)  # once: the measurements below share it
+        resource = self._sm_resource_of(&device_resource)
+        loose = None
+        if uncoscheduled:
+            loose_min = self._group_size(&device_resource, SPLIT_IGNORE_SM_COSCHEDULING, 1)
+            loose_alignment = self._group_size(
+                &device_resource, SPLIT_IGNORE_SM_COSCHEDULING, loose_min + 1) - loose_min
+            loose = (loose_min, max(loose_alignment, 1))
+        return Granularity(
+            compute_capability=self.compute_capability,
+            sm_count=resource.count,
+            min_partition_size=resource.min_partition_size,
+            alignment=resource.alignment,
+            uncoscheduled=loose,
+        )
+
     def sm_facts(self):
         """The device's :class:`greenres.facts.SmFacts`, measured through the driver.
 
         The co-scheduled granularity is what the device resource reports (or the documented
         table on drivers older than 13.0); the un-co-scheduled granularity is measured with
-        two split queries using ``CU_DEV_SM_RESOURCE_SPLIT_IGNORE_SM_COSCHEDULING``."""
+        two split queries using ``CU_DEV_SM_RESOURCESPLIT_IGNORE_SM_COSCHEDULING``."""
         from greenres.facts import SmFacts
 
-        cdef cydriver.CUdevResource device_resource
-        self._sm_resource(&device_resource)  # once: the three measurements below share it
-        resource = self._sm_resource_of(&device_resource)
-        loose_min = self._group_size(&device_resource, _SPLIT_IGNORE_SM_COSCHEDULING, 1)
-        loose_alignment = self._group_size(&device_resource, _SPLIT_IGNORE_SM_COSCHEDULING,
-                                           loose_min + 1)
-        loose_alignment -= loose_min
-        version = driver_version()
+        granularity = self._granularity(True)
         return SmFacts(
             device_name=self.name,
-            compute_capability=self.compute_capability,
-            sm_count=resource.count,
-            min_partition_size=resource.min_partition_size,
-            alignment=resource.alignment,
-            uncoscheduled_min_partition_size=loose_min,
-            uncoscheduled_alignment=max(loose_alignment, 1),
-            driver_version=version,
+            compute_capability=granularity.compute_capability,
+            sm_count=granularity.sm_count,
+            min_partition_size=granularity.min_partition_size,
+            alignment=granularity.alignment,
+            uncoscheduled_min_partition_size=granularity.uncoscheduled[0],
+            uncoscheduled_alignment=granularity.uncoscheduled[1],
+            driver_version=driver_version(),
             structured_split=structured_split_available(),
             total_memory=self.total_memory,
         )
@@ -240,6 +253,39 @@ cdef class Device:
 
     def __repr__(self):
         return f"<greenres.Device {self.ordinal}: {self.name}>"
+
+
+# ----------------------------------------------------------------------------- contexts
+
+
+cdef int _push_primary(cydriver.CUcontext primary) except -1:
+    with nogil:
+        check(cydriver.cuCtxPushCurrent(primary), "cuCtxPushCurrent")
+    return 0
+
+
+cdef int _pop_context() except -1:
+    cdef cydriver.CUcontext popped = NULL
+    with nogil:
+        check(cydriver.cuCtxPopCurrent(&popped), "cuCtxPopCurrent")
+    return 0
+
+
+cdef void _pop_if_current(cydriver.CUcontext ctx) noexcept nogil:
+    """Best effort after a failure: take ``ctx`` off this thread's stack if it is still on
+    top, so a failed operation leaves the context stack as it found it."""
+    cdef cydriver.CUcontext current = NULL
+    cdef cydriver.CUcontext popped = NULL
+    if ctx != NULL and cydriver.cuCtxGetCurrent(&current) == cydriver.CUDA_SUCCESS \
+            and current == ctx:
+        cydriver.cuCtxPopCurrent(&popped)
+
+
+cdef cydriver.CUevent _new_event(unsigned int flags) except? NULL:
+    cdef cydriver.CUevent event = NULL
+    with nogil:
+        check(cydriver.cuEventCreate(&event, flags), "cuEventCreate")
+    return event
 
 
 def structured_split_available():

@@ -1,14 +1,18 @@
 # cython: language_level=3
 """The only module of greenres that calls the CUDA driver.
 
-Every driver call goes through :func:`check`, which turns a failing ``CUresult`` into
+Every driver call goes through :func:`check` (or, in nogil paths, returns a code with a
+``Failure`` that the wrapper raises), which turns a failing ``CUresult`` into
 :class:`greenres.DriverError` naming the function, the CUDA error and its text.
 
 Ownership: a :class:`Layout` and its :class:`GreenContext` partitions share one private
 ``_LayoutCore`` that owns every native handle of the layout (green contexts, their
-streams, pooled events, the primary-context retain). The core is freed when the layout is
-closed, or when the last Python object referring to it goes; its free order is always
-streams, events, graphs, green contexts, then the primary context.
+streams, pooled events, the primary-context retain). Whatever refers to the core keeps its
+memory alive: partitions, streams, graphs captured on its streams, and an entered partition
+(for as long as it is entered). Its handles are destroyed by ``close()`` under the lifetime
+protocol of ``_lifetime.pxi`` (never while a call on them is in flight on any thread), or
+by its finalizer once nothing refers to it; the order is always streams, events, graphs,
+green contexts, then the primary context.
 
 Hot paths (``enter_partition``, ``exit_partition``, ``pooled_handoff``) are nogil C
 functions over a plain ``PartState`` struct: no Python object is touched between their
@@ -17,7 +21,6 @@ driver calls and no lock is taken; a partition's owner thread is one atomic word
 
 import warnings
 import weakref
-from types import SimpleNamespace
 
 cimport cython
 from cuda.bindings cimport cydriver
@@ -27,24 +30,31 @@ from libc.string cimport memset
 
 from greenres.cuda_versions import GREEN_CONTEXT_ID, STRUCTURED_SPLIT
 from greenres.devices import documented_granularity
-from greenres.facts import version_text
 from greenres.errors import (
     ClosedError,
+    ContextStackWarning,
+    DestroyError,
     DriverError,
     DriverTooOldError,
     PlanError,
     ThreadOwnershipError,
     UsageError,
 )
+from greenres.facts import version_text
+from greenres.recipe import SPLIT_IGNORE_SM_COSCHEDULING
 
 # One extension module, one file per concept. The files share module-level C state (the
 # driver functions resolved at run time, the hot-path structs) and call each other's cdef
 # functions directly, which separate extension modules could only do through capsules.
 include "_checks.pxi"
 include "_device.pxi"
+include "_lifetime.pxi"
 include "_hotpath.pxi"
+include "_core.pxi"
+include "_split.pxi"
 include "_layout.pxi"
 include "_partition.pxi"
 include "_stream.pxi"
 include "_event.pxi"
+include "_graph_pool.pxi"
 include "_graph.pxi"

@@ -2,7 +2,8 @@
 # Events.
 
 
-cdef class Event:
+@cython.no_gc_clear
+cdef class Event(_Resource):
     """A CUDA event of a device's primary context (usable with every stream of the device,
     including partition streams).
 
@@ -13,19 +14,23 @@ cdef class Event:
     cdef cydriver.CUevent _handle
     cdef cydriver.CUdevice _device
     cdef bint _retained
-    cdef bint _closed
+    cdef bint _initialized
     cdef readonly bint timing
 
     def __cinit__(self):
         self._handle = NULL
         self._retained = False
-        self._closed = True
+        self._initialized = False
+        self._gate = GREENRES_CLOSED  # open once __init__ made the event
 
     def __init__(self, timing=False, device=0):
+        if self._initialized:
+            raise UsageError("greenres.Event.__init__ was called on an event made already")
         timing = _require_bool("timing", timing)
         cdef Device dev = _device_of("device", device)
         cdef cydriver.CUcontext primary = NULL
         cdef unsigned int flags = 0 if timing else cydriver.CU_EVENT_DISABLE_TIMING
+        self._initialized = True
         self._device = dev._device
         self.timing = timing
         with nogil:
@@ -41,56 +46,85 @@ cdef class Event:
                 _pop_if_current(primary)
                 raise
         except BaseException:
-            if self._handle != NULL:
-                cydriver.cuEventDestroy(self._handle)
-                self._handle = NULL
-            self._release_primary()
+            failures = self._destroy()
+            if failures:
+                _warn_resource(str(DestroyError(self._describe(), failures)))
             raise
-        self._closed = False
+        greenres_gate_set(&self._gate, GREENRES_OPEN)
 
-    cdef void _release_primary(self) noexcept:
-        if self._retained:
-            self._retained = False
-            try:
-                cydriver.cuDevicePrimaryCtxRelease(self._device)
-            except BaseException:
-                pass
+    cdef str _describe(self):
+        return "greenres.Event"
 
-    cdef inline cydriver.CUevent _checked(self) except? NULL:
-        if self._closed:
-            raise ClosedError("the event is closed")
+    cdef object _closed_error(self):
+        return ClosedError("the event is closed")
+
+    cdef list _destroy(self):
+        """Destroy the event, then release the primary context it was made in (kept while
+        the event lives, so a failed destroy keeps both for a retry)."""
+        cdef cydriver.CUresult err
+        failures = _destroy_event(&self._handle)
+        if not failures and self._retained:
+            with nogil:
+                err = cydriver.cuDevicePrimaryCtxRelease(self._device)
+            if err == cydriver.CUDA_SUCCESS:
+                self._retained = False
+            else:
+                failures.append(_failure_of(err, "cuDevicePrimaryCtxRelease"))
+        return failures
+
+    cdef cydriver.CUevent _admitted(self, Admissions* a) except? NULL:
+        _admit_into(a, &self._gate, &self._inflight, self)
         return self._handle
 
     @property
     def handle(self):
         """The ``CUevent`` as an int."""
-        return <uintptr_t>self._checked()
-
-    @property
-    def closed(self):
-        return self._closed
+        self._check_open()
+        return <uintptr_t>self._handle
 
     def record(self, stream):
         """Record the work queued on ``stream`` so far (stream-level: capture-safe)."""
-        cdef cydriver.CUevent e = self._checked()
-        cdef cydriver.CUstream s = _stream_handle(stream, "stream")
-        with nogil:
-            check(cydriver.cuEventRecord(e, s), "cuEventRecord")
+        cdef Admissions a
+        cdef cydriver.CUstream s
+        cdef cydriver.CUevent e
+        cdef cydriver.CUresult err
+        _admissions_init(&a)
+        try:
+            s = _use_stream(stream, "stream", &a)
+            e = self._admitted(&a)
+            with nogil:
+                err = cydriver.cuEventRecord(e, s)
+        finally:
+            _admissions_end(&a)
+        check(err, "cuEventRecord")
         return self
 
     def wait(self, stream):
         """Make ``stream`` wait for the work this event recorded."""
-        cdef cydriver.CUevent e = self._checked()
-        cdef cydriver.CUstream s = _stream_handle(stream, "stream")
-        with nogil:
-            check(cydriver.cuStreamWaitEvent(s, e, 0), "cuStreamWaitEvent")
+        cdef Admissions a
+        cdef cydriver.CUstream s
+        cdef cydriver.CUevent e
+        cdef cydriver.CUresult err
+        _admissions_init(&a)
+        try:
+            s = _use_stream(stream, "stream", &a)
+            e = self._admitted(&a)
+            with nogil:
+                err = cydriver.cuStreamWaitEvent(s, e, 0)
+        finally:
+            _admissions_end(&a)
+        check(err, "cuStreamWaitEvent")
 
     def query(self):
         """True when the recorded work is done."""
-        cdef cydriver.CUevent e = self._checked()
+        cdef Admissions a
+        cdef cydriver.CUevent e
         cdef cydriver.CUresult err
+        _admissions_init(&a)
+        e = self._admitted(&a)
         with nogil:
             err = cydriver.cuEventQuery(e)
+            _admissions_end(&a)
         if err == cydriver.CUDA_ERROR_NOT_READY:
             return False
         check(err, "cuEventQuery")
@@ -98,50 +132,39 @@ cdef class Event:
 
     def synchronize(self):
         """Wait (GIL released) for the recorded work."""
-        cdef cydriver.CUevent e = self._checked()
+        cdef Admissions a
+        cdef cydriver.CUevent e
+        cdef cydriver.CUresult err
+        _admissions_init(&a)
+        e = self._admitted(&a)
         with nogil:
-            check(cydriver.cuEventSynchronize(e), "cuEventSynchronize")
+            err = cydriver.cuEventSynchronize(e)
+            _admissions_end(&a)
+        check(err, "cuEventSynchronize")
 
     def elapsed_time(self, end):
         """Milliseconds between this event and ``end`` (both recorded, both ``timing``)."""
+        cdef Admissions a
+        cdef cydriver.CUevent start, stop
+        cdef cydriver.CUresult err
+        cdef float ms = 0
         if not isinstance(end, Event):
             raise TypeError(f"'end' must be a greenres.Event (got {end!r})")
-        cdef cydriver.CUevent start = self._checked()
-        cdef cydriver.CUevent stop = (<Event>end)._checked()
-        cdef float ms = 0
+        self._check_open()
+        (<Event>end)._check_open()
         if not (self.timing and (<Event>end).timing):
             raise ValueError("elapsed_time needs two events created with timing=True")
-        with nogil:
-            check(cydriver.cuEventElapsedTime(&ms, start, stop), "cuEventElapsedTime")
+        _admissions_init(&a)
+        try:
+            start = self._admitted(&a)
+            stop = (<Event>end)._admitted(&a)
+            with nogil:
+                err = cydriver.cuEventElapsedTime(&ms, start, stop)
+        finally:
+            _admissions_end(&a)
+        check(err, "cuEventElapsedTime")
         return ms
 
-    def close(self):
-        """Destroy the event and release the primary context. Idempotent. When
-        ``cuEventDestroy`` fails the event stays open."""
-        if self._closed:
-            return
-        cdef cydriver.CUevent e = self._handle
-        with nogil:
-            check(cydriver.cuEventDestroy(e), "cuEventDestroy")
-        self._closed = True
-        self._handle = NULL
-        self._release_primary()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
-
-    def __dealloc__(self):
-        if not self._closed:
-            try:
-                warnings.warn("unclosed greenres.Event", ResourceWarning, source=None)
-            except BaseException:
-                pass
-            try:
-                cydriver.cuEventDestroy(self._handle)
-            except BaseException:
-                pass
-        self._release_primary()
+    def __repr__(self):
+        state = " closed" if self._is_closed() else ""
+        return f"<greenres.Event timing={self.timing}{state}>"

@@ -1,33 +1,50 @@
 # Included by _driver.pyx (one extension module; one file per concept).
-# The nogil hot paths (enter, exit, pooled handoff) and the helpers around them.
+# The nogil hot paths: enter, exit (with the repair of a context stack changed inside the
+# partition) and the pooled handoff. They return codes and fill a Failure instead of
+# raising, so that the Python wrappers end their lifetime admissions before raising, and C
+# callers get plain codes.
 
 
-# Misuse codes the nogil functions return (the Python wrappers raise the fitting error).
+# Codes the nogil functions return (the Python wrappers raise the fitting error).
 cdef enum:
     OWNED_ELSEWHERE = 1
     NOT_OWNER = 2
     OUT_OF_ORDER = 3
     TOO_DEEP = 4
-    STACK_CHANGED = 5
+    OTHER_DEVICE = 5
     POOL_EXHAUSTED = 6
+    DRIVER_FAILED = 7
+
+# What an exit had to undo on this thread's context stack (ContextStackWarning).
+cdef enum:
+    REPAIR_NONE = 0
+    REPAIR_PUSHED = 1      # contexts pushed inside the partition were popped
+    REPAIR_REPLACED = 2    # the partition's context had been replaced (cuCtxSetCurrent)
+    REPAIR_POPPED = 3      # the partition's context had been popped already
+    REPAIR_LOST = 4        # not even the context current at enter is on the stack any more
+
+cdef inline int _fail(Failure* failure, cydriver.CUresult err, const char* function) noexcept nogil:
+    failure.error = err
+    failure.function = function
+    return DRIVER_FAILED
 
 
-cdef inline int _enter_failed(PartState* p, bint claimed, cydriver.CUresult err,
-                              const char* function) except -1 nogil:
-    """A driver call of enter failed: give up the ownership enter claimed, raise DriverError."""
+cdef inline int _enter_failed(PartState* p, bint claimed, Failure* failure,
+                              cydriver.CUresult err, const char* function) noexcept nogil:
+    """A driver call of enter failed: give up the ownership enter claimed."""
     if claimed:
         greenres_release(&p.owner)
-    return check(err, function)
+    return _fail(failure, err, function)
 
 
-cdef int enter_partition(PartState* p, cydriver.CUstream from_stream,
-                         bint resolve) except -1 nogil:
+cdef int enter_partition(PartState* p, cydriver.CUstream from_stream, bint resolve,
+                         Failure* failure) noexcept nogil:
     """Make the partition current on this thread after the caller's stream's work so far.
 
     ``resolve``: find the caller's stream here (the stream of the partition this thread is
-    in, else the legacy stream of the current context, else none: nothing to order after).
-    Returns 0, a misuse code, or -1 with a DriverError set; on any failure nothing changed.
-    """
+    in, else the legacy stream of the current context when it is the device's primary
+    context, else none: nothing to order after). Returns 0 or a code; on any failure
+    nothing changed. The caller admitted the operation on the partition's lifetime."""
     cdef uintptr_t me = greenres_thread_token()
     cdef bint claimed = False
     cdef int depth
@@ -46,14 +63,20 @@ cdef int enter_partition(PartState* p, cydriver.CUstream from_stream,
         if claimed:
             greenres_release(&p.owner)
         return TOO_DEEP
+    # The context current now is what exit restores if code inside changes the stack.
+    err = cydriver.cuCtxGetCurrent(&current)
+    if err != cydriver.CUDA_SUCCESS:
+        return _enter_failed(p, claimed, failure, err, "cuCtxGetCurrent")
     if resolve:
         outer = <PartState*>greenres_stack_top()
         if outer != NULL:
+            if outer.device != p.device:
+                # Events of one device cannot be recorded on another device's stream.
+                if claimed:
+                    greenres_release(&p.owner)
+                return OTHER_DEVICE
             from_stream = outer.stream
         else:
-            err = cydriver.cuCtxGetCurrent(&current)
-            if err != cydriver.CUDA_SUCCESS:
-                return _enter_failed(p, claimed, err, "cuCtxGetCurrent")
             # The legacy stream of the device's primary context, when that is current. Any
             # other current context (another device's, a user context) cannot record this
             # partition's events: then there is no caller stream to order after, and
@@ -63,17 +86,18 @@ cdef int enter_partition(PartState* p, cydriver.CUstream from_stream,
     if has_from:
         err = cydriver.cuEventRecord(p.enter_event, from_stream)
         if err != cydriver.CUDA_SUCCESS:
-            return _enter_failed(p, claimed, err, "cuEventRecord")
+            return _enter_failed(p, claimed, failure, err, "cuEventRecord")
     err = cydriver.cuCtxPushCurrent(p.ctx)
     if err != cydriver.CUDA_SUCCESS:
-        return _enter_failed(p, claimed, err, "cuCtxPushCurrent")
+        return _enter_failed(p, claimed, failure, err, "cuCtxPushCurrent")
     if has_from:
         err = cydriver.cuStreamWaitEvent(p.stream, p.enter_event, 0)
         if err != cydriver.CUDA_SUCCESS:
             cydriver.cuCtxPopCurrent(&popped)
-            return _enter_failed(p, claimed, err, "cuStreamWaitEvent")
+            return _enter_failed(p, claimed, failure, err, "cuStreamWaitEvent")
     p.from_streams[depth] = from_stream
     p.has_from[depth] = has_from
+    p.below[depth] = current
     p.depth = depth + 1
     greenres_stack_push(p)
     return 0
@@ -88,16 +112,67 @@ cdef inline void _exit_bookkeeping(PartState* p, int depth) noexcept nogil:
         greenres_release(&p.owner)
 
 
-cdef int exit_partition(PartState* p) except -1 nogil:
+cdef int _restore_stack(PartState* p, cydriver.CUcontext popped, cydriver.CUcontext below,
+                        StackRepair* repair, Failure* failure) noexcept nogil:
+    """The partition's context was not on top of this thread's context stack at exit (and
+    ``popped`` was popped instead, NULL when nothing could be popped): code inside the
+    partition pushed contexts without popping them, replaced the partition's context with
+    cuCtxSetCurrent, or popped it. Bring the stack back to what it was at enter: ``below``
+    (the context current then) current again and nothing of the partition's left on it."""
+    cdef cydriver.CUcontext current = NULL
+    cdef cydriver.CUresult err
+    cdef int i
+    repair.found = popped
+    repair.popped = 1 if popped != NULL else 0
+    if popped == NULL:
+        repair.kind = REPAIR_POPPED if below == NULL else REPAIR_LOST
+        return 0
+    err = cydriver.cuCtxGetCurrent(&current)
+    if err != cydriver.CUDA_SUCCESS:
+        return _fail(failure, err, "cuCtxGetCurrent")
+    if popped == below and current != below:
+        # What was popped is the context under the partition's: the partition's context
+        # had been popped inside already. Put it back.
+        err = cydriver.cuCtxPushCurrent(popped)
+        if err != cydriver.CUDA_SUCCESS:
+            return _fail(failure, err, "cuCtxPushCurrent")
+        repair.popped = 0
+        repair.kind = REPAIR_POPPED
+        return 0
+    for i in range(GREENRES_MAX_NESTING):
+        if current == below:
+            # `popped` had replaced the partition's context (cuCtxSetCurrent)
+            repair.kind = REPAIR_REPLACED
+            return 0
+        err = cydriver.cuCtxPopCurrent(&popped)
+        if err != cydriver.CUDA_SUCCESS:
+            repair.kind = REPAIR_LOST  # the stack ran out before `below` came back
+            return 0
+        if popped == p.ctx:
+            repair.kind = REPAIR_PUSHED
+            return 0
+        repair.popped += 1
+        err = cydriver.cuCtxGetCurrent(&current)
+        if err != cydriver.CUDA_SUCCESS:
+            return _fail(failure, err, "cuCtxGetCurrent")
+    repair.kind = REPAIR_LOST
+    return 0
+
+
+cdef int exit_partition(PartState* p, Failure* failure, StackRepair* repair) noexcept nogil:
     """Undo the innermost enter of ``p`` on this thread: the caller's stream waits for the
-    partition's stream, and the partition's context is popped. Returns 0, a misuse code, or
-    -1 with a DriverError set; on any failure nothing changed (a failed final wait pushes
-    the context back), so the exit can be retried."""
+    partition's stream, the partition's context is popped and the thread's context stack is
+    as it was at enter (repaired when code inside changed it: ``repair`` says how). Returns
+    0 or a code; on a failure nothing changed (a failed final wait pushes the context back),
+    so the exit can be retried. The caller admitted the operation on the partition."""
     cdef uintptr_t me = greenres_thread_token()
     cdef int depth
     cdef char has_from
     cdef cydriver.CUcontext popped = NULL
+    cdef cydriver.CUcontext current = NULL
     cdef cydriver.CUresult err
+    cdef int code
+    repair.kind = REPAIR_NONE
     if greenres_owner(&p.owner) != me or p.depth == 0:
         return NOT_OWNER
     if greenres_stack_top() != <void*>p:
@@ -107,92 +182,69 @@ cdef int exit_partition(PartState* p) except -1 nogil:
     if has_from:
         err = cydriver.cuEventRecord(p.exit_event, p.stream)
         if err != cydriver.CUDA_SUCCESS:
-            return check(err, "cuEventRecord")
+            return _fail(failure, err, "cuEventRecord")
     err = cydriver.cuCtxPopCurrent(&popped)
     if err != cydriver.CUDA_SUCCESS:
-        return check(err, "cuCtxPopCurrent")
+        # A failed pop changes nothing, unless there was nothing of the partition's to
+        # pop (the stack was emptied inside): then that is what is repaired.
+        if cydriver.cuCtxGetCurrent(&current) != cydriver.CUDA_SUCCESS or current != NULL:
+            return _fail(failure, err, "cuCtxPopCurrent")
+        popped = NULL
     if popped != p.ctx:
-        # Someone pushed a context inside the partition and did not pop it: put it back and
-        # refuse, rather than leave the partition current under the caller.
-        cydriver.cuCtxPushCurrent(popped)
-        return STACK_CHANGED
+        code = _restore_stack(p, popped, p.below[depth], repair, failure)
+        if code:
+            return code
     if has_from:
         # After the pop: a NULL caller stream is the legacy stream of the context current
         # under the partition.
         err = cydriver.cuStreamWaitEvent(p.from_streams[depth], p.exit_event, 0)
         if err != cydriver.CUDA_SUCCESS:
             # Undo the pop so that a failed exit changes nothing (the partition stays
-            # entered and current; exit again to retry). Only if the context cannot be
-            # pushed back does the exit stand, so that greenres agrees with the driver.
-            if cydriver.cuCtxPushCurrent(p.ctx) != cydriver.CUDA_SUCCESS:
+            # entered and current; exit again to retry). After a repair, or if the context
+            # cannot be pushed back, the exit stands, so that greenres agrees with the driver.
+            if repair.kind != REPAIR_NONE \
+                    or cydriver.cuCtxPushCurrent(p.ctx) != cydriver.CUDA_SUCCESS:
                 _exit_bookkeeping(p, depth)
-            return check(err, "cuStreamWaitEvent")
+            return _fail(failure, err, "cuStreamWaitEvent")
     _exit_bookkeeping(p, depth)
     return 0
 
 
-cdef int pooled_handoff(EventPool* pool, cydriver.CUstream src,
-                        cydriver.CUstream dst) except -1 nogil:
+cdef int pooled_handoff(EventPool* pool, cydriver.CUstream src, cydriver.CUstream dst,
+                        Failure* failure) noexcept nogil:
     """``dst`` waits for the work queued on ``src`` so far, through a pooled event.
 
     Stream-level calls only (cuEventRecord + cuStreamWaitEvent), so it is capture-safe.
-    Returns 0, POOL_EXHAUSTED, or -1 with a DriverError set."""
+    Returns 0, POOL_EXHAUSTED or DRIVER_FAILED. The caller admitted the operation on the
+    layout that owns the pool."""
     cdef uintptr_t me = greenres_thread_token()
     cdef int start = <int>((me >> 6) % POOL_SIZE)
     cdef int i, slot = -1
     cdef cydriver.CUresult err
     for i in range(POOL_SIZE):
-        if greenres_claim(&pool.busy[(start + i) % POOL_SIZE], me):
+        if greenres_claim(&pool.slots[(start + i) % POOL_SIZE].busy, me):
             slot = (start + i) % POOL_SIZE
             break
     if slot < 0:
         return POOL_EXHAUSTED
     err = cydriver.cuEventRecord(pool.events[slot], src)
-    if err == cydriver.CUDA_SUCCESS:
-        err = cydriver.cuStreamWaitEvent(dst, pool.events[slot], 0)
-        greenres_release(&pool.busy[slot])
-        return check(err, "cuStreamWaitEvent")
-    greenres_release(&pool.busy[slot])
-    return check(err, "cuEventRecord")
+    if err != cydriver.CUDA_SUCCESS:
+        greenres_release(&pool.slots[slot].busy)
+        return _fail(failure, err, "cuEventRecord")
+    err = cydriver.cuStreamWaitEvent(dst, pool.events[slot], 0)
+    greenres_release(&pool.slots[slot].busy)
+    if err != cydriver.CUDA_SUCCESS:
+        return _fail(failure, err, "cuStreamWaitEvent")
+    return 0
 
 
-# ----------------------------------------------------------------------------- helpers
+cdef int _raise_failure(Failure* failure) except -1:
+    """Raise the DriverError a nogil path recorded."""
+    raise DriverError(failure.function.decode(), <int>failure.error,
+                      _error_name(failure.error), _error_string(failure.error))
 
 
-_STREAM_FORMS = (
-    "a greenres.Stream, an object with __cuda_stream__, a cuda.bindings CUstream or an "
-    "int handle"
-)
-
-
-cdef cydriver.CUstream _stream_handle(object stream, str name="stream") except? NULL:
-    """The CUstream of a greenres Stream, an object with ``__cuda_stream__``, a
-    cuda.bindings ``CUstream`` or a raw int handle. Anything else (floats, bools, strings)
-    raises TypeError naming ``name`` and the accepted forms."""
-    cdef object value
-    if type(stream) is int:  # the common raw-handle case first: no other test, no lookup
-        if stream < 0:
-            raise ValueError(f"{name!r} must be a stream handle >= 0 (got {stream!r})")
-        return <cydriver.CUstream><uintptr_t>stream
-    if isinstance(stream, Stream):
-        return (<Stream>stream)._checked_handle()
-    protocol = getattr(stream, "__cuda_stream__", None)
-    if protocol is not None:
-        version_and_handle = protocol() if callable(protocol) else protocol
-        value = version_and_handle[1]
-        if _is_index(value):
-            value = value.__index__()
-    elif _is_index(stream):
-        value = stream.__index__()
-    elif type(stream).__module__.startswith("cuda.bindings"):
-        value = int(stream)  # CUstream and friends convert to their pointer value
-    else:
-        value = None
-    if type(value) is not int:
-        raise TypeError(f"{name!r} must be {_STREAM_FORMS} (got {stream!r})")
-    if value < 0:
-        raise ValueError(f"{name!r} must be a stream handle >= 0 (got {value!r})")
-    return <cydriver.CUstream><uintptr_t>value
+# ----------------------------------------------------------------------------- messages
 
 
 def _thread_rule_error(str name, int code):
@@ -216,61 +268,37 @@ def _thread_rule_error(str name, int code):
             f"partition {name!r} cannot be entered: partitions are nested at most "
             f"{GREENRES_MAX_NESTING} levels deep on one thread"
         )
-    if code == STACK_CHANGED:
+    if code == OTHER_DEVICE:
         return UsageError(
-            f"the context stack changed inside partition {name!r}: a context pushed inside "
-            "it was not popped before exit"
+            f"partition {name!r} cannot be entered inside a partition of another device "
+            "without from_stream: events of one device cannot order another device's "
+            "stream (exit the outer partition first, or pass from_stream= a stream of "
+            "this partition's device)"
         )
     return UsageError(f"internal error {code}")
 
 
-cdef int _push_primary(cydriver.CUcontext primary) except -1:
-    with nogil:
-        check(cydriver.cuCtxPushCurrent(primary), "cuCtxPushCurrent")
-    return 0
-
-
-cdef int _pop_context() except -1:
-    cdef cydriver.CUcontext popped = NULL
-    with nogil:
-        check(cydriver.cuCtxPopCurrent(&popped), "cuCtxPopCurrent")
-    return 0
-
-
-cdef void _pop_if_current(cydriver.CUcontext ctx) noexcept:
-    """Best effort after a failure: take ``ctx`` off this thread's stack if it is still on
-    top, so a failed operation leaves the context stack as it found it."""
-    cdef cydriver.CUcontext current = NULL
-    cdef cydriver.CUcontext popped = NULL
-    try:
-        if cydriver.cuCtxGetCurrent(&current) == cydriver.CUDA_SUCCESS and current == ctx \
-                and ctx != NULL:
-            cydriver.cuCtxPopCurrent(&popped)
-    except BaseException:
-        pass
-
-
-cdef bint _is_capturing(cydriver.CUstream stream) except -1:
-    cdef cydriver.CUstreamCaptureStatus status = cydriver.CU_STREAM_CAPTURE_STATUS_NONE
-    if stream == NULL:
-        return False
-    with nogil:
-        check(cydriver.cuStreamIsCapturing(stream, &status), "cuStreamIsCapturing")
-    return status == cydriver.CU_STREAM_CAPTURE_STATUS_ACTIVE
-
-
-cdef cydriver.CUevent _new_event(unsigned int flags) except? NULL:
-    cdef cydriver.CUevent event = NULL
-    with nogil:
-        check(cydriver.cuEventCreate(&event, flags), "cuEventCreate")
-    return event
+def _repair_warning(str name, int kind, int popped, uintptr_t found):
+    """The ContextStackWarning of an exit that repaired the thread's context stack."""
+    what = {
+        REPAIR_PUSHED: f"popped {popped} context{'s' if popped != 1 else ''} pushed inside "
+                       "it and not popped",
+        REPAIR_REPLACED: f"its context had been replaced (cuCtxSetCurrent) by context "
+                         f"0x{found:x}; popped that",
+        REPAIR_POPPED: "its context had been popped inside it already",
+        REPAIR_LOST: "the context stack had been emptied inside it; the context current "
+                     "at enter is not current again",
+    }.get(kind, f"repair {kind}")
+    return ContextStackWarning(
+        f"exit of partition {name!r} restored this thread's context stack: {what}"
+    )
 
 
 def _thread_name(unsigned long ident):
     """``'name' (ident N)`` of a live Python thread, else ``ident N``."""
     import threading
 
-    thread = threading._active.get(ident)
-    if thread is not None:
-        return f"{thread.name!r} (ident {ident})"
+    for thread in threading.enumerate():
+        if thread.ident == ident:
+            return f"{thread.name!r} (ident {ident})"
     return f"ident {ident}"

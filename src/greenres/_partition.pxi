@@ -10,6 +10,7 @@ cdef class GreenContext:
     """
 
     cdef _LayoutCore _core
+    cdef PartState* _s         # the core's state of this partition (lives with the core)
     cdef int _index
     cdef readonly str name
     cdef readonly int sm_count
@@ -17,7 +18,7 @@ cdef class GreenContext:
     cdef readonly object planned_partition
     cdef readonly object plan
     cdef Stream _stream
-    cdef list _extra_streams
+    cdef list _extra_streams   # the streams the plan asked for beyond the default one
     cdef object _layout_ref
     cdef object _scope         # the reusable object enter() returns
     cdef object __weakref__
@@ -28,69 +29,130 @@ cdef class GreenContext:
             "get one with layout['name']"
         )
 
-    cdef _init(self, _LayoutCore core, int index, Device device, _Request r, object plan,
+    cdef _init(self, _LayoutCore core, int index, Device device, object recipe, object plan,
                int sm_count):
         self._core = core
         self._index = index
-        self.name = r.name
+        self._s = core.states[index]
+        self.name = recipe.name
         self.sm_count = sm_count
         self.device = device
-        self.planned_partition = r.planned
         self.plan = plan
+        self.planned_partition = plan[recipe.name]
         self._extra_streams = []
         self._layout_ref = None
         s = Stream.__new__(Stream)
-        (<Stream>s)._init(core, self, core.states[index].stream, r.priority, False)
+        (<Stream>s)._init(core, self, self._s.stream, recipe.priority, False)
         self._stream = s
 
-    cdef inline PartState* _state(self):
-        return self._core.states[self._index]
+    cdef object _closed_error(self):
+        return ClosedError(f"partition {self.name!r} is closed (its layout was closed)")
 
-    cdef inline int _enter(self, cydriver.CUstream caller, bint resolve) except -1:
-        """enter_partition without the GIL; the caller checked that the layout is open."""
-        cdef int code
-        cdef PartState* s = self._state()
-        with nogil:
-            code = enter_partition(s, caller, resolve)
-        if code:
-            raise _thread_rule_error(self.name, code)
-        return 0
-
-    cdef inline int _exit(self) except -1:
-        cdef int code
-        cdef PartState* s
-        self._check_open()
-        s = self._state()
-        with nogil:
-            code = exit_partition(s)
-        if code:
-            raise _thread_rule_error(self.name, code)
-        return 0
+    cdef inline int _admit(self, Admissions* a) except -1:
+        """Admit an operation on the partition: the layout cannot be closed until it ends."""
+        return _admit_into(a, self._s.gate, &self._s.inflight, self)
 
     cdef inline int _check_open(self) except -1:
-        if self._core.closed:
-            raise ClosedError(f"partition {self.name!r} is closed (its layout was closed)")
+        if greenres_gate_state(self._s.gate) == GREENRES_CLOSED:
+            raise self._closed_error()
+        return 0
+
+    cdef int _enter(self, cydriver.CUstream caller, bint resolve) except -1:
+        """enter_partition without the GIL, admitted on the partition's lifetime. The
+        outermost enter pins the core: the entering thread's nesting stack points at its
+        state until the partition is exited."""
+        cdef PartState* s = self._s
+        cdef Failure failure
+        cdef int code
+        with nogil:
+            code = greenres_begin(s.gate, &s.inflight)
+            if code == 1:
+                code = enter_partition(s, caller, resolve, &failure)
+                greenres_end(&s.inflight)
+            else:
+                code = -1 - code  # -1: closed, -2: closing
+        if code:
+            return self._enter_failed(code, caller, resolve, &failure)
+        if s.depth == 1:
+            _pin(self._core)
+        return 0
+
+    cdef int _enter_failed(self, int code, cydriver.CUstream caller, bint resolve,
+                           Failure* failure) except -1:
+        if code == -2:  # a close() is deciding: wait for it, then try again
+            with nogil:
+                greenres_gate_wait(self._s.gate)
+            return self._enter(caller, resolve)
+        if code == -1:
+            raise self._closed_error()
+        if code == DRIVER_FAILED:
+            return _raise_failure(failure)
+        raise _thread_rule_error(self.name, code)
+
+    cdef int _exit(self) except -1:
+        cdef PartState* s = self._s
+        cdef Failure failure
+        cdef StackRepair repair
+        cdef int code
+        cdef int depth = s.depth
+        repair.kind = REPAIR_NONE
+        with nogil:
+            code = greenres_begin(s.gate, &s.inflight)
+            if code == 1:
+                code = exit_partition(s, &failure, &repair)
+                greenres_end(&s.inflight)
+            else:
+                code = -1 - code
+        if code == -2:
+            with nogil:
+                greenres_gate_wait(s.gate)
+            return self._exit()
+        if code == -1:
+            raise self._closed_error()
+        # 0 and DRIVER_FAILED come from the owner's path only: depth is ours to read.
+        if (code == 0 or code == DRIVER_FAILED) and depth > 0 and s.depth == 0:
+            self._exited_outermost()
+        if repair.kind != REPAIR_NONE:
+            warnings.warn(_repair_warning(self.name, repair.kind, repair.popped,
+                                          <uintptr_t>repair.found), stacklevel=3)
+        if code == DRIVER_FAILED:
+            return _raise_failure(&failure)
+        if code:
+            raise _thread_rule_error(self.name, code)
+        return 0
+
+    cdef int _exited_outermost(self) except -1:
+        """The outermost exit: unpin the core (which may close it, as a Layout.__exit__
+        that met an exception asked, or free it if nothing else refers to it)."""
+        cdef _LayoutCore core = self._core
+        if core.close_pending:
+            core._close_deferred()
+        _unpin(core)
         return 0
 
     cdef Stream _make_stream(self, int priority):
+        """A new stream of the partition (admitted by the caller, or during create)."""
         cdef cydriver.CUstream handle = NULL
-        cdef cydriver.CUgreenCtx green = self._state().green
+        cdef cydriver.CUgreenCtx green = self._s.green
         cdef int actual = priority
+        cdef cydriver.CUresult err
+        cdef bint destroyed
         with nogil:
             check(cydriver.cuGreenCtxStreamCreate(&handle, green,
                                                   cydriver.CU_STREAM_NON_BLOCKING, priority),
                   "cuGreenCtxStreamCreate")
-        self._core.extra_streams[self._index].add(<uintptr_t>handle)
-        try:
+            err = cydriver.cuStreamGetPriority(handle, &actual)
+        if err != cydriver.CUDA_SUCCESS:
+            # Nothing is left of a failed create_stream (a stream that cannot be destroyed
+            # either is kept by the layout, which retries at close).
             with nogil:
-                check(cydriver.cuStreamGetPriority(handle, &actual), "cuStreamGetPriority")
-        except BaseException:
-            self._core.extra_streams[self._index].discard(<uintptr_t>handle)
-            with nogil:
-                cydriver.cuStreamDestroy(handle)
-            raise
+                destroyed = cydriver.cuStreamDestroy(handle) == cydriver.CUDA_SUCCESS
+            if not destroyed:
+                self._core.extra_streams[self._index][<uintptr_t>handle] = None
+            check(err, "cuStreamGetPriority")
         s = Stream.__new__(Stream)
         (<Stream>s)._init(self._core, self, handle, actual, True)
+        self._core.extra_streams[self._index][<uintptr_t>handle] = weakref.ref(s)
         return s
 
     @property
@@ -101,32 +163,38 @@ cdef class GreenContext:
     @property
     def closed(self):
         """True once the layout was closed."""
-        return self._core.closed
+        return greenres_gate_state(self._s.gate) == GREENRES_CLOSED
 
     @property
     def handle(self):
         """The ``CUgreenCtx`` as an int."""
         self._check_open()
-        return <uintptr_t>self._state().green
+        return <uintptr_t>self._s.green
 
     @property
     def context_handle(self):
         """The ``CUcontext`` of the green context (``cuCtxFromGreenCtx``) as an int."""
         self._check_open()
-        return <uintptr_t>self._state().ctx
+        return <uintptr_t>self._s.ctx
 
     @property
     def id(self):
         """The driver's unique id of the green context (``cuGreenCtxGetId``, CUDA 13.0+)."""
         cdef unsigned long long value = 0
         cdef cydriver.CUgreenCtx green
+        cdef Admissions a
+        cdef cydriver.CUresult err
+        _admissions_init(&a)
         self._check_open()
         _resolve_newer_functions()
         if _green_ctx_get_id == NULL:
             raise _too_old("GreenContext.id (cuGreenCtxGetId)", GREEN_CONTEXT_ID)
-        green = self._state().green
+        self._admit(&a)
+        green = self._s.green
         with nogil:
-            check(_green_ctx_get_id(green, &value), "cuGreenCtxGetId")
+            err = _green_ctx_get_id(green, &value)
+            _admissions_end(&a)
+        check(err, "cuGreenCtxGetId")
         return value
 
     @property
@@ -135,13 +203,17 @@ cdef class GreenContext:
         minimum and alignment are the device's."""
         cdef cydriver.CUdevResource held
         cdef cydriver.CUgreenCtx green
-        self._check_open()
-        green = self._state().green
+        cdef cydriver.CUresult err
+        cdef Admissions a
+        _admissions_init(&a)
+        self._admit(&a)
+        green = self._s.green
         memset(&held, 0, sizeof(held))
         with nogil:
-            check(cydriver.cuGreenCtxGetDevResource(green, &held,
-                                                    cydriver.CU_DEV_RESOURCE_TYPE_SM),
-                  "cuGreenCtxGetDevResource")
+            err = cydriver.cuGreenCtxGetDevResource(green, &held,
+                                                    cydriver.CU_DEV_RESOURCE_TYPE_SM)
+            _admissions_end(&a)
+        check(err, "cuGreenCtxGetDevResource")
         device = self.device.sm_resource
         return SmResource(greenres_sm_prefix_of(&held).smCount, device.min_partition_size,
                           device.alignment)
@@ -166,17 +238,23 @@ cdef class GreenContext:
 
         Raises:
             TypeError: when ``priority`` is not an int.
+            ValueError: when it does not fit in a C int.
         """
+        cdef Admissions a
         priority = _require_int("priority", priority)
         if not -2**31 <= priority < 2**31:
             raise ValueError(f"'priority' must fit in a C int (got {priority!r})")
-        self._check_open()
-        return self._make_stream(priority)
+        _admissions_init(&a)
+        self._admit(&a)
+        try:
+            return self._make_stream(priority)
+        finally:
+            _admissions_end(&a)
 
     @property
     def entered(self):
         """True while the partition is entered on some thread."""
-        return not self.closed and greenres_owner(&self._state().owner) != 0
+        return greenres_owner(&self._s.owner) != 0
 
     @cython.binding(False)  # a plain method descriptor: no CyFunction/PyMethod layer
     def enter(self, from_stream=None):
@@ -188,15 +266,25 @@ cdef class GreenContext:
         the partition this thread is in, else the legacy stream of the device's primary
         context when that is current, else none (nothing to order after).
 
+        While it is entered, the partition keeps its layout's handles alive (the layout
+        cannot be closed, and is freed only after the exit).
+
         Raises:
             ThreadOwnershipError: when the partition is current on another thread.
+            UsageError: for a ``from_stream`` of another device.
         """
         cdef cydriver.CUstream caller = NULL
         cdef bint resolve = from_stream is None
-        self._check_open()
-        if not resolve:
-            caller = _stream_handle(from_stream, "from_stream")
-        self._enter(caller, resolve)
+        cdef Admissions a
+        if resolve:
+            self._enter(NULL, True)
+        else:
+            _admissions_init(&a)
+            try:
+                caller = _use_stream(from_stream, "from_stream", &a, self.device.ordinal)
+                self._enter(caller, False)
+            finally:
+                _admissions_end(&a)
         if self._scope is None:
             self._scope = _Entered(self)
         return self._scope
@@ -206,48 +294,75 @@ cdef class GreenContext:
         """Undo the innermost :meth:`enter`: the caller's stream waits for the partition's
         stream, the green context is popped.
 
+        If code inside changed this thread's context stack (pushed a context and did not
+        pop it, replaced the partition's context with ``cuCtxSetCurrent``, popped it), the
+        stack is put back as it was at enter and a ContextStackWarning says what was undone.
+
         Raises:
             ThreadOwnershipError: on a thread that did not enter the partition.
+            UsageError: when another partition was entered after it and is not exited yet.
         """
         self._exit()
 
     @cython.binding(False)  # a plain method descriptor: no CyFunction/PyMethod layer
     def __enter__(self):
-        self._check_open()
         self._enter(NULL, True)
         return self
 
     @cython.binding(False)  # a plain method descriptor: no CyFunction/PyMethod layer
     def __exit__(self, exc_type, exc, tb):
-        self._exit()
+        if exc_type is None:
+            self._exit()
+            return False
+        try:  # never replace the exception in flight
+            self._exit()
+        except BaseException as error:
+            warnings.warn(f"exit of partition {self.name!r} failed after an exception: "
+                          f"{error}", RuntimeWarning, stacklevel=2)
         return False
 
-    cdef tuple _live_extra_streams(self):
-        """Every live stream of the partition but the default one: those the plan asked
-        for and those made by :meth:`create_stream` (the core tracks both)."""
-        return tuple(self._core.extra_streams[self._index])
+    cdef list _live_extra_streams(self):
+        """Every open Stream of the partition but the default one: those the plan asked
+        for and those made by :meth:`create_stream`."""
+        out = []
+        for ref in tuple(self._core.extra_streams[self._index].values()):
+            stream = ref() if ref is not None else None
+            if stream is not None:
+                out.append(stream)
+        return out
 
     cdef int _fence_record(self) except -1:
-        cdef PartState* s = self._state()
+        """Record the fence event after all the partition's work (the caller admitted the
+        layout)."""
+        cdef PartState* s = self._s
+        cdef cydriver.CUstream handle
         # Every other live stream joins the default stream first, so one fence event
         # covers all the partition's work.
-        for handle in self._live_extra_streams():
-            pooled_or_temporary_handoff(self._core, <cydriver.CUstream><uintptr_t>handle,
-                                        s.stream)
+        for stream in self._live_extra_streams():
+            if (<Stream>stream)._try_begin_own():
+                try:
+                    handle = (<Stream>stream)._handle
+                    _handoff_admitted(self._core, handle, s.stream)
+                finally:
+                    (<Stream>stream)._end()
         with nogil:
             check(cydriver.cuEventRecord(s.fence_event, s.stream), "cuEventRecord")
         return 0
 
     cdef int _fence_wait(self, GreenContext old) except -1:
-        cdef PartState* s = self._state()
-        cdef cydriver.CUevent event = old._state().fence_event
+        cdef PartState* s = self._s
+        cdef cydriver.CUevent event = old._s.fence_event
         cdef cydriver.CUstream extra
         with nogil:
             check(cydriver.cuStreamWaitEvent(s.stream, event, 0), "cuStreamWaitEvent")
-        for handle in self._live_extra_streams():
-            extra = <cydriver.CUstream><uintptr_t>handle
-            with nogil:
-                check(cydriver.cuStreamWaitEvent(extra, event, 0), "cuStreamWaitEvent")
+        for stream in self._live_extra_streams():
+            if (<Stream>stream)._try_begin_own():
+                try:
+                    extra = (<Stream>stream)._handle
+                    with nogil:
+                        check(cydriver.cuStreamWaitEvent(extra, event, 0), "cuStreamWaitEvent")
+                finally:
+                    (<Stream>stream)._end()
         return 0
 
     def isolation_key(self, schema, **kwargs):
@@ -274,25 +389,30 @@ class _Entered:
         return self.partition
 
     def __exit__(self, exc_type, exc, tb):
-        self.partition.exit()
-        return False
+        return self.partition.__exit__(exc_type, exc, tb)
 
 
-cdef int pooled_or_temporary_handoff(_LayoutCore core, cydriver.CUstream src,
-                                     cydriver.CUstream dst) except -1:
+cdef int _handoff_admitted(_LayoutCore core, cydriver.CUstream src,
+                           cydriver.CUstream dst) except -1:
+    """``dst`` waits for ``src``'s work so far, through ``core``'s event pool when there is
+    one (the caller admitted the operation on ``core`` and on the streams), else through a
+    temporary event of the current context."""
     cdef int code = POOL_EXHAUSTED
-    cdef EventPool* pool = NULL
-    if core is not None and not core.closed:
-        pool = core.pool
-        with nogil:
-            code = pooled_handoff(pool, src, dst)
-    if code == 0:
-        return 0
-    # No pool (foreign streams only) or all slots busy: a temporary event in the current
-    # context. Slow, but correct.
+    cdef Failure failure
     cdef cydriver.CUevent event = NULL
     cdef cydriver.CUcontext current = NULL
-    check(cydriver.cuCtxGetCurrent(&current), "cuCtxGetCurrent")
+    cdef cydriver.CUresult err, destroyed
+    if core is not None:
+        with nogil:
+            code = pooled_handoff(core.pool, src, dst, &failure)
+        if code == 0:
+            return 0
+        if code == DRIVER_FAILED:
+            return _raise_failure(&failure)
+    # No pool (foreign streams only) or all slots busy: a temporary event in the current
+    # context. Slow, but correct.
+    with nogil:
+        check(cydriver.cuCtxGetCurrent(&current), "cuCtxGetCurrent")
     if current == NULL:
         raise UsageError(
             "handoff between streams that are not greenres streams needs a current context "
@@ -300,13 +420,23 @@ cdef int pooled_or_temporary_handoff(_LayoutCore core, cydriver.CUstream src,
         )
     with nogil:
         check(cydriver.cuEventCreate(&event, cydriver.CU_EVENT_DISABLE_TIMING), "cuEventCreate")
-    try:
-        with nogil:
-            check(cydriver.cuEventRecord(event, src), "cuEventRecord")
-            check(cydriver.cuStreamWaitEvent(dst, event, 0), "cuStreamWaitEvent")
-    finally:
-        with nogil:
-            cydriver.cuEventDestroy(event)
+        err = cydriver.cuEventRecord(event, src)
+        if err == cydriver.CUDA_SUCCESS:
+            err = cydriver.cuStreamWaitEvent(dst, event, 0)
+            if err != cydriver.CUDA_SUCCESS:
+                failure.function = "cuStreamWaitEvent"
+        else:
+            failure.function = "cuEventRecord"
+        destroyed = cydriver.cuEventDestroy(event)
+    if err != cydriver.CUDA_SUCCESS:
+        failure.error = err
+        if destroyed != cydriver.CUDA_SUCCESS:
+            _warn_resource(str(DestroyError("a temporary handoff event",
+                                            [_failure_of(destroyed, "cuEventDestroy")])))
+        return _raise_failure(&failure)
+    if destroyed != cydriver.CUDA_SUCCESS:
+        raise DestroyError("a temporary handoff event",
+                           [_failure_of(destroyed, "cuEventDestroy")])
     return 0
 
 
@@ -317,12 +447,21 @@ def handoff(src, dst):
     ``src`` and ``dst`` are greenres Streams, objects with ``__cuda_stream__`` or raw int
     handles. Foreign streams only (no greenres Stream on either side) use a temporary event
     of the current context.
+
+    Raises:
+        DestroyError: when the temporary event of a foreign-stream handoff could not be
+            destroyed (the handoff itself was made).
     """
-    cdef cydriver.CUstream s = _stream_handle(src, "src")
-    cdef cydriver.CUstream d = _stream_handle(dst, "dst")
+    cdef Admissions a
+    cdef cydriver.CUstream s, d
     cdef _LayoutCore core = None
-    if isinstance(src, Stream):
-        core = (<Stream>src)._core
-    elif isinstance(dst, Stream):
-        core = (<Stream>dst)._core
-    pooled_or_temporary_handoff(core, s, d)
+    _admissions_init(&a)
+    try:
+        _use_streams(src, "src", dst, "dst", &a, &s, &d)
+        if isinstance(src, Stream):
+            core = (<Stream>src)._core
+        elif isinstance(dst, Stream):
+            core = (<Stream>dst)._core
+        _handoff_admitted(core, s, d)
+    finally:
+        _admissions_end(&a)

@@ -1,8 +1,94 @@
 # Included by _driver.pyx (one extension module; one file per concept).
-# Streams made in a partition.
+# Streams made in a partition, and the stream arguments of every greenres call.
+#
+# Order of admissions (deadlock freedom of the lifetime protocol): a graph, then layouts
+# (in address order when two are involved), then streams' own gates, then an event. A
+# close() waits only for operations admitted on what it closes, and an operation waits
+# only for a close that decides without waiting on anything admitted later in that order.
 
 
-cdef class Stream:
+_STREAM_FORMS = (
+    "a greenres.Stream, an object with __cuda_stream__, a cuda.bindings CUstream or an "
+    "int handle"
+)
+_HANDLE_LIMIT = 2**64
+
+
+cdef cydriver.CUstream _raw_stream(object stream, str name) except? NULL:
+    """The CUstream of a stream argument that is not a greenres Stream: an object with
+    ``__cuda_stream__``, a cuda.bindings ``CUstream`` or a raw int handle. Anything else
+    (floats, bools, strings, malformed protocol answers) raises TypeError naming ``name``
+    and the accepted forms; a handle outside [0, 2**64) raises ValueError."""
+    cdef object value
+    if type(stream) is int:  # the common raw-handle case first: no other test, no lookup
+        value = stream
+    else:
+        protocol = getattr(stream, "__cuda_stream__", None)
+        if protocol is not None:
+            answer = protocol() if callable(protocol) else protocol
+            if not (isinstance(answer, tuple) and len(answer) == 2 and _is_index(answer[1])):
+                raise TypeError(
+                    f"{name!r}: __cuda_stream__ of {type(stream).__name__} must give a "
+                    f"(version, handle) tuple of ints (got {answer!r})"
+                )
+            value = answer[1].__index__()
+        elif _is_index(stream):
+            value = stream.__index__()
+        elif type(stream).__module__.startswith("cuda.bindings"):
+            value = int(stream)  # CUstream and friends convert to their pointer value
+        else:
+            raise TypeError(f"{name!r} must be {_STREAM_FORMS} (got {stream!r})")
+    if value < 0:
+        raise ValueError(f"{name!r} must be a stream handle >= 0 (got {value!r})")
+    if value >= _HANDLE_LIMIT:
+        raise ValueError(f"{name!r} must be a stream handle < 2**64 (got {value!r})")
+    return <cydriver.CUstream><uintptr_t>value
+
+
+cdef cydriver.CUstream _use_stream(object stream, str name, Admissions* a,
+                                   int device=-1) except? NULL:
+    """The CUstream of any stream argument; a greenres Stream is admitted into ``a`` (it
+    cannot be closed until the caller ends ``a``). ``device`` >= 0: a greenres Stream must
+    be of that device (UsageError otherwise)."""
+    cdef Stream s
+    if type(stream) is not int and isinstance(stream, Stream):
+        s = <Stream>stream
+        if device >= 0 and s._core.ordinal != device:
+            raise UsageError(
+                f"{name!r} is a stream of device {s._core.ordinal}, not of device {device}"
+            )
+        s._admit_use(a)
+        return s._handle
+    return _raw_stream(stream, name)
+
+
+cdef int _use_streams(object first, str first_name, object second, str second_name,
+                      Admissions* a, cydriver.CUstream* first_out,
+                      cydriver.CUstream* second_out) except -1:
+    """Two stream arguments, admitted in the order that keeps the protocol deadlock-free
+    (layouts by address)."""
+    if isinstance(first, Stream) and isinstance(second, Stream) \
+            and <uintptr_t><void*>(<Stream>first)._core \
+            > <uintptr_t><void*>(<Stream>second)._core:
+        second_out[0] = _use_stream(second, second_name, a)
+        first_out[0] = _use_stream(first, first_name, a)
+        return 0
+    first_out[0] = _use_stream(first, first_name, a)
+    second_out[0] = _use_stream(second, second_name, a)
+    return 0
+
+
+cdef bint _is_capturing(cydriver.CUstream stream) except -1:
+    cdef cydriver.CUstreamCaptureStatus status = cydriver.CU_STREAM_CAPTURE_STATUS_NONE
+    if stream == NULL:
+        return False
+    with nogil:
+        check(cydriver.cuStreamIsCapturing(stream, &status), "cuStreamIsCapturing")
+    return status == cydriver.CU_STREAM_CAPTURE_STATUS_ACTIVE
+
+
+@cython.no_gc_clear
+cdef class Stream(_Resource):
     """A stream of a partition. Implements ``__cuda_stream__`` so cuda.core, PyTorch
     (``torch.cuda.ExternalStream(s.handle)``) and CuPy can use it.
 
@@ -11,10 +97,10 @@ cdef class Stream:
 
     cdef cydriver.CUstream _handle
     cdef _LayoutCore _core
+    cdef PartState* _s
     cdef readonly GreenContext partition
     cdef readonly int priority
     cdef bint _owned          # created by create_stream (else the partition's default)
-    cdef bint _closed
     cdef object __weakref__
 
     def __init__(self, *args, **kwargs):
@@ -26,15 +112,48 @@ cdef class Stream:
     cdef _init(self, _LayoutCore core, GreenContext partition, cydriver.CUstream handle,
                int priority, bint owned):
         self._core = core
+        self._s = partition._s
         self.partition = partition
         self._handle = handle
         self.priority = priority
         self._owned = owned
-        self._closed = False
+
+    cdef str _describe(self):
+        return f"greenres.Stream of partition {self.partition.name!r}"
+
+    cdef object _closed_error(self):
+        return ClosedError("the stream is closed")
+
+    cdef int _admit_use(self, Admissions* a) except -1:
+        """Admit an operation on the stream: its layout first, then its own gate."""
+        _admit_into(a, self._s.gate, &self._s.inflight, self)
+        if self._owned:
+            try:
+                _admit_into(a, &self._gate, &self._inflight, self)
+            except BaseException:
+                a.count -= 1  # all or nothing: the caller ends only what was admitted
+                greenres_end(a.counters[a.count])
+                raise
+        return 0
+
+    cdef bint _try_begin_own(self) except -1:
+        """Admit on the stream's own gate only (the caller admitted its layout); False when
+        the stream is closed."""
+        cdef int admitted
+        while True:
+            admitted = greenres_begin(&self._gate, &self._inflight)
+            if admitted != -1:
+                return admitted == 1
+            with nogil:
+                greenres_gate_wait(&self._gate)
+
+    cdef inline bint _stream_closed(self):
+        return greenres_gate_state(self._s.gate) == GREENRES_CLOSED \
+            or greenres_gate_state(&self._gate) == GREENRES_CLOSED
 
     cdef inline cydriver.CUstream _checked_handle(self) except? NULL:
-        if self._closed or self._core.closed:
-            raise ClosedError("the stream is closed")
+        if self._stream_closed():
+            raise self._closed_error()
         return self._handle
 
     @property
@@ -45,7 +164,7 @@ cdef class Stream:
     @property
     def closed(self):
         """True after :meth:`close` or once its layout was closed."""
-        return self._closed or self._core.closed
+        return self._stream_closed()
 
     def __cuda_stream__(self):
         """The CUDA stream protocol: ``(version, handle)``."""
@@ -55,17 +174,30 @@ cdef class Stream:
         return <uintptr_t>self._checked_handle()
 
     def synchronize(self):
-        """Wait (GIL released) until all work queued on the stream is done."""
-        cdef cydriver.CUstream h = self._checked_handle()
+        """Wait (GIL released) until all work queued on the stream is done. A close() on
+        another thread waits for it."""
+        cdef Admissions a
+        cdef cydriver.CUstream h
+        cdef cydriver.CUresult err
+        _admissions_init(&a)
+        self._admit_use(&a)
+        h = self._handle
         with nogil:
-            check(cydriver.cuStreamSynchronize(h), "cuStreamSynchronize")
+            err = cydriver.cuStreamSynchronize(h)
+            _admissions_end(&a)
+        check(err, "cuStreamSynchronize")
 
     def query(self):
         """True when all work queued on the stream is done."""
-        cdef cydriver.CUstream h = self._checked_handle()
+        cdef Admissions a
+        cdef cydriver.CUstream h
         cdef cydriver.CUresult err
+        _admissions_init(&a)
+        self._admit_use(&a)
+        h = self._handle
         with nogil:
             err = cydriver.cuStreamQuery(h)
+            _admissions_end(&a)
         if err == cydriver.CUDA_ERROR_NOT_READY:
             return False
         check(err, "cuStreamQuery")
@@ -73,58 +205,108 @@ cdef class Stream:
 
     def wait(self, other):
         """This stream waits for the work queued on ``other`` so far (see :func:`handoff`)."""
-        cdef cydriver.CUstream src = _stream_handle(other, "other")
-        cdef cydriver.CUstream dst = self._checked_handle()
-        pooled_or_temporary_handoff(self._core, src, dst)
+        cdef Admissions a
+        cdef cydriver.CUstream src, dst
+        _admissions_init(&a)
+        try:
+            _use_streams(other, "other", self, "self", &a, &src, &dst)
+            _handoff_admitted(self._core, src, dst)
+        finally:
+            _admissions_end(&a)
 
     def close(self):
-        """Destroy a stream made by :meth:`GreenContext.create_stream`. Idempotent. The
-        partition's default stream is destroyed with its layout. When ``cuStreamDestroy``
-        fails the stream stays open (and its layout still destroys it).
+        """Destroy a stream made by :meth:`GreenContext.create_stream`. Idempotent, and safe
+        against other threads using the stream. The partition's default stream is destroyed
+        with its layout.
 
         Raises:
             ValueError: for the partition's default stream.
+            UsageError: while the stream is capturing.
+            DestroyError: when ``cuStreamDestroy`` failed (the stream is closed for use; its
+                layout, or close() again, retries).
         """
+        cdef Admissions a
         if not self._owned:
             raise ValueError(
                 f"the default stream of partition {self.partition.name!r} is closed with its "
                 "layout"
             )
-        if self._closed or self._core.closed:
-            self._closed = True
+        _admissions_init(&a)
+        try:
+            _admit_into(&a, self._s.gate, &self._s.inflight, self)
+        except ClosedError:
+            greenres_gate_set(&self._gate, GREENRES_CLOSED)  # its layout destroyed it
             return
+        try:
+            self._close(False)
+        finally:
+            if self._is_closed():
+                self._closed_for_use()
+            _admissions_end(&a)
+
+    def __enter__(self):
+        self._checked_handle()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        # The default stream is closed with its layout: leaving a 'with' on it closes nothing.
+        if self._owned:
+            return _Resource.__exit__(self, exc_type, exc, tb)
+        return False
+
+    cdef int _refuse_close(self, bint force) except -1:
+        if _is_capturing(self._handle):
+            raise UsageError(
+                "the stream is capturing: end the capture (capture_end(), or reset() the "
+                "graph) before closing it"
+            )
+        return 0
+
+    cdef list _destroy(self):
+        """Destroy the stream (the caller holds an admission on its layout, or the layout is
+        closed and destroyed it already)."""
         cdef cydriver.CUstream h = self._handle
-        # Destroy first: after a failure the stream stays open and tracked by its layout
-        # (which destroys it on close), so nothing leaks.
+        cdef cydriver.CUresult err
+        handles = self._core.extra_streams[self.partition._index]
+        if not self._owned or <uintptr_t>h not in handles:
+            return []
         with nogil:
-            check(cydriver.cuStreamDestroy(h), "cuStreamDestroy")
-        self._closed = True
-        self._core.extra_streams[self.partition._index].discard(<uintptr_t>h)
+            err = cydriver.cuStreamDestroy(h)
+        if err != cydriver.CUDA_SUCCESS:
+            return [_failure_of(err, "cuStreamDestroy")]
+        del handles[<uintptr_t>h]
+        return []
+
+    cdef int _closed_for_use(self) except -1:
+        """Closed (destroyed, or its destroy failed and is left to a retry): no longer one
+        of the partition's streams."""
         try:
             self.partition._extra_streams.remove(self)
         except ValueError:
             pass
+        return 0
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self._owned:
-            self.close()
-        return False
-
-    def __dealloc__(self):
-        # A Stream holds its core, so the green context is alive here: destroying the
-        # stream now keeps the streams-first order.
-        if self._owned and not self._closed and self._core is not None \
-                and not self._core.closed:
-            try:
-                self._core.extra_streams[self.partition._index].discard(
-                    <uintptr_t>self._handle)
-                warnings.warn("unclosed greenres.Stream", ResourceWarning, source=None)
-            except BaseException:
-                pass
-            cydriver.cuStreamDestroy(self._handle)
+    cdef void _finalize(self) noexcept:
+        # The finalizer destroys an unclosed stream while admitted on its layout, so that a
+        # close of the layout on another thread does not destroy it at the same time.
+        cdef Admissions a
+        if not self._owned:
+            return
+        _admissions_init(&a)
+        try:
+            if greenres_begin(self._s.gate, &self._s.inflight) != 1:
+                with nogil:
+                    greenres_gate_wait(self._s.gate)
+                if greenres_begin(self._s.gate, &self._s.inflight) != 1:
+                    greenres_gate_set(&self._gate, GREENRES_CLOSED)  # destroyed by its layout
+                    return
+            a.counters[0] = &self._s.inflight
+            a.count = 1
+            _Resource._finalize(self)
+        except BaseException:
+            pass
+        finally:
+            _admissions_end(&a)
 
     def __repr__(self):
         where = self.partition.name if self.partition is not None else "?"

@@ -3,12 +3,13 @@ Python through ``cuda.bindings.driver``, on one device, in one run.
 
 Paths (one "cycle" each):
 
-* ``greenres_enter_exit``: ``part.enter(stream)`` then ``part.exit()`` (6 driver calls:
-  record on the caller's stream, push the green context, the partition's stream waits;
-  record on the partition's stream, pop, the caller's stream waits);
-* ``greenres_with``: ``with part: pass`` (no caller stream given: greenres asks
-  ``cuCtxGetCurrent`` and uses the primary context's legacy stream, so 7 calls);
-* ``bindings_enter_exit``: the same 6 calls from ``cuda.bindings.driver``;
+* ``greenres_enter_exit``: ``part.enter(stream)`` then ``part.exit()`` (7 driver calls:
+  read the current context (what exit restores), record on the caller's stream, push the
+  green context, the partition's stream waits; record on the partition's stream, pop, the
+  caller's stream waits);
+* ``greenres_with``: ``with part: pass`` (no caller stream given: the primary context being
+  current, its legacy stream is the caller's; the same 7 calls);
+* ``bindings_enter_exit``: the same 7 calls from ``cuda.bindings.driver``;
 * ``greenres_handoff``: ``greenres.handoff(a.stream, b.stream)`` (record + wait, 2 calls);
 * ``bindings_handoff``: the same record + wait from ``cuda.bindings.driver``.
 
@@ -94,15 +95,17 @@ def greenres_with(n: int, part) -> None:
 
 def bindings_enter_exit(n: int, caller, green_ctx, pstream, e1, e2) -> None:
     """``n`` cycles of greenres' enter+exit driver calls made from Python through
-    ``cuda.bindings.driver`` (record, push, wait; record, pop, wait), functions bound to
-    locals first as a careful Python caller would. Results are not checked."""
-    record, push, pop, wait = (
+    ``cuda.bindings.driver`` (get current, record, push, wait; record, pop, wait), functions
+    bound to locals first as a careful Python caller would. Results are not checked."""
+    current, record, push, pop, wait = (
+        cu.cuCtxGetCurrent,
         cu.cuEventRecord,
         cu.cuCtxPushCurrent,
         cu.cuCtxPopCurrent,
         cu.cuStreamWaitEvent,
     )
     for _ in range(n):
+        current()
         record(e1, caller)
         push(green_ctx)
         wait(pstream, e1, 0)

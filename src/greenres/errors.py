@@ -9,6 +9,8 @@ from __future__ import annotations
 
 __all__ = [
     "ClosedError",
+    "ContextStackWarning",
+    "DestroyError",
     "DriverError",
     "DriverTooOldError",
     "GreenresError",
@@ -44,6 +46,42 @@ class DriverError(GreenresError, RuntimeError):
         return (type(self), (self.function, self.code, self.name, self.description))
 
 
+class DestroyError(DriverError):
+    """``close()`` destroyed everything it could, but some driver handles could not be
+    destroyed: each failed call is in :attr:`failures` (a :class:`DriverError` each), and
+    its handle is still alive. The object is closed (it cannot be used); calling
+    ``close()`` again retries the failed calls, in the same order.
+
+    ``function``, ``code``, ``name`` and ``description`` are those of the first failure.
+
+    Attributes:
+        what: the object that was closed, e.g. ``"greenres.Layout"``.
+        failures: every failed destroy call, in the order they were made.
+    """
+
+    def __init__(self, what: str, failures: tuple[DriverError, ...] | list[DriverError]) -> None:
+        failures = tuple(failures)
+        if not failures:
+            raise ValueError("DestroyError needs at least one failure")
+        first = failures[0]
+        self.what = what
+        self.failures = failures
+        super().__init__(first.function, first.code, first.name, first.description)
+        calls = "; ".join(str(f) for f in failures)
+        count = len(failures)
+        self.args = (
+            f"closing {what}: {count} destroy call{'s' if count != 1 else ''} failed and "
+            f"{'their handles are' if count != 1 else 'its handle is'} still alive (close() "
+            f"again retries): {calls}",
+        )
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+    def __reduce__(self):
+        return (type(self), (self.what, self.failures))
+
+
 class DriverTooOldError(GreenresError, NotImplementedError):
     """A feature needs a newer CUDA driver or newer cuda-bindings than the ones loaded."""
 
@@ -63,6 +101,13 @@ class ClosedError(GreenresError, ValueError):
 class ThreadOwnershipError(GreenresError, RuntimeError):
     """A partition was entered on one thread while current on another, or exited on a
     thread that did not enter it. The driver does no locking, so greenres refuses."""
+
+
+class ContextStackWarning(GreenresError, RuntimeWarning):
+    """A partition's exit found this thread's context stack changed by the code inside the
+    partition (a context pushed and not popped, the partition's context replaced with
+    ``cuCtxSetCurrent`` or popped) and put it back as it was at enter. The warning says
+    what it undid; the exit itself succeeded."""
 
 
 class UsageError(GreenresError, RuntimeError):

@@ -360,23 +360,6 @@ def _too_deep(e):
             e.a.exit()
 
 
-def _stack_changed(e):
-    from cuda.bindings import driver as cu
-
-    from support.rthelpers import ok
-
-    device = ok(cu.cuDeviceGet(0))
-    primary = ok(cu.cuDevicePrimaryCtxRetain(device))
-    e.a.enter()
-    ok(cu.cuCtxPushCurrent(primary))
-    try:
-        e.a.exit()  # refused: the primary context is still pushed inside
-    finally:
-        ok(cu.cuCtxPopCurrent())
-        e.a.exit()
-        ok(cu.cuDevicePrimaryCtxRelease(device))
-
-
 def _begin_twice(e):
     e.graph.capture_begin(e.s)
     try:
@@ -432,7 +415,6 @@ MISUSE = [
         UsageError,
         r"partition 'a' cannot be entered: .* at most 64 levels",
     ),
-    ("stack-changed", _stack_changed, UsageError, r"context stack changed inside partition 'a'"),
     ("capture_end-not-capturing", lambda e: e.graph.capture_end(), UsageError, r"not capturing"),
     ("replay-before-capture", lambda e: e.graph.replay(), UsageError, r"nothing captured"),
     (

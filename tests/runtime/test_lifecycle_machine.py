@@ -9,12 +9,11 @@ arm a fault (``CUDA_ERROR_OUT_OF_MEMORY``) on a driver function the operation ca
 with ``call_counts``): the operation must then raise DriverError naming that function and
 change nothing, or succeed when the fault was not reached. Every fault point is armed.
 
-The bugs the machine found each have a deterministic reproducer at the end of this file.
+The model lives in ``support/lifecycle_model.py``; the bugs the machine found each have a
+deterministic reproducer in ``test_lifecycle_reproducers.py``.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass, field
 
 import pytest
 from cuda.bindings import driver as cu
@@ -34,6 +33,7 @@ from hypothesis.stateful import (
 import greenres
 from greenres import (
     ClosedError,
+    DestroyError,
     DriverError,
     Event,
     Graph,
@@ -43,178 +43,27 @@ from greenres import (
     UsageError,
 )
 
+from support.lifecycle_model import (
+    CALLS,
+    EVENTS_PER_PARTITION,
+    GRANULE,
+    MAX_LAYOUTS,
+    OOM,
+    POOL_EVENTS,
+    CaptureModel,
+    EventModel,
+    GraphModel,
+    LayoutModel,
+    PartitionModel,
+    StreamModel,
+    capture_mode,
+)
 from support.rthelpers import SIM, current_context, memset, no_resource_warning, ok
 
 pytestmark = [pytest.mark.sim_only, pytest.mark.gpu]
 
 if SIM:
     import greenres.sim as sim
-
-OOM = "CUDA_ERROR_OUT_OF_MEMORY"
-POOL_EVENTS = 32  # the layout's handoff pool (POOL_SIZE in _driver.pxd)
-EVENTS_PER_PARTITION = 3  # enter, exit and fence events of every partition (all modes)
-MAX_LAYOUTS = 3
-GRANULE = 512
-
-#: Driver functions each operation may call (what call_counts is asked about); the machine
-#: learns which of them an operation really calls, and how often, before arming a fault.
-CALLS = {
-    "create": [
-        "cuDevicePrimaryCtxRetain",
-        "cuCtxPushCurrent",
-        "cuCtxPopCurrent",
-        "cuEventCreate",
-        "cuDevSmResourceSplitByCount",
-        "cuDevSmResourceSplit",
-        "cuDevResourceGenerateDesc",
-        "cuGreenCtxCreate",
-        "cuCtxFromGreenCtx",
-        "cuGreenCtxGetDevResource",
-        "cuGreenCtxStreamCreate",
-        "cuStreamGetPriority",
-    ],
-    "close_layout": ["cuStreamIsCapturing"],
-    "enter": ["cuCtxGetCurrent", "cuEventRecord", "cuCtxPushCurrent", "cuStreamWaitEvent"],
-    "exit": ["cuEventRecord", "cuCtxPopCurrent", "cuStreamWaitEvent"],
-    "close_stream": ["cuStreamDestroy"],
-    "event_close": ["cuEventDestroy"],
-    "capture_end": ["cuStreamEndCapture"],
-    "create_stream": ["cuGreenCtxStreamCreate", "cuStreamGetPriority"],
-    "handoff": ["cuEventRecord", "cuStreamWaitEvent"],
-    "switch": ["cuEventRecord", "cuStreamWaitEvent"],
-    "event_create": [
-        "cuDevicePrimaryCtxRetain",
-        "cuCtxPushCurrent",
-        "cuEventCreate",
-        "cuCtxPopCurrent",
-    ],
-    "event_record": ["cuEventRecord"],
-    "event_wait": ["cuStreamWaitEvent"],
-    "event_query": ["cuEventQuery"],
-    "event_sync": ["cuEventSynchronize"],
-    "stream_sync": ["cuStreamSynchronize", "cuStreamQuery"],
-    "capture_begin": ["cuStreamBeginCapture"],
-    "capture_alloc": [
-        "cuDevicePrimaryCtxRetain",
-        "cuCtxPushCurrent",
-        "cuThreadExchangeStreamCaptureMode",
-        "cuMemAlloc",
-        "cuCtxPopCurrent",
-    ],
-    "instantiate": ["cuGraphInstantiate", "cuGraphDestroy"],
-    "replay": ["cuGraphInstantiate", "cuGraphDestroy", "cuGraphLaunch"],
-}
-
-# ----------------------------------------------------------------------------- the model
-
-
-class _Short:
-    """Short reprs in hypothesis' reports (it pretty-prints dataclasses field by field)."""
-
-    def _repr_pretty_(self, printer, cycle):
-        printer.text(repr(self))
-
-
-@dataclass(eq=False)
-class LM(_Short):
-    """A layout."""
-
-    obj: Layout
-    modes: dict  # mode name -> [PM]
-    mode: object
-    modal: bool
-    open: bool = True
-
-    def __repr__(self):
-        return f"LM({self.obj!r})"
-
-    def all_parts(self):
-        return [p for parts in self.modes.values() for p in parts]
-
-
-@dataclass(eq=False)
-class PM(_Short):
-    """A partition (of any mode)."""
-
-    obj: object
-    layout: LM
-    mode: object
-    plan_streams: int
-    default: SM = None
-    planned_extras: list = field(default_factory=list)
-    created: list = field(default_factory=list)  # create_stream() streams (open or closed)
-
-    def __repr__(self):
-        return f"PM({self.obj!r}, mode={self.mode!r})"
-
-    def live_streams(self):
-        """Default stream first, then the other live ones (plan extras, created)."""
-        extras = [s for s in self.planned_extras + self.created if not s.closed]
-        return [self.default, *extras]
-
-
-@dataclass(eq=False)
-class SM(_Short):
-    """A stream."""
-
-    obj: object
-    part: PM
-    owned: bool
-    closed: bool = False
-
-    def __repr__(self):
-        return f"SM({self.obj!r}, owned={self.owned})"
-
-    @property
-    def alive(self):
-        return not self.closed and self.part.layout.open
-
-
-@dataclass(eq=False)
-class EM(_Short):
-    """A user event."""
-
-    obj: Event
-    closed: bool = False
-    recorded_in_capture: bool = False  # its last record was captured
-
-    def __repr__(self):
-        return f"EM(timing={self.obj.timing}, closed={self.closed})"
-
-
-@dataclass(eq=False)
-class GM(_Short):
-    """A graph."""
-
-    obj: Graph
-    keep: bool
-    state: str = "empty"  # empty, capturing, captured, instantiated
-    closed: bool = False
-    orphaned: bool = False
-    graph_held: bool = False
-    exec_held: bool = False
-    origin: SM = None
-    layout: LM = None  # the layout whose stream it was captured on (until reset)
-    allocations: int = 0  # blocks of the graph's own pool
-    has_pool: bool = False
-
-    def __repr__(self):
-        return f"GM({self.obj!r})"
-
-
-@dataclass(eq=False)
-class Capture(_Short):
-    graph: GM
-    members: set  # SMs in the capture (the origin and the streams forked into it)
-
-
-def _capture_mode():
-    """This thread's capture mode (cuThreadExchangeStreamCaptureMode, put back at once)."""
-    relaxed = cu.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_RELAXED
-    old = ok(cu.cuThreadExchangeStreamCaptureMode(relaxed))
-    ok(cu.cuThreadExchangeStreamCaptureMode(old))
-    return old
-
 
 # ----------------------------------------------------------------------------- strategies
 
@@ -252,19 +101,20 @@ class LifecycleMachine(RuleBasedStateMachine):
         sim.set_op_delay_us(0)
         self.baseline = sim.live_objects()
         self.baseline_ctx = current_context()
-        self.baseline_mode = _capture_mode()
+        self.baseline_mode = capture_mode()
         self.baseline_is_primary = False
         if self.baseline_ctx:
             device = ok(cu.cuDeviceGet(0))
             primary = ok(cu.cuDevicePrimaryCtxRetain(device))
             self.baseline_is_primary = int(primary) == self.baseline_ctx
             ok(cu.cuDevicePrimaryCtxRelease(device))
-        self.layout_models: list[LM] = []
-        self.stream_models: list[SM] = []
-        self.event_models: list[EM] = []
-        self.graph_models: list[GM] = []
-        self.stack: list[tuple[PM, object]] = []  # (partition, caller stream: SM/None/"legacy")
-        self.capture: Capture | None = None
+        self.layout_models: list[LayoutModel] = []
+        self.stream_models: list[StreamModel] = []
+        self.event_models: list[EventModel] = []
+        self.graph_models: list[GraphModel] = []
+        # (partition, caller stream: a StreamModel, None or "legacy")
+        self.stack: list[tuple[PartitionModel, object]] = []
+        self.capture: CaptureModel | None = None
         self.learned: dict[str, dict[str, int]] = {}
         self.faults_hit = 0
         STATS["examples"] += 1
@@ -309,6 +159,16 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.faults_hit += 1
         assert error.function == function, (error.function, function, str(error))
         assert error.name == OOM, str(error)
+
+    def _destroy_failed(self, armed, error, close):
+        """``close()`` raised DestroyError for the armed destroy call: the object is closed
+        anyway, and ``close()`` again (the fault gone) destroys what was left, which the
+        live-objects invariant checks after the step."""
+        assert isinstance(error, DestroyError), str(error)
+        function, _ = armed
+        self._failed(armed, error)
+        assert [f.function for f in error.failures] == [function], str(error)
+        close()
 
     # ------------------------------------------------------------------ capture model
 
@@ -371,7 +231,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             return multiple()
         self._learn("create", armed)
         modes = {}
-        lm = LM(layout, modes, layout.mode, modal=layout.mode is not None)
+        lm = LayoutModel(layout, modes, layout.mode, modal=layout.mode is not None)
         for mode in layout.modes:
             plan_of_mode = plan if not lm.modal else plan[mode]
             if isinstance(plan, dict):
@@ -379,12 +239,12 @@ class LifecycleMachine(RuleBasedStateMachine):
             parts = []
             for obj, pp in zip(layout.mode_partitions(mode), plan_of_mode.partitions, strict=True):
                 assert obj.name == pp.name and obj.sm_count == pp.sm_count
-                pm = PM(obj, lm, mode, max(pp.streams, 1))
+                pm = PartitionModel(obj, lm, mode, max(pp.streams, 1))
                 streams = obj.streams
                 assert len(streams) == pm.plan_streams
-                pm.default = SM(streams[0], pm, owned=False)
+                pm.default = StreamModel(streams[0], pm, owned=False)
                 # the plan's other streams can be closed early, like create_stream()'s
-                pm.planned_extras = [SM(s, pm, owned=True) for s in streams[1:]]
+                pm.planned_extras = [StreamModel(s, pm, owned=True) for s in streams[1:]]
                 self.stream_models.extend([pm.default, *pm.planned_extras])
                 parts.append(pm)
             modes[mode] = parts
@@ -418,7 +278,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             assert any(pm.layout is lm for pm, _ in self.stack)
             return ThreadOwnershipError
         if self.capture is not None and any(
-            s.part.layout is lm for s in self.capture.members if isinstance(s, SM)
+            s.part.layout is lm for s in self.capture.members if isinstance(s, StreamModel)
         ):
             return UsageError
         return None
@@ -432,7 +292,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             return
         # A stream of this layout that an entered partition (of another layout) returns
         # to on exit: closing it would make that exit wait on a destroyed stream.
-        if any(isinstance(f, SM) and f.part.layout is layout for _, f in self.stack):
+        if any(isinstance(f, StreamModel) and f.part.layout is layout for _, f in self.stack):
             return
         refusal = self._close_refusal(layout)
         armed = self._arm(data, "close_layout")
@@ -447,11 +307,14 @@ class LifecycleMachine(RuleBasedStateMachine):
             return
         try:
             layout.obj.close()
+        except DestroyError as e:
+            self._destroy_failed(armed, e, layout.obj.close)
         except DriverError as e:
             self._failed(armed, e)
             assert not layout.obj.closed
             return
-        self._learn("close_layout", armed)
+        else:
+            self._learn("close_layout", armed)
         layout.open = False
         assert layout.obj.closed
         for gm in self.graph_models:
@@ -628,7 +491,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         self._learn("create_stream", armed)
         assert obj.priority == min(max(priority, -5), 0)  # the simulator's range is [-5, 0]
         assert obj.partition is part.obj
-        sm = SM(obj, part, owned=True)
+        sm = StreamModel(obj, part, owned=True)
         part.created.append(sm)
         self.stream_models.append(sm)
 
@@ -648,10 +511,13 @@ class LifecycleMachine(RuleBasedStateMachine):
         armed = self._arm(data, "close_stream")
         try:
             stream.obj.close()
+        except DestroyError as e:
+            self._destroy_failed(armed, e, stream.obj.close)
         except DriverError as e:
             self._failed(armed, e)
             return
-        self._learn("close_stream", armed)
+        else:
+            self._learn("close_stream", armed)
         stream.closed = True
         assert stream.obj.closed
         with pytest.raises(ClosedError):
@@ -716,7 +582,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             self._failed(armed, e)
             return multiple()
         self._learn("event_create", armed)
-        em = EM(obj)
+        em = EventModel(obj)
         self.event_models.append(em)
         return em
 
@@ -788,10 +654,10 @@ class LifecycleMachine(RuleBasedStateMachine):
             armed = self._arm(data, "event_close")
             try:
                 event.obj.close()
-            except DriverError as e:
-                self._failed(armed, e)
-                return
-            self._learn("event_close", armed)
+            except DestroyError as e:
+                self._destroy_failed(armed, e, event.obj.close)
+            else:
+                self._learn("event_close", armed)
         event.obj.close()
         event.closed = True
         with pytest.raises(ClosedError):
@@ -806,7 +672,7 @@ class LifecycleMachine(RuleBasedStateMachine):
 
     @rule(target=graphs, keep=st.booleans())
     def create_graph(self, keep):
-        gm = GM(Graph(keep_graph=keep), keep)
+        gm = GraphModel(Graph(keep_graph=keep), keep)
         self.graph_models.append(gm)
         return gm
 
@@ -843,7 +709,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         graph.state = "capturing"
         graph.origin = stream
         graph.layout = stream.part.layout
-        self.capture = Capture(graph, {stream})
+        self.capture = CaptureModel(graph, {stream})
         assert graph.obj.capturing
 
     @precondition(lambda self: self.capture is not None)
@@ -945,9 +811,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             graph.obj.replay(None if stream is None else stream.obj)
         except DriverError as e:
             self._failed(armed, e)
-            if e.function == "cuGraphLaunch":  # instantiated, then the launch failed
-                self._instantiated(graph)
-            return
+            return  # a failed replay changes nothing: an instantiation it made is undone
         self._learn("replay", armed)
         self._instantiated(graph)
         # The pool's memory must outlive the replay's memset: wait for it here, as a user
@@ -969,9 +833,15 @@ class LifecycleMachine(RuleBasedStateMachine):
         graph.layout = graph.origin = None
         assert not graph.obj.captured
 
-    @rule(graph=graphs)
-    def close_graph(self, graph):
-        graph.obj.close()
+    @rule(graph=graphs, data=st.data())
+    def close_graph(self, graph, data):
+        armed = self._arm(data, "close_graph")
+        try:
+            graph.obj.close()
+        except DestroyError as e:
+            self._destroy_failed(armed, e, graph.obj.close)
+        else:
+            self._learn("close_graph", armed)
         graph.obj.close()
         if self.capture is not None and self.capture.graph is graph:
             self.capture = None
@@ -1054,7 +924,7 @@ class LifecycleMachine(RuleBasedStateMachine):
 
     @invariant()
     def thread_capture_mode_is_restored(self):
-        assert _capture_mode() == self.baseline_mode
+        assert capture_mode() == self.baseline_mode
 
     @invariant()
     def no_hazards(self):
@@ -1113,7 +983,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         assert not errors, errors
         assert sim.live_objects() == self.baseline
         assert current_context() == self.baseline_ctx
-        assert _capture_mode() == self.baseline_mode
+        assert capture_mode() == self.baseline_mode
         assert sim.hazards() == []
 
 
@@ -1136,215 +1006,3 @@ def test_lifecycle_machine():
     with no_resource_warning():
         run_state_machine_as_test(LifecycleMachine, settings=MACHINE_SETTINGS)
     print(f"lifecycle machine: {STATS}")
-
-
-# ----------------------------------------------------------------------------- reproducers
-# Bugs the machine found: a failing driver call (or a bad argument) changed greenres' state.
-# Each test states the promise; the machine arms these fault points too.
-
-
-@pytest.fixture
-def clean_sim(sim):
-    greenres.Device(0)
-    yield sim
-    sim.clear_faults()
-
-
-def test_fault_in_exit_wait_leaves_partition_entered(clean_sim):
-    """A failed cuStreamWaitEvent (the last call of exit) pushes the context back: the
-    partition stays entered and current, and exit can be retried."""
-    layout = Layout.create({"a": 16, "b": 16})
-    a, b = layout["a"], layout["b"]
-    a.enter()
-    b.enter()  # nested: exit makes a's stream wait for b's
-    try:
-        clean_sim.inject_fault("cuStreamWaitEvent", OOM)
-        with pytest.raises(DriverError, match="cuStreamWaitEvent"):
-            b.exit()
-        clean_sim.clear_faults()
-        assert b.entered, "the failed exit changed the state"
-        assert current_context() == b.context_handle
-        b.exit()
-    finally:
-        clean_sim.clear_faults()
-        if b.entered:
-            b.exit()
-        a.exit()
-        layout.close()
-
-
-def test_fault_in_stream_close_keeps_stream(sim):
-    """A failed cuStreamDestroy leaves the stream open and tracked (nothing leaks)."""
-    greenres.Device(0)
-    before = sim.live_objects()["stream"]
-    layout = Layout.create({"a": 16})
-    stream = layout["a"].create_stream()
-    handle = stream.handle
-    sim.inject_fault("cuStreamDestroy", OOM)
-    try:
-        with pytest.raises(DriverError):
-            stream.close()
-        sim.clear_faults()
-        assert not stream.closed, "the failed close changed the state"
-    finally:
-        sim.clear_faults()
-        stream.close()
-        if sim.live_objects()["stream"] > before + 1:  # the bug: destroy the leaked one
-            cu.cuStreamDestroy(cu.CUstream(handle))
-        layout.close()
-    assert sim.live_objects()["stream"] == before
-
-
-def test_fault_in_event_close_keeps_event(sim):
-    """A failed cuEventDestroy leaves the event open (nothing leaks)."""
-    greenres.Device(0)
-    before = sim.live_objects()["event"]
-    event = Event()
-    handle = event.handle
-    sim.inject_fault("cuEventDestroy", OOM)
-    try:
-        with pytest.raises(DriverError):
-            event.close()
-        sim.clear_faults()
-        assert not event.closed, "the failed close changed the state"
-    finally:
-        sim.clear_faults()
-        event.close()
-        if sim.live_objects()["event"] > before:  # the bug: destroy the leaked one
-            cu.cuEventDestroy(cu.CUevent(handle))
-    assert sim.live_objects()["event"] == before
-
-
-def test_fault_in_capture_end_keeps_capturing(sim):
-    """A failed cuStreamEndCapture that leaves the stream capturing leaves the graph
-    capturing: reset() ends the capture and the layout can be closed."""
-    layout = Layout.create({"a": 16})
-    stream = layout["a"].stream
-    graph = Graph()
-    graph.capture_begin(stream)
-    sim.inject_fault("cuStreamEndCapture", OOM)
-    with pytest.raises(DriverError):
-        graph.capture_end()
-    sim.clear_faults()
-    try:
-        assert graph.capturing, "the failed capture_end changed the state"
-    finally:
-        graph.reset()  # aborts the capture only when the graph knows it is capturing
-        try:
-            layout.close()
-        except UsageError:  # the bug: end the orphaned capture by hand, then close
-            _err, leaked = cu.cuStreamEndCapture(cu.CUstream(stream.handle))
-            if leaked is not None and int(leaked):
-                cu.cuGraphDestroy(leaked)
-            layout.close()
-        graph.close()
-
-
-def test_fault_in_instantiate_graph_destroy(clean_sim):
-    """instantiate (keep_graph=False) with a failed cuGraphDestroy keeps the CUgraph and
-    undoes the instantiation: nothing leaks."""
-    before = clean_sim.live_objects()["graph"]
-    layout = Layout.create({"a": 16})
-    graph = Graph()
-    with graph.capture(layout["a"].stream):
-        pass
-    handle = graph.handle
-    clean_sim.inject_fault("cuGraphDestroy", OOM)
-    try:
-        with pytest.raises(DriverError):
-            graph.instantiate()
-        clean_sim.clear_faults()
-        graph.close()
-        assert clean_sim.live_objects()["graph"] == before, "the CUgraph leaked"
-    finally:
-        clean_sim.clear_faults()
-        graph.close()
-        layout.close()
-        if clean_sim.live_objects()["graph"] > before:  # the bug: destroy the leaked one
-            cu.cuGraphDestroy(cu.CUgraph(handle))
-
-
-def test_fault_in_pool_allocate_during_capture(clean_sim):
-    """A failed cuCtxPopCurrent in GraphPool.allocate during a capture: the new block is
-    freed in the relaxed capture mode, so the capture survives and nothing leaks."""
-    layout = Layout.create({"a": 16})
-    graph = Graph()
-    graph.capture_begin(layout["a"].stream)
-    clean_sim.inject_fault("cuCtxPopCurrent", OOM)
-    try:
-        with pytest.raises(DriverError, match="cuCtxPopCurrent"):
-            graph.allocate(512)
-        clean_sim.clear_faults()
-        graph.capture_end()  # the capture must survive
-    finally:
-        clean_sim.clear_faults()
-        graph.close()
-        layout.close()
-
-
-def test_fault_in_pool_allocate_mode_restore(clean_sim):
-    """A failed exchange back from the relaxed capture mode in GraphPool.allocate: the
-    thread's capture mode is restored."""
-    mode = _capture_mode()
-    graph = Graph()
-    try:
-        graph.pool()
-        clean_sim.inject_fault("cuThreadExchangeStreamCaptureMode", OOM, nth=2)
-        with pytest.raises(DriverError):
-            graph.allocate(512)
-        clean_sim.clear_faults()
-        assert _capture_mode() == mode
-    finally:
-        relaxed = cu.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_RELAXED
-        if _capture_mode() == relaxed != mode:
-            ok(cu.cuThreadExchangeStreamCaptureMode(mode))
-        graph.close()
-
-
-def test_replay_checks_stream_first(clean_sim):
-    """replay(closed stream) checks its argument before instantiating (docs/runtime.md:
-    arguments are checked at the entry point)."""
-    layout = Layout.create({"a": 16})
-    stream = layout["a"].create_stream()
-    graph = Graph()
-    with graph.capture(layout["a"].stream):
-        pass
-    stream.close()
-    try:
-        with pytest.raises(ClosedError):
-            graph.replay(stream)
-        assert graph.exec_handle == 0, "the refused replay instantiated the graph"
-    finally:
-        graph.close()
-        layout.close()
-
-
-def test_switch_none_without_modes(clean_sim):
-    """docs/runtime.md: switch on a layout made from one Plan raises KeyError for any mode,
-    None included."""
-    with pytest.raises(KeyError, match="no modes"):
-        with Layout.create({"a": 16}) as layout:
-            layout.switch(None)
-
-
-def test_pool_freed_during_another_capture(clean_sim):
-    """Closing a graph frees its pool's memory in the relaxed capture mode: a capture of
-    another graph going on on this thread neither refuses the free (a leak) nor breaks.
-    (Found by the thorough run of the machine.)"""
-    before = clean_sim.live_objects()["allocation"]
-    mode = _capture_mode()
-    layout = Layout.create({"a": 16})
-    stream = layout["a"].stream
-    first, second = Graph(), Graph()
-    try:
-        with first.capture(stream):
-            first.allocate(1)
-        second.capture_begin(stream)
-        first.close()
-        assert clean_sim.live_objects()["allocation"] == before, "the pool's memory leaked"
-        assert _capture_mode() == mode
-        second.capture_end()
-    finally:
-        first.close()
-        second.close()
-        layout.close()

@@ -1,0 +1,267 @@
+# Included by _driver.pyx (one extension module; one file per concept).
+# The core of a layout: owns every driver handle of the layout (all its modes) and the
+# memory the nogil paths read, and destroys them in the order the driver requires.
+#
+# Ownership follows from structure: partitions (GreenContext), streams and graphs hold a
+# reference to the core, and an entered partition holds one for as long as it is entered
+# (its PartState is on the entering thread's nesting stack), so the core's memory lives
+# while anything can reach it. Its handles are destroyed by close() (the lifetime protocol
+# of _lifetime.pxi: never while an operation on them is in flight) or, when nothing refers
+# to the core any more, by its finalizer.
+
+cdef extern from "<stdlib.h>" nogil:
+    void* aligned_alloc(size_t alignment, size_t size)
+
+
+cdef class Stream  # _stream.pxi
+cdef class Graph   # _graph.pxi
+
+
+cdef PartState* _new_part_state(int* gate) except NULL:
+    cdef size_t size = (sizeof(PartState) + 63) // 64 * 64
+    cdef PartState* s = <PartState*>aligned_alloc(64, size)
+    if s == NULL:
+        raise MemoryError()
+    memset(s, 0, size)
+    s.gate = gate
+    return s
+
+
+@cython.no_gc_clear
+cdef class _LayoutCore(_Resource):
+    """Owns every driver handle of one layout (all its modes). Never exposed."""
+
+    cdef int ordinal
+    cdef cydriver.CUdevice device
+    cdef cydriver.CUcontext primary
+    cdef bint primary_retained
+    cdef int count
+    cdef PartState** states
+    cdef EventPool* pool
+    cdef list names              # partition names by index (for messages)
+    cdef list extra_streams      # per partition: {CUstream int: weakref to its Stream}
+    cdef object graphs           # WeakSet of Graphs captured on this layout's streams
+    cdef bint close_pending      # close once no partition is entered (Layout.__exit__)
+    cdef object __weakref__
+
+    def __cinit__(self):
+        self.states = NULL
+        self.pool = NULL
+        self.count = 0
+        self.primary_retained = False
+        self.close_pending = False
+        self.names = []
+        self.extra_streams = []
+        self.graphs = weakref.WeakSet()
+
+    cdef int allocate(self, list names) except -1:
+        cdef int i, count = len(names)
+        self.states = <PartState**>calloc(max(count, 1), sizeof(PartState*))
+        self.pool = <EventPool*>aligned_alloc(64, (sizeof(EventPool) + 63) // 64 * 64)
+        if self.states == NULL or self.pool == NULL:
+            raise MemoryError()
+        memset(self.pool, 0, sizeof(EventPool))
+        for i in range(count):
+            self.states[i] = _new_part_state(&self._gate)
+            self.count += 1
+            self.names.append(names[i])
+            self.extra_streams.append({})
+        return 0
+
+    cdef str _describe(self):
+        return "greenres.Layout"
+
+    cdef object _closed_error(self):
+        return ClosedError("the layout is closed")
+
+    cdef bint _warn_unclosed(self):
+        return False  # the Layout object warns; the core may outlive it legitimately
+
+    cdef int _wait_idle(self) except -1:
+        cdef int i
+        with nogil:
+            for i in range(self.count):
+                greenres_wait_idle(&self.states[i].inflight)
+        return 0
+
+    cdef int entered_partition(self) except -2:
+        """The index of a partition entered on some thread, else -1."""
+        cdef int i
+        for i in range(self.count):
+            if greenres_owner(&self.states[i].owner) != 0:
+                return i
+        return -1
+
+    cdef list capturing_streams(self):
+        """(partition index, CUstream int) of every stream of the layout that captures."""
+        cdef int i
+        cdef PartState* s
+        out = []
+        for i in range(self.count):
+            s = self.states[i]
+            if s.stream != NULL and _is_capturing(s.stream):
+                out.append((i, <uintptr_t>s.stream))
+            for handle in tuple(self.extra_streams[i]):
+                if _is_capturing(<cydriver.CUstream><uintptr_t>handle):
+                    out.append((i, handle))
+        return out
+
+    cdef int _refuse_close(self, bint force) except -1:
+        cdef int busy = self.entered_partition()
+        cdef unsigned long ident
+        if busy >= 0:
+            ident = self.states[busy].owner_ident
+            raise ThreadOwnershipError(
+                f"partition {self.names[busy]!r} is entered on thread {_thread_name(ident)}; "
+                "exit it on that thread before closing the layout"
+            )
+        capturing = self.capturing_streams()
+        if capturing and not force:
+            raise UsageError(
+                f"a stream of partition {self.names[capturing[0][0]]!r} is capturing; end "
+                "the capture (capture_end(), or reset() the graph), or close with "
+                "close(abort_captures=True) (destroying its green context would invalidate "
+                "the capture)"
+            )
+        for index, handle in capturing:
+            self._abort_capture_on(<cydriver.CUstream><uintptr_t>handle)
+        return 0
+
+    cdef int _abort_capture_on(self, cydriver.CUstream stream) except -1:
+        """End the capture going on on ``stream`` (close(abort_captures=True)): through the
+        Graph that began it, so that it knows, or directly for a foreign capture."""
+        cdef cydriver.CUgraph graph = NULL
+        for g in list(self.graphs):
+            if (<Graph>g)._capturing and (<Graph>g)._stream == stream:
+                (<Graph>g)._end_capture_for_close()
+                return 0
+        with nogil:
+            check(cydriver.cuStreamEndCapture(stream, &graph), "cuStreamEndCapture")
+            if graph != NULL:
+                check(cydriver.cuGraphDestroy(graph), "cuGraphDestroy")
+        return 0
+
+    cdef list _destroy(self):
+        """Destroy every handle in the order the driver requires: streams, events, graphs,
+        green contexts, then the primary context. A handle whose destroy call fails is kept
+        (and reported), and what depends on it stays too: a green context whose stream
+        could not be destroyed is not destroyed (that would detach the stream), the primary
+        context is not released while one of its green contexts or events lives. Another
+        call retries exactly what is left."""
+        cdef list failures = []
+        cdef int i, j
+        cdef PartState* s
+        cdef cydriver.CUresult err
+        cdef cydriver.CUstream stream
+        cdef cydriver.CUevent event
+        cdef cydriver.CUgreenCtx green
+        cdef bint left = False
+        if self.states == NULL:
+            return failures
+        # 1. streams
+        for i in range(self.count):
+            s = self.states[i]
+            for handle in list(self.extra_streams[i]):
+                stream = <cydriver.CUstream><uintptr_t>handle
+                with nogil:
+                    err = cydriver.cuStreamDestroy(stream)
+                if err == cydriver.CUDA_SUCCESS:
+                    del self.extra_streams[i][handle]
+                else:
+                    failures.append(_failure_of(err, "cuStreamDestroy"))
+            if s.stream != NULL:
+                stream = s.stream
+                with nogil:
+                    err = cydriver.cuStreamDestroy(stream)
+                if err == cydriver.CUDA_SUCCESS:
+                    s.stream = NULL
+                else:
+                    failures.append(_failure_of(err, "cuStreamDestroy"))
+        # 2. events (pooled ones and the partitions' own)
+        for j in range(POOL_SIZE):
+            if self.pool.events[j] != NULL:
+                failures += _destroy_event(&self.pool.events[j])
+        for i in range(self.count):
+            s = self.states[i]
+            failures += _destroy_event(&s.enter_event)
+            failures += _destroy_event(&s.exit_event)
+            failures += _destroy_event(&s.fence_event)
+        # 3. graphs captured on the layout's streams (their nodes run in its green contexts)
+        for g in list(self.graphs):
+            failures += (<Graph>g)._orphan()
+        # 4. green contexts whose streams are all gone
+        for i in range(self.count):
+            s = self.states[i]
+            if s.green == NULL:
+                continue
+            if s.stream != NULL or self.extra_streams[i]:
+                left = True
+                continue
+            green = s.green
+            with nogil:
+                err = cydriver.cuGreenCtxDestroy(green)
+            if err == cydriver.CUDA_SUCCESS:
+                s.green = NULL
+                s.ctx = NULL
+            else:
+                left = True
+                failures.append(_failure_of(err, "cuGreenCtxDestroy"))
+        # 5. the primary context, retained before the first green context and the events
+        if self.primary_retained and not left and not self._events_left():
+            with nogil:
+                err = cydriver.cuDevicePrimaryCtxRelease(self.device)
+            if err == cydriver.CUDA_SUCCESS:
+                self.primary_retained = False
+            else:
+                failures.append(_failure_of(err, "cuDevicePrimaryCtxRelease"))
+        return failures
+
+    cdef bint _events_left(self):
+        cdef int i, j
+        cdef PartState* s
+        for j in range(POOL_SIZE):
+            if self.pool.events[j] != NULL:
+                return True
+        for i in range(self.count):
+            s = self.states[i]
+            if s.enter_event != NULL or s.exit_event != NULL or s.fence_event != NULL:
+                return True
+        return False
+
+    cdef int _close_deferred(self) except -1:
+        """Close now that no partition is entered any more, as a Layout.__exit__ that met
+        an exception asked; failures are warned about (the exception is long gone)."""
+        if not self.close_pending or self.entered_partition() >= 0:
+            return 0
+        self.close_pending = False
+        try:
+            self._close(True)
+        except BaseException as error:
+            _warn_resource(f"greenres.Layout not closed after an exception: {error}")
+        return 0
+
+    def __dealloc__(self):
+        # The finalizer (_Resource.__del__) destroyed the handles; the memory goes last,
+        # when nothing can point at it.
+        cdef int i
+        if self.states != NULL:
+            for i in range(self.count):
+                free(self.states[i])
+            free(self.states)
+            self.states = NULL
+        free(self.pool)
+        self.pool = NULL
+
+
+cdef list _destroy_event(cydriver.CUevent* slot):
+    """Destroy ``*slot`` (NULL it on success); the failure, if any, as a one-item list."""
+    cdef cydriver.CUevent event = slot[0]
+    cdef cydriver.CUresult err
+    if event == NULL:
+        return []
+    with nogil:
+        err = cydriver.cuEventDestroy(event)
+    if err != cydriver.CUDA_SUCCESS:
+        return [_failure_of(err, "cuEventDestroy")]
+    slot[0] = NULL
+    return []

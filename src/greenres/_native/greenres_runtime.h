@@ -1,0 +1,153 @@
+/* The C helper layer of greenres' runtime (greenres._driver): views of CUDA structs that
+ * 12.x headers lack, thread identity, the atomic words of the hot path (partition owner,
+ * lifetime gates, in-flight counters) and the per-thread stack of entered partitions.
+ *
+ * Include it from exactly one translation unit (the greenres._driver module): the nesting
+ * stack is a `static thread_local`, so a second includer would get a second, empty stack.
+ * C and C++ callers outside the module use the capsule API of greenres_api.h instead.
+ */
+#ifndef GREENRES_RUNTIME_H
+#define GREENRES_RUNTIME_H
+
+#include <sched.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cuda.h>
+
+/* ------------------------------------------------------------------ CUDA views */
+
+/* CUdevSmResource since CUDA 13.0 starts with these three fields. 12.x headers declare
+   only smCount, so the 13.0 fields are read through this prefix view; a 12.x driver leaves
+   them 0 and the documented granularity table is used instead. */
+typedef struct {
+    unsigned int smCount;
+    unsigned int minSmPartitionSize;
+    unsigned int smCoscheduledAlignment;
+} greenres_sm_prefix;
+static inline const greenres_sm_prefix* greenres_sm_prefix_of(const CUdevResource* r) {
+    return (const greenres_sm_prefix*)&r->sm;
+}
+
+/* CU_DEV_SM_RESOURCE_GROUP_PARAMS of CUDA 13.1 (64 bytes; 13.5 names one reserved word
+   localityDomainId). Declared here so the module compiles against 12.9's cuda.h, which
+   lacks it; cuDevSmResourceSplit is called through a pointer resolved at run time. */
+typedef struct {
+    unsigned int smCount;
+    unsigned int coscheduledSmCount;
+    unsigned int preferredCoscheduledSmCount;
+    unsigned int flags;
+    unsigned int reserved[12];
+} greenres_group_params;
+typedef CUresult (*greenres_split_fn)(CUdevResource*, unsigned int, const CUdevResource*,
+                                      CUdevResource*, unsigned int, greenres_group_params*);
+typedef CUresult (*greenres_green_id_fn)(CUgreenCtx, unsigned long long*);
+
+/* ------------------------------------------------------------------ threads */
+
+/* Thread identity without a syscall: the address of a thread_local is unique among live
+   threads. */
+static thread_local char greenres_tls_anchor;
+static inline uintptr_t greenres_thread_token(void) { return (uintptr_t)&greenres_tls_anchor; }
+/* The Python thread ident (threading.get_ident()) of the calling thread; no GIL needed.
+   Kept only to name the thread in error messages. */
+static inline unsigned long greenres_thread_ident(void) { return PyThread_get_thread_ident(); }
+
+/* ------------------------------------------------------------------ partition owner */
+
+/* The owner word of a partition: 0 when free, else the owning thread's token. Only the
+   owner writes the rest of the partition's hot state, so this one atomic is the whole
+   synchronisation of enter/exit (no lock, nothing shared between partitions). */
+static inline int greenres_claim(uintptr_t* owner, uintptr_t me) {
+    uintptr_t expected = 0;
+    return __atomic_compare_exchange_n(owner, &expected, me, 0, __ATOMIC_ACQ_REL,
+                                       __ATOMIC_ACQUIRE);
+}
+static inline uintptr_t greenres_owner(const uintptr_t* owner) {
+    return __atomic_load_n(owner, __ATOMIC_ACQUIRE);
+}
+static inline void greenres_release(uintptr_t* owner) {
+    __atomic_store_n(owner, (uintptr_t)0, __ATOMIC_RELEASE);
+}
+
+/* ------------------------------------------------------------------ lifetimes
+ *
+ * The in-flight protocol that makes close() safe against every other thread. An object
+ * that owns driver handles has a gate (OPEN, CLOSING or CLOSED) and one or more in-flight
+ * counters. Every operation that passes one of its handles to the driver runs between
+ * greenres_begin() and greenres_end() on the gate and a counter. close() moves the gate
+ * from OPEN to CLOSING, waits until every counter is zero, then either reopens the gate
+ * (it refused: a partition is entered, a capture is going on) or destroys the handles and
+ * closes the gate. An operation that meets CLOSING waits for the outcome; one that meets
+ * CLOSED fails (ClosedError). So no handle is destroyed while a call that uses it runs,
+ * and no call starts on a destroyed handle.
+ *
+ * The counter is incremented before the gate is read, and close() writes the gate before
+ * it reads the counters, both sequentially consistent: an operation either sees CLOSING,
+ * or close() sees its increment (the store-load order that needs the full fence).
+ */
+enum { GREENRES_OPEN = 0, GREENRES_CLOSING = 1, GREENRES_CLOSED = 2 };
+
+/* 1: admitted (call greenres_end later); 0: closed; -1: closing, wait for the outcome
+   (greenres_gate_wait) and begin again. */
+static inline int greenres_begin(const int* gate, long* inflight) {
+    int state;
+    __atomic_fetch_add(inflight, 1, __ATOMIC_SEQ_CST);
+    state = __atomic_load_n(gate, __ATOMIC_SEQ_CST);
+    if (__builtin_expect(state == GREENRES_OPEN, 1)) return 1;
+    __atomic_fetch_sub(inflight, 1, __ATOMIC_SEQ_CST);
+    return state == GREENRES_CLOSED ? 0 : -1;
+}
+static inline void greenres_end(long* inflight) {
+    __atomic_fetch_sub(inflight, 1, __ATOMIC_RELEASE);
+}
+static inline int greenres_gate_state(const int* gate) {
+    return __atomic_load_n(gate, __ATOMIC_SEQ_CST);
+}
+/* OPEN -> CLOSING; 0 when the gate was not open (another close is deciding, or done). */
+static inline int greenres_gate_close(int* gate) {
+    int expected = GREENRES_OPEN;
+    return __atomic_compare_exchange_n(gate, &expected, GREENRES_CLOSING, 0, __ATOMIC_SEQ_CST,
+                                       __ATOMIC_SEQ_CST);
+}
+static inline void greenres_gate_set(int* gate, int state) {
+    __atomic_store_n(gate, state, __ATOMIC_SEQ_CST);
+}
+/* Spin (yielding the CPU) while the gate is CLOSING; the state it settled in. Call without
+   the GIL: the closing thread may need it to decide. */
+static inline int greenres_gate_wait(const int* gate) {
+    int state;
+    while ((state = __atomic_load_n(gate, __ATOMIC_SEQ_CST)) == GREENRES_CLOSING) sched_yield();
+    return state;
+}
+/* Spin (yielding) until no operation is in flight on the counter. Call without the GIL. */
+static inline void greenres_wait_idle(const long* inflight) {
+    while (__atomic_load_n(inflight, __ATOMIC_SEQ_CST) != 0) sched_yield();
+}
+
+/* ------------------------------------------------------------------ nesting stack */
+
+/* Per-thread stack of entered partitions: gives the caller's stream of a nested enter and
+   rejects exits out of order, with no driver call. Entries are PartState pointers; an
+   entered partition keeps the core that owns its PartState alive (the runtime holds a
+   reference while the partition is entered), so an entry never points at freed memory. */
+#define GREENRES_MAX_NESTING 64
+static thread_local void* greenres_tls_stack[GREENRES_MAX_NESTING];
+static thread_local int greenres_tls_top = 0;
+static inline int greenres_stack_push(void* p) {
+    if (greenres_tls_top >= GREENRES_MAX_NESTING) return 0;
+    greenres_tls_stack[greenres_tls_top++] = p;
+    return 1;
+}
+static inline void* greenres_stack_top(void) {
+    return greenres_tls_top ? greenres_tls_stack[greenres_tls_top - 1] : NULL;
+}
+static inline void greenres_stack_pop(void) {
+    if (greenres_tls_top) --greenres_tls_top;
+}
+static inline int greenres_stack_depth(void) { return greenres_tls_top; }
+static inline void* greenres_stack_at(int i) {
+    return (i >= 0 && i < greenres_tls_top) ? greenres_tls_stack[i] : NULL;
+}
+
+#endif /* GREENRES_RUNTIME_H */

@@ -1,0 +1,131 @@
+# Included by _driver.pyx (one extension module; one file per concept).
+# Creation of a layout's green contexts from a SplitRecipe: ONE split of the device's SMs,
+# one descriptor and green context per partition, its streams and events. The recipe
+# (greenres.recipe) is the only thing of a plan this code reads.
+
+
+cdef int _split_device(Device device, object recipe, cydriver.CUdevResource* results,
+                       cydriver.CUdevResource* remainder) except -1:
+    """Make the recipe's one split of ``device``'s SM resource into ``results`` (of
+    ``recipe.result_count`` entries) and ``remainder``."""
+    cdef cydriver.CUdevResource device_resource
+    cdef greenres_group_params* params = NULL
+    cdef unsigned int wanted = recipe.result_count
+    cdef unsigned int made = wanted
+    cdef unsigned int flags = recipe.split_flags
+    cdef unsigned int min_count = recipe.min_count
+    cdef int k
+    device._sm_resource(&device_resource)
+    if recipe.mechanism == "groups":
+        if wanted:
+            with nogil:
+                check(cydriver.cuDevSmResourceSplitByCount(
+                    results, &made, &device_resource, remainder, flags, min_count),
+                    "cuDevSmResourceSplitByCount")
+        if made < wanted:
+            raise PlanError(
+                f"the driver made {made} groups of {min_count} SMs where the plan needs "
+                f"{wanted}; plan against Device.sm_facts() of this device"
+            )
+        return 0
+    if recipe.mechanism != "structured":
+        raise PlanError(
+            f"unknown mechanism {recipe.mechanism!r} (expected 'groups' or 'structured')")
+    if not structured_split_available():
+        raise _too_old("the structured split (cuDevSmResourceSplit)", STRUCTURED_SPLIT)
+    sizes = recipe.group_sm_counts
+    if len(sizes) != wanted:
+        raise PlanError(f"the plan has {len(sizes)} split groups but says {wanted}")
+    params = <greenres_group_params*>calloc(max(wanted, 1), sizeof(greenres_group_params))
+    if params == NULL:
+        raise MemoryError()
+    try:
+        for k in range(wanted):
+            params[k].smCount = sizes[k]
+            params[k].coscheduledSmCount = recipe.coscheduled_sm_count
+            params[k].flags = recipe.group_flags
+        with nogil:
+            check(_structured_split(results, wanted, &device_resource, remainder, flags,
+                                    params),
+                  "cuDevSmResourceSplit")
+    finally:
+        free(params)
+    return 0
+
+
+cdef int _create_partitions(_LayoutCore core, Device device, object recipe, object plan,
+                            int first, list out) except -1:
+    """Create every partition of ``recipe`` from ONE split of the device's SMs into
+    ``core.states[first:]``, appending GreenContext objects to ``out``. On failure what was
+    made stays in the core, which the caller closes."""
+    cdef unsigned int result_count = recipe.result_count
+    cdef cydriver.CUdevResource remainder
+    cdef cydriver.CUdevResource* results = NULL
+    cdef cydriver.CUdevResource* pieces = NULL
+    cdef cydriver.CUdevResourceDesc desc
+    cdef cydriver.CUdevResource held
+    cdef unsigned int n_pieces
+    cdef int i, k, priority
+    cdef PartState* s
+    cdef GreenContext part
+    cdef cydriver.CUdevice cu_device = device._device
+    partitions = recipe.partitions
+    if result_count == 0 and not any(p.takes_split_remainder for p in partitions):
+        raise PlanError("the plan has no partitions to create")
+    memset(&remainder, 0, sizeof(remainder))
+    results = <cydriver.CUdevResource*>calloc(max(result_count, 1),
+                                              sizeof(cydriver.CUdevResource))
+    pieces = <cydriver.CUdevResource*>calloc(max(result_count, 1) + 1,
+                                             sizeof(cydriver.CUdevResource))
+    try:
+        if results == NULL or pieces == NULL:
+            raise MemoryError()
+        _split_device(device, recipe, results, &remainder)
+        for i, r in enumerate(partitions):
+            n_pieces = 0
+            for k in r.results:
+                pieces[n_pieces] = results[k]
+                n_pieces += 1
+            if r.takes_split_remainder:
+                pieces[n_pieces] = remainder
+                n_pieces += 1
+            if n_pieces == 0:
+                raise PlanError(f"partition {r.name!r} has no SMs in the plan")
+            s = core.states[first + i]
+            s.primary = core.primary
+            s.device = cu_device
+            with nogil:
+                check(cydriver.cuDevResourceGenerateDesc(&desc, pieces, n_pieces),
+                      "cuDevResourceGenerateDesc")
+                check(cydriver.cuGreenCtxCreate(&s.green, desc, cu_device,
+                                                cydriver.CU_GREEN_CTX_DEFAULT_STREAM),
+                      "cuGreenCtxCreate")
+                check(cydriver.cuCtxFromGreenCtx(&s.ctx, s.green), "cuCtxFromGreenCtx")
+                memset(&held, 0, sizeof(held))
+                check(cydriver.cuGreenCtxGetDevResource(s.green, &held,
+                                                        cydriver.CU_DEV_RESOURCE_TYPE_SM),
+                      "cuGreenCtxGetDevResource")
+            got = greenres_sm_prefix_of(&held).smCount
+            if got != r.sm_count:
+                raise PlanError(
+                    f"partition {r.name!r} was created with {got} SMs but the plan says "
+                    f"{r.sm_count}; plan against Device.sm_facts() of this device"
+                )
+            priority = r.priority
+            with nogil:
+                check(cydriver.cuGreenCtxStreamCreate(&s.stream, s.green,
+                                                      cydriver.CU_STREAM_NON_BLOCKING,
+                                                      priority),
+                      "cuGreenCtxStreamCreate")
+            s.enter_event = _new_event(cydriver.CU_EVENT_DISABLE_TIMING)
+            s.exit_event = _new_event(cydriver.CU_EVENT_DISABLE_TIMING)
+            s.fence_event = _new_event(cydriver.CU_EVENT_DISABLE_TIMING)
+            part = GreenContext.__new__(GreenContext)
+            part._init(core, first + i, device, r, plan, got)
+            for _ in range(max(r.streams, 1) - 1):
+                part._extra_streams.append(part._make_stream(r.priority))
+            out.append(part)
+    finally:
+        free(results)
+        free(pieces)
+    return 0
