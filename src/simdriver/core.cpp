@@ -1,5 +1,7 @@
 // Globals, cuInit / cuDriverGetVersion, device configuration, call sites and
-// faults, hazards, thread state and signals.
+// faults, hazards, thread state and signals, fork handling.
+#include <pthread.h>
+
 #include <cstring>
 #include <map>
 #include <unordered_map>
@@ -12,6 +14,7 @@ namespace sim {
 // still run while the process exits, and must not meet destroyed globals.
 std::vector<Device*> g_devices;
 std::atomic<bool> g_initialized{false};
+std::atomic<bool> g_forked_child{false};
 int g_driver_version = 13010;
 std::atomic<bool> g_any_faults{false};
 std::atomic<int> g_live[kLiveKinds];
@@ -96,6 +99,45 @@ void for_each_site(const std::function<void(CallSite*)>& f) {
     for (auto& kv : sites()) f(kv.second);
 }
 
+// ---------------------------------------------------------------- fork
+// fork() copies only the calling thread: the child has none of the stream
+// workers, so a queue with work in flight would never drain (a child's
+// cuStreamSynchronize used to hang forever). The real driver is unusable in
+// the child of an initialised process (NVIDIA's CUDA C++ guidelines, rule 1.6:
+// any use of CUDA after fork() and before exec() is undefined); observed, every
+// call there, cuInit included, fails with CUDA_ERROR_NOT_INITIALIZED (the
+// "initialization error" of pycuda #137, tensorflow #57877, triton #10443). The
+// simulator does the same: the child handler clears g_initialized, so every
+// function that needs cuInit answers CUDA_ERROR_NOT_INITIALIZED before touching
+// an object, and cuInit refuses. A fork before cuInit leaves a usable driver.
+//
+// The process-wide mutexes that such a child may still take (first call of a
+// function: the call-site table; fault checks; hazards; configuration) are
+// held across fork() so that none is copied locked by a thread that does not
+// exist in the child.
+static void fork_prepare() {
+    config_mu().lock();
+    sites_mu().lock();
+    for (auto& kv : sites()) kv.second->mu.lock();
+    hazards_mu().lock();
+}
+static void fork_release() {
+    hazards_mu().unlock();
+    for (auto& kv : sites()) kv.second->mu.unlock();
+    sites_mu().unlock();
+    config_mu().unlock();
+}
+static void fork_child() {
+    fork_release();
+    if (g_initialized.load(std::memory_order_relaxed)) {
+        g_forked_child.store(true, std::memory_order_relaxed);
+        g_initialized.store(false, std::memory_order_release);
+    }
+}
+__attribute__((constructor)) static void register_fork_handlers() {
+    pthread_atfork(fork_prepare, fork_release, fork_child);
+}
+
 // ---------------------------------------------------------------- thread state
 ThreadState::~ThreadState() {
     // A thread that exits with a context current no longer has it current.
@@ -169,6 +211,7 @@ SIM_EXPORT CUresult cuInit(unsigned int Flags) {
     if (Flags != 0) return CUDA_ERROR_INVALID_VALUE;
     std::lock_guard<std::mutex> lk(config_mu());
     if (g_initialized.load()) return CUDA_SUCCESS;
+    if (g_forked_child.load()) return CUDA_ERROR_NOT_INITIALIZED;  // see "fork" above
     // guess: a simulator with no device configured behaves like a machine whose
     // driver finds no GPU.
     if (g_devices.empty()) return CUDA_ERROR_NO_DEVICE;

@@ -82,6 +82,13 @@ struct Device {
 };
 extern std::vector<Device*> g_devices;    // fixed once cuInit succeeded
 extern std::atomic<bool> g_initialized;
+// This process is a fork() child of a process that had called cuInit: the
+// driver is unusable here (g_initialized is false, cuInit fails; core.cpp).
+extern std::atomic<bool> g_forked_child;
+// cuInit made the primary contexts, in this process or in the parent of a fork.
+inline bool primaries_made() {
+    return g_initialized.load(std::memory_order_acquire) || g_forked_child.load(std::memory_order_acquire);
+}
 extern int g_driver_version;
 inline bool valid_device(CUdevice d) { return d >= 0 && d < (int)g_devices.size(); }
 SmSet all_sms(int device);
