@@ -48,7 +48,9 @@ def fork_and_wait(child_calls, deadline_s=20.0):
     return None
 """
 
-AFTER_INIT = PRELUDE + r"""
+AFTER_INIT = (
+    PRELUDE
+    + r"""
 assert code(cu.cuInit(0)) == 0
 dev = cu.cuDeviceGet(0)[1]
 ctx = cu.cuDevicePrimaryCtxRetain(dev)[1]
@@ -80,6 +82,7 @@ host = bytearray(4096)
 assert code(cu.cuMemcpyDtoH(host, dptr, 4096)) == 0
 print("PARENT", host == bytes([7]) * 4096, flush=True)
 """
+)
 
 
 def _child_results(out):
@@ -111,7 +114,9 @@ def test_forked_child_of_an_initialised_process_gets_not_initialized_never_a_han
     assert "PARENT True" in out, out
 
 
-BEFORE_INIT = PRELUDE + r"""
+BEFORE_INIT = (
+    PRELUDE
+    + r"""
 def child_calls():
     # Forked before the parent called cuInit: a fresh driver, fully usable.
     yield "cuInit", code(cu.cuInit(0))
@@ -131,6 +136,7 @@ print("exit", fork_and_wait(child_calls), flush=True)
 assert code(cu.cuInit(0)) == 0   # and the parent initialises on its own
 print("PARENT initialised", flush=True)
 """
+)
 
 
 def test_fork_before_cuinit_leaves_a_usable_driver():
