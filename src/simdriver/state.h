@@ -59,17 +59,12 @@ CUresult take_fault(CallSite* site);                 // slow path: consumes one 
 // The API function the calling thread is in (its base name), for hazards that
 // name it. Initial-exec TLS: one store per call, no __tls_get_addr.
 extern __thread const char* t_api_fn __attribute__((tls_model("initial-exec")));
-#ifdef SIM_NO_FN
-#define SIM_NOTE_FN(NAME)
-#else
-#define SIM_NOTE_FN(NAME) ::sim::t_api_fn = NAME;
-#endif
 
 // Entry of every API function: count the call, then (rarely) fire an injected
 // fault before any side effect.
 #define SIM_ENTER(NAME)                                                        \
     static ::sim::CallSite* const sim_site_ = ::sim::site_for(NAME);           \
-    SIM_NOTE_FN(NAME)                                                          \
+    ::sim::t_api_fn = NAME;                                                    \
     sim_site_->count.fetch_add(1, std::memory_order_relaxed);                  \
     if (__builtin_expect(::sim::g_any_faults.load(std::memory_order_relaxed), 0)) { \
         CUresult sim_fault_ = ::sim::take_fault(sim_site_);                    \
