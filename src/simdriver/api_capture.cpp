@@ -40,6 +40,25 @@ void invalidate_capture(Capture* c) {
     if (c->status.compare_exchange_strong(expected, kCapInvalidated)) unregister_capture(c);
 }
 
+// A capture's graph that never reaches the user (invalidated or unjoined at
+// the end, or its origin stream gone): once the capture is no longer active,
+// nothing reads it (node additions and joins check the status first).
+static void discard_graph(Graph* g) { reclaim_object(g); }
+
+void leave_capture(Stream* s, Capture* c) {
+    invalidate_capture(c);
+    std::lock_guard<std::mutex> lk(c->mu);
+    auto& m = c->members;
+    m.erase(std::remove(m.begin(), m.end(), s), m.end());
+    s->capture.store(nullptr, std::memory_order_release);
+    s->tail.clear();
+    // Without its origin the capture can never be ended: its graph goes now.
+    if (c->origin == s) {
+        c->origin = nullptr;
+        discard_graph(c->graph);
+    }
+}
+
 // cuThreadExchangeStreamCaptureMode's rules for "potentially unsafe" calls
 // (cuMemAlloc, cuMemFree, synchronous copies, cuCtxSynchronize...).
 CUresult check_unsafe_call() {
@@ -174,7 +193,10 @@ static CUresult end_capture(CUstream h, CUgraph* phGraph, bool pt) {
     c->status.store(kCapEnded);
     unregister_capture(c);
     *phGraph = nullptr;
-    if (invalid) return CUDA_ERROR_STREAM_CAPTURE_INVALIDATED;
+    if (invalid) {
+        discard_graph(c->graph);
+        return CUDA_ERROR_STREAM_CAPTURE_INVALIDATED;
+    }
     // Every forked stream must have been joined back: each sink of the graph
     // must be in the origin stream's dependency set.
     Graph* g = c->graph;
@@ -182,11 +204,13 @@ static CUresult end_capture(CUstream h, CUgraph* phGraph, bool pt) {
     for (Node* n : g->nodes)
         for (Node* d : n->deps) has_dependents.insert(d);
     for (Node* n : g->nodes)
-        if (!has_dependents.count(n) && std::find(origin_tail.begin(), origin_tail.end(), n) == origin_tail.end())
+        if (!has_dependents.count(n) && std::find(origin_tail.begin(), origin_tail.end(), n) == origin_tail.end()) {
+            discard_graph(g);
             return CUDA_ERROR_STREAM_CAPTURE_UNJOINED;
+        }
     g->user_visible = true;
     g_live[kLiveGraph].fetch_add(1, std::memory_order_relaxed);
-    *phGraph = reinterpret_cast<CUgraph>(g);
+    *phGraph = handle_of<CUgraph>(g);
     return CUDA_SUCCESS;
 }
 
@@ -214,7 +238,8 @@ static CUresult capture_info(CUstream h, CUstreamCaptureStatus* status, cuuint64
     std::lock_guard<std::mutex> lk(c->mu);
     *status = c->status.load() == kCapActive ? CU_STREAM_CAPTURE_STATUS_ACTIVE : CU_STREAM_CAPTURE_STATUS_INVALIDATED;
     if (id != nullptr) *id = c->id;
-    if (graph != nullptr) *graph = reinterpret_cast<CUgraph>(c->graph);
+    // No graph once the origin stream is gone (its graph was discarded).
+    if (graph != nullptr) *graph = c->origin != nullptr ? handle_of<CUgraph>(c->graph) : nullptr;
     // The arrays stay valid until the next call on the stream (cuda.h).
     s->tail_out.clear();
     for (Node* n : s->tail) s->tail_out.push_back(reinterpret_cast<CUgraphNode>(n));
@@ -309,16 +334,14 @@ SIM_EXPORT CUresult cuThreadExchangeStreamCaptureMode(CUstreamCaptureMode* mode)
 
 // ---------------------------------------------------------------- graphs
 namespace sim {
+// A graph under capture (its handle comes from cuStreamGetCaptureInfo) is no
+// user graph yet: INVALID_VALUE, not a destroyed handle.
 static Graph* live_graph(CUgraph h) {
-    Graph* g = as_object<Graph>(h);
-    if (g == nullptr || !g->alive.load(std::memory_order_acquire) || !g->user_visible) return nullptr;
+    Graph* g = live_object<Graph>(h);
+    if (g == nullptr || !g->user_visible) return nullptr;
     return g;
 }
-static GraphExec* live_exec(CUgraphExec h) {
-    GraphExec* e = as_object<GraphExec>(h);
-    if (e == nullptr || !e->alive.load(std::memory_order_acquire)) return nullptr;
-    return e;
-}
+static GraphExec* live_exec(CUgraphExec h) { return live_object<GraphExec>(h); }
 
 static CUresult instantiate(CUgraphExec* phExec, CUgraph hGraph, unsigned long long flags) {
     if (phExec == nullptr) return CUDA_ERROR_INVALID_VALUE;
@@ -352,7 +375,7 @@ static CUresult instantiate(CUgraphExec* phExec, CUgraph hGraph, unsigned long l
             if (--indeg[m] == 0) ready.push_back(m);
     }
     g_live[kLiveExec].fetch_add(1, std::memory_order_relaxed);
-    *phExec = reinterpret_cast<CUgraphExec>(e);
+    *phExec = handle_of<CUgraphExec>(e);
     return CUDA_SUCCESS;
 }
 
@@ -393,7 +416,7 @@ SIM_EXPORT CUresult cuGraphCreate(CUgraph* phGraph, unsigned int flags) {
     if (g == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
     g->user_visible = true;
     g_live[kLiveGraph].fetch_add(1, std::memory_order_relaxed);
-    *phGraph = reinterpret_cast<CUgraph>(g);
+    *phGraph = handle_of<CUgraph>(g);
     return CUDA_SUCCESS;
 }
 
@@ -402,8 +425,12 @@ SIM_EXPORT CUresult cuGraphDestroy(CUgraph hGraph) {
     Graph* g = live_graph(hGraph);
     if (g == nullptr) return CUDA_ERROR_INVALID_VALUE;
     bool expected = true;
-    if (!g->alive.compare_exchange_strong(expected, false)) return CUDA_ERROR_INVALID_VALUE;
+    if (!g->alive.compare_exchange_strong(expected, false)) {
+        note_destroyed_handle(kSlabGraph, slot_size<Graph>(), kMagicGraph, hGraph);
+        return CUDA_ERROR_INVALID_VALUE;
+    }
     g_live[kLiveGraph].fetch_sub(1, std::memory_order_relaxed);
+    reclaim_object(g);  // its nodes are freed when the slot is reused (~Graph)
     return CUDA_SUCCESS;
 }
 
@@ -445,8 +472,12 @@ SIM_EXPORT CUresult cuGraphExecDestroy(CUgraphExec hExec) {
     GraphExec* e = live_exec(hExec);
     if (e == nullptr) return CUDA_ERROR_INVALID_VALUE;
     bool expected = true;
-    if (!e->alive.compare_exchange_strong(expected, false)) return CUDA_ERROR_INVALID_VALUE;
+    if (!e->alive.compare_exchange_strong(expected, false)) {
+        note_destroyed_handle(kSlabExec, slot_size<GraphExec>(), kMagicExec, hExec);
+        return CUDA_ERROR_INVALID_VALUE;
+    }
     g_live[kLiveExec].fetch_sub(1, std::memory_order_relaxed);
+    reclaim_object(e);  // a queued launch holds a copy of the ops, not the exec
     return CUDA_SUCCESS;
 }
 

@@ -13,8 +13,10 @@ namespace sim {
 // green context current on two threads (the real driver does no locking).
 // Only green contexts are counted (the hazard is about them): the primary
 // context, current on every thread, would otherwise be one counter that all
-// threads' push/pop bounce between cores.
-void on_top_change(Context* old_top, Context* new_top) {
+// threads' push/pop bounce between cores. The callers pass the contexts of
+// current entries only (live_ctx): a stale entry (its context's slot reused)
+// counts for nothing, the count belongs to the newer context.
+static void on_top_change(Context* old_top, Context* new_top) {
     if (old_top == new_top) return;
     if (old_top != nullptr && old_top->kind == CtxKind::Green)
         old_top->top_count.fetch_sub(1, std::memory_order_relaxed);
@@ -29,13 +31,13 @@ void on_top_change(Context* old_top, Context* new_top) {
     }
 }
 
-// A context handle argument. Not a context, or a destroyed one (a tombstone):
+// A context handle argument. Not a context, or a destroyed one (stale included):
 // INVALID_CONTEXT, the error cuda.h documents for every function taking one. A
 // primary context released to zero: CONTEXT_IS_DESTROYED (cuda.h: "a primary
 // context which has not yet been initialized").
 CUresult check_settable(CUcontext h, Context** out) {
-    Context* c = checked_ctx(h);
-    if (c == nullptr || !c->alive.load(std::memory_order_acquire)) return CUDA_ERROR_INVALID_CONTEXT;
+    Context* c = live_object<Context>(h);
+    if (c == nullptr) return CUDA_ERROR_INVALID_CONTEXT;
     if (c->kind == CtxKind::Primary && c->primary_refs.load(std::memory_order_acquire) <= 0)
         return CUDA_ERROR_CONTEXT_IS_DESTROYED;
     *out = c;
@@ -48,30 +50,35 @@ static CUresult ctx_or_current(CUcontext h, Context** out) {
     return check_settable(h, out);
 }
 
-// A copy of the context's streams, taken under its lock (waiting happens outside it).
-static std::vector<Stream*> streams_of(Context* c) {
-    std::lock_guard<std::mutex> lk(c->mu);
-    return c->streams;
+static void wait_for_streams(Context* c) {
+    StreamSnapshot streams;  // pinned: waiting happens outside the lock
+    streams.take(c->mu, c->streams);
+    for (Stream* s : streams.streams) wait_idle(s);
 }
 
-static void wait_for_streams(Context* c) {
-    for (Stream* s : streams_of(c)) wait_idle(s);
+// The context of the top entry, or nullptr: empty, or a stale entry (whose
+// context's slot was reused; a destroyed one not yet reused still counts).
+static inline Context* live_top(const std::vector<CtxRef>& st) {
+    if (st.empty() || !st.back().current()) return nullptr;
+    return st.back().obj;
 }
 
 // The per-thread stack's top changes only through these two (and cuCtxSetCurrent).
-static inline void push_ctx(Context* c) {
-    auto& st = tls().stack;
-    Context* old = st.empty() ? nullptr : st.back();
-    st.push_back(c);
+// Entries are built in place (emplace_back): no 16-byte temporary whose two
+// narrower stores a wide reload would stall on.
+static inline void push_ctx(std::vector<CtxRef>& st, Context* c) {
+    Context* old = live_top(st);
+    st.emplace_back(c);
     on_top_change(old, c);
 }
 
-static inline Context* pop_ctx() {
-    auto& st = tls().stack;
-    Context* old = st.back();
+// Returns the popped entry's handle (as it was pushed).
+static inline uintptr_t pop_ctx(std::vector<CtxRef>& st) {
+    Context* old = live_top(st);
+    uintptr_t h = st.back().handle();
     st.pop_back();
-    on_top_change(old, st.empty() ? nullptr : st.back());
-    return old;
+    on_top_change(old, live_top(st));
+    return h;
 }
 
 }  // namespace sim
@@ -82,14 +89,15 @@ SIM_EXPORT CUresult cuCtxPushCurrent_v2(CUcontext ctx) {
     Context* c;
     CUresult r = check_settable(ctx, &c);
     if (r != CUDA_SUCCESS) return r;
-    push_ctx(c);
+    push_ctx(tls().stack, c);
     return CUDA_SUCCESS;
 }
 
 SIM_EXPORT CUresult cuCtxPopCurrent_v2(CUcontext* pctx) {
     SIM_ENTER_INIT("cuCtxPopCurrent");
-    if (tls().stack.empty()) return CUDA_ERROR_INVALID_CONTEXT;
-    Context* old = pop_ctx();
+    auto& st = tls().stack;
+    if (st.empty()) return CUDA_ERROR_INVALID_CONTEXT;
+    uintptr_t old = pop_ctx(st);
     if (pctx != nullptr) *pctx = reinterpret_cast<CUcontext>(old);
     return CUDA_SUCCESS;
 }
@@ -97,19 +105,18 @@ SIM_EXPORT CUresult cuCtxPopCurrent_v2(CUcontext* pctx) {
 SIM_EXPORT CUresult cuCtxSetCurrent(CUcontext ctx) {
     SIM_ENTER_INIT("cuCtxSetCurrent");
     auto& st = tls().stack;
-    Context* old = st.empty() ? nullptr : st.back();
     if (ctx == nullptr) {  // cuda.h: equivalent to popping the top (no-op when empty)
-        if (!st.empty()) st.pop_back();
-        on_top_change(old, st.empty() ? nullptr : st.back());
+        if (!st.empty()) pop_ctx(st);
         return CUDA_SUCCESS;
     }
     Context* c;
     CUresult r = check_settable(ctx, &c);
     if (r != CUDA_SUCCESS) return r;
+    Context* old = live_top(st);
     if (st.empty())
-        st.push_back(c);
+        st.emplace_back(c);
     else
-        st.back() = c;
+        st.back() = CtxRef(c);
     on_top_change(old, c);
     return CUDA_SUCCESS;
 }
@@ -117,7 +124,8 @@ SIM_EXPORT CUresult cuCtxSetCurrent(CUcontext ctx) {
 SIM_EXPORT CUresult cuCtxGetCurrent(CUcontext* pctx) {
     SIM_ENTER_INIT("cuCtxGetCurrent");
     if (pctx == nullptr) return CUDA_ERROR_INVALID_VALUE;
-    *pctx = reinterpret_cast<CUcontext>(current_ctx());
+    const CtxRef* r = current_ref();
+    *pctx = reinterpret_cast<CUcontext>(r == nullptr ? 0 : r->handle());
     return CUDA_SUCCESS;
 }
 
@@ -145,7 +153,9 @@ static CUresult sync_context(CUcontext ctx) {
     Context* c;
     CUresult r = ctx_or_current(ctx, &c);
     if (r != CUDA_SUCCESS) return r;
-    std::vector<Stream*> streams = streams_of(c);
+    StreamSnapshot snapshot;  // pinned: waiting happens outside the lock
+    snapshot.take(c->mu, c->streams);
+    const auto& streams = snapshot.streams;
     // Synchronising a capturing stream is illegal in every capture mode.
     for (Stream* s : streams) {
         Capture* cap = s->capture.load(std::memory_order_acquire);
@@ -218,8 +228,8 @@ static CUresult create_user_ctx(CUcontext* pctx, unsigned int flags, CUdevice de
     c->flags = flags;
     c->id = next_id();
     g_live[kLiveContext].fetch_add(1, std::memory_order_relaxed);
-    push_ctx(c);  // cuda.h: the new context is pushed onto the stack
-    *pctx = reinterpret_cast<CUcontext>(c);
+    push_ctx(tls().stack, c);  // cuda.h: the new context is pushed onto the stack
+    *pctx = handle_of<CUcontext>(c);
     return CUDA_SUCCESS;
 }
 
@@ -238,14 +248,29 @@ SIM_EXPORT CUresult cuCtxCreate_v4(CUcontext* pctx, CUctxCreateParams* params, u
 
 SIM_EXPORT CUresult cuCtxDestroy_v2(CUcontext ctx) {
     SIM_ENTER_INIT("cuCtxDestroy");
-    Context* c = checked_ctx(ctx);
+    Context* c = live_object<Context>(ctx);
     if (c == nullptr || c->kind != CtxKind::User) return CUDA_ERROR_INVALID_CONTEXT;
     bool expected = true;
-    if (!c->alive.compare_exchange_strong(expected, false)) return CUDA_ERROR_INVALID_CONTEXT;
+    if (!c->alive.compare_exchange_strong(expected, false)) {
+        note_destroyed_handle(kSlabContext, slot_size<Context>(), kMagicContext, ctx);
+        return CUDA_ERROR_INVALID_CONTEXT;
+    }
     wait_for_streams(c);  // cuda.h: destruction waits for outstanding work
+    // Its internal streams (legacy, per-thread) end with it; user streams stay
+    // as stale handles (cuStreamDestroy still frees them) and keep the
+    // context's slot until they are gone.
+    {
+        StreamSnapshot streams;
+        streams.take(c->mu, c->streams);
+        for (Stream* s : streams.streams) {
+            bool alive = true;
+            if (s->internal && s->alive.compare_exchange_strong(alive, false)) retire_stream(s);
+        }
+    }
     auto& st = tls().stack;
-    if (!st.empty() && st.back() == c) pop_ctx();
+    if (live_top(st) == c) pop_ctx(st);
     g_live[kLiveContext].fetch_sub(1, std::memory_order_relaxed);
+    unref_ctx_owner(c);  // the owner's reference
     return CUDA_SUCCESS;
 }
 
@@ -256,7 +281,7 @@ SIM_EXPORT CUresult cuDevicePrimaryCtxRetain(CUcontext* pctx, CUdevice dev) {
     if (!valid_device(dev)) return CUDA_ERROR_INVALID_DEVICE;
     Context* c = g_devices[dev]->primary;
     c->primary_refs.fetch_add(1, std::memory_order_acq_rel);
-    *pctx = reinterpret_cast<CUcontext>(c);
+    *pctx = handle_of<CUcontext>(c);
     return CUDA_SUCCESS;
 }
 

@@ -12,19 +12,10 @@ CUresult primary_release(int dev);
 
 // Every stream whose work belongs to the green context: those made by
 // cuGreenCtxStreamCreate and those made while its CUcontext was current
-// (including its default stream).
-static std::vector<Stream*> green_streams(GreenCtx* g) {
-    std::vector<Stream*> out;
-    {
-        std::lock_guard<std::mutex> lk(g->mu);
-        out = g->streams;
-    }
-    {
-        std::lock_guard<std::mutex> lk(g->ctx->mu);
-        for (Stream* s : g->ctx->streams)
-            if (std::find(out.begin(), out.end(), s) == out.end()) out.push_back(s);
-    }
-    return out;
+// (including its default stream), pinned.
+static void green_streams(GreenCtx* g, StreamSnapshot* out) {
+    out->take(g->mu, g->streams);
+    out->take(g->ctx->mu, g->ctx->streams);
 }
 
 // cuda.h: the green-context event calls fail with STREAM_CAPTURE_UNSUPPORTED and
@@ -63,7 +54,7 @@ SIM_EXPORT CUresult cuGreenCtxCreate(CUgreenCtx* phCtx, CUdevResourceDesc desc, 
     SIM_ENTER_INIT("cuGreenCtxCreate");
     if (phCtx == nullptr) return CUDA_ERROR_INVALID_VALUE;
     if (!valid_device(dev)) return CUDA_ERROR_INVALID_DEVICE;
-    Desc* d = as_object<Desc>(desc);
+    Desc* d = as_object<Desc>(desc);  // never destroyed: nothing to record
     if (d == nullptr) return CUDA_ERROR_INVALID_VALUE;
     if (d->device != dev) return CUDA_ERROR_INVALID_VALUE;  // guess: resources of another device
     if (flags & ~(unsigned)CU_GREEN_CTX_DEFAULT_STREAM) return CUDA_ERROR_INVALID_VALUE;
@@ -74,7 +65,7 @@ SIM_EXPORT CUresult cuGreenCtxCreate(CUgreenCtx* phCtx, CUdevResourceDesc desc, 
     if (g == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
     auto* c = make_object<Context>();
     if (c == nullptr) {
-        g->alive.store(false, std::memory_order_release);  // a tombstone nobody has a handle to
+        reclaim_object(g);  // nobody has a handle to it
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
     g->id = next_id();
@@ -96,27 +87,40 @@ SIM_EXPORT CUresult cuGreenCtxCreate(CUgreenCtx* phCtx, CUdevResourceDesc desc, 
         add_hazard("green_ctx_created_without_primary_ctx", buf);
     }
     g_live[kLiveGreen].fetch_add(1, std::memory_order_relaxed);
-    *phCtx = reinterpret_cast<CUgreenCtx>(g);
+    *phCtx = handle_of<CUgreenCtx>(g);
     return CUDA_SUCCESS;
 }
 
 SIM_EXPORT CUresult cuGreenCtxDestroy(CUgreenCtx hCtx) {
     SIM_ENTER_INIT("cuGreenCtxDestroy");
-    GreenCtx* g = as_object<GreenCtx>(hCtx);
-    if (g == nullptr) return CUDA_ERROR_INVALID_CONTEXT;
+    bool destroyed = false;
+    GreenCtx* g = live_object<GreenCtx>(hCtx, &destroyed);
+    if (g == nullptr) return destroyed ? CUDA_ERROR_CONTEXT_IS_DESTROYED : CUDA_ERROR_INVALID_CONTEXT;
     bool expected = true;
-    if (!g->alive.compare_exchange_strong(expected, false)) return CUDA_ERROR_CONTEXT_IS_DESTROYED;
+    if (!g->alive.compare_exchange_strong(expected, false)) {
+        note_destroyed_handle(kSlabGreen, slot_size<GreenCtx>(), kMagicGreen, hCtx);
+        return CUDA_ERROR_CONTEXT_IS_DESTROYED;
+    }
     g->ctx->alive.store(false, std::memory_order_release);
     // cuda.h: streams are not destroyed but detached (later calls fail with
     // CUDA_ERROR_STREAM_DETACHED, except cuStreamDestroy), and active captures
-    // on them are invalidated. Work already queued still runs.
-    for (Stream* s : green_streams(g)) {
-        s->detached.store(true, std::memory_order_release);
-        Capture* c = s->capture.load(std::memory_order_acquire);
-        if (c != nullptr) invalidate_capture(c);
+    // on them are invalidated. Work already queued still runs. The internal
+    // streams (its default stream, per-thread streams) nobody can destroy end
+    // here; the user's keep the green context's slot until they are destroyed.
+    {
+        StreamSnapshot streams;
+        green_streams(g, &streams);
+        for (Stream* s : streams.streams) {
+            s->detached.store(true, std::memory_order_release);
+            Capture* c = s->capture.load(std::memory_order_acquire);
+            if (c != nullptr) invalidate_capture(c);
+            bool alive = true;
+            if (s->internal && s->alive.compare_exchange_strong(alive, false)) retire_stream(s);
+        }
     }
     primary_release(g->device);
     g_live[kLiveGreen].fetch_sub(1, std::memory_order_relaxed);
+    unref_ctx_owner(g);  // the owner's reference: reclaimed now unless streams are left
     return CUDA_SUCCESS;
 }
 
@@ -125,7 +129,7 @@ SIM_EXPORT CUresult cuCtxFromGreenCtx(CUcontext* pContext, CUgreenCtx hCtx) {
     if (pContext == nullptr) return CUDA_ERROR_INVALID_VALUE;
     GreenCtx* g = live_green(hCtx);
     if (g == nullptr) return CUDA_ERROR_INVALID_CONTEXT;
-    *pContext = reinterpret_cast<CUcontext>(g->ctx);
+    *pContext = handle_of<CUcontext>(g->ctx);
     return CUDA_SUCCESS;
 }
 
@@ -134,14 +138,22 @@ SIM_EXPORT CUresult cuGreenCtxGetId(CUgreenCtx greenCtx, unsigned long long* gre
     if (greenCtxId == nullptr) return CUDA_ERROR_INVALID_VALUE;
     GreenCtx* g;
     if (greenCtx == nullptr) {  // cuda.h: NULL means the current green context
-        Context* c = current_ctx();
-        if (c == nullptr || c->kind != CtxKind::Green) return CUDA_ERROR_INVALID_CONTEXT;
+        Context* c;
+        CUresult rc = require_current(&c);  // records destroyed_handle for a destroyed one
+        if (rc == CUDA_ERROR_CONTEXT_IS_DESTROYED) {
+            // A destroyed green context is CONTEXT_IS_DESTROYED (cuda.h); so is one
+            // whose slot was reused since (its kind is unknown then). A destroyed
+            // user context or an inactive primary one is no green context.
+            const CtxRef* r = current_ref();
+            return !r->current() || r->obj->kind == CtxKind::Green ? CUDA_ERROR_CONTEXT_IS_DESTROYED
+                                                                    : CUDA_ERROR_INVALID_CONTEXT;
+        }
+        if (rc != CUDA_SUCCESS || c->kind != CtxKind::Green) return CUDA_ERROR_INVALID_CONTEXT;
         g = c->green;
-        if (!g->alive.load(std::memory_order_acquire)) return CUDA_ERROR_CONTEXT_IS_DESTROYED;
     } else {
-        g = as_object<GreenCtx>(greenCtx);
-        if (g == nullptr) return CUDA_ERROR_INVALID_CONTEXT;
-        if (!g->alive.load(std::memory_order_acquire)) return CUDA_ERROR_CONTEXT_IS_DESTROYED;
+        bool destroyed = false;
+        g = live_object<GreenCtx>(greenCtx, &destroyed);
+        if (g == nullptr) return destroyed ? CUDA_ERROR_CONTEXT_IS_DESTROYED : CUDA_ERROR_INVALID_CONTEXT;
     }
     *greenCtxId = g->id;
     return CUDA_SUCCESS;
@@ -157,7 +169,7 @@ SIM_EXPORT CUresult cuGreenCtxStreamCreate(CUstream* phStream, CUgreenCtx greenC
     priority = clamp_priority(priority);
     Stream* s = new_stream(g->ctx, g, flags, priority, false);
     if (s == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
-    *phStream = reinterpret_cast<CUstream>(s);
+    *phStream = handle_of<CUstream>(s);
     return CUDA_SUCCESS;
 }
 
@@ -171,7 +183,9 @@ SIM_EXPORT CUresult cuGreenCtxRecordEvent(CUgreenCtx hCtx, CUevent hEvent) {
         complete_record_inline(e);
         return CUDA_SUCCESS;
     }
-    auto streams = green_streams(g);
+    StreamSnapshot snapshot;
+    green_streams(g, &snapshot);
+    const auto& streams = snapshot.streams;
     if (invalidate_green_captures(streams)) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
     // One signal that completes when every stream reached its marker: the
     // event covers "all the activities of the green context at the time of this call".
@@ -196,7 +210,9 @@ SIM_EXPORT CUresult cuGreenCtxWaitEvent(CUgreenCtx hCtx, CUevent hEvent) {
         sig = e->last;
         ecap = e->cap;
     }
-    auto streams = green_streams(g);
+    StreamSnapshot snapshot;
+    green_streams(g, &snapshot);
+    const auto& streams = snapshot.streams;
     bool conflict = false;
     if (ecap != nullptr && ecap->status.load() == kCapActive) {
         invalidate_capture(ecap);
@@ -221,6 +237,6 @@ SIM_EXPORT CUresult cuStreamGetGreenCtx(CUstream hStream, CUgreenCtx* phCtx) {
     SIM_ENTER_INIT("cuStreamGetGreenCtx");
     if (phCtx == nullptr) return CUDA_ERROR_INVALID_VALUE;
     RESOLVE(hStream, s, false);
-    *phCtx = reinterpret_cast<CUgreenCtx>(s->green);
+    *phCtx = handle_of<CUgreenCtx>(s->green);
     return CUDA_SUCCESS;
 }

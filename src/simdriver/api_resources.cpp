@@ -6,6 +6,8 @@
 // device hand out the same SMs (the real trap: disjointness only holds within
 // one split).
 #include <algorithm>
+#include <array>
+#include <map>
 
 #include "resources.h"
 
@@ -231,11 +233,26 @@ SIM_EXPORT CUresult cuDevResourceGenerateDesc(CUdevResourceDesc* phDesc, CUdevRe
         }
         all |= sms;
     }
-    // Descriptors stay valid for the life of the process (cuda.h): never freed.
-    auto* desc = make_object<Desc>();
-    if (desc == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
-    desc->device = first.device;
-    desc->sms = all;
-    *phDesc = reinterpret_cast<CUdevResourceDesc>(desc);
+    // cuda.h has no call that destroys a descriptor: each stays valid for the
+    // life of the process. A descriptor is only (device, SM set), so equal ones
+    // share one object: a program that makes a descriptor per layout, again
+    // and again, uses one slot per distinct SM set instead of growing.
+    std::array<uint64_t, kMaxSms / 64> key{};
+    for (int i = 0; i < kMaxSms; ++i)
+        if (all.test(i)) key[i / 64] |= 1ULL << (i % 64);
+    static auto* mu = new std::mutex;
+    static auto* known = new std::map<std::pair<int, std::array<uint64_t, kMaxSms / 64>>, Desc*>;
+    std::lock_guard<std::mutex> lk(*mu);
+    Desc*& desc = (*known)[{first.device, key}];
+    if (desc == nullptr) {
+        desc = make_object<Desc>();
+        if (desc == nullptr) {
+            known->erase({first.device, key});
+            return CUDA_ERROR_OUT_OF_MEMORY;
+        }
+        desc->device = first.device;
+        desc->sms = all;
+    }
+    *phDesc = handle_of<CUdevResourceDesc>(desc);
     return CUDA_SUCCESS;
 }

@@ -10,12 +10,6 @@ using namespace sim;
 
 namespace sim {
 
-Event* live_event(CUevent h) {
-    Event* e = as_object<Event>(h);
-    if (e == nullptr || !e->alive.load(std::memory_order_acquire)) return nullptr;
-    return e;
-}
-
 // Synchronising or querying a capturing stream is illegal in every mode.
 static CUresult refuse_if_capturing(Stream* s) {
     Capture* c = s->capture.load(std::memory_order_acquire);
@@ -36,7 +30,7 @@ SIM_EXPORT CUresult cuStreamCreate(CUstream* phStream, unsigned int Flags) {
     if (r != CUDA_SUCCESS) return r;
     Stream* s = new_stream(c, c->green, Flags, 0, false);
     if (s == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
-    *phStream = reinterpret_cast<CUstream>(s);
+    *phStream = handle_of<CUstream>(s);
     return CUDA_SUCCESS;
 }
 
@@ -50,7 +44,7 @@ SIM_EXPORT CUresult cuStreamCreateWithPriority(CUstream* phStream, unsigned int 
     priority = clamp_priority(priority);
     Stream* s = new_stream(c, c->green, flags, priority, false);
     if (s == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
-    *phStream = reinterpret_cast<CUstream>(s);
+    *phStream = handle_of<CUstream>(s);
     return CUDA_SUCCESS;
 }
 
@@ -88,7 +82,7 @@ CUresult stream_get_ctx(CUstream h, CUcontext* pctx, bool pt) {
     SIM_ENTER_INIT("cuStreamGetCtx");
     if (pctx == nullptr) return CUDA_ERROR_INVALID_VALUE;
     RESOLVE(h, s, pt);
-    *pctx = reinterpret_cast<CUcontext>(s->ctx);  // a green stream: the cuCtxFromGreenCtx handle
+    *pctx = handle_of<CUcontext>(s->ctx);  // a green stream: the cuCtxFromGreenCtx handle
     return CUDA_SUCCESS;
 }
 CUresult stream_get_ctx_v2(CUstream h, CUcontext* pctx, CUgreenCtx* pgreen, bool pt) {
@@ -97,10 +91,10 @@ CUresult stream_get_ctx_v2(CUstream h, CUcontext* pctx, CUgreenCtx* pgreen, bool
     RESOLVE(h, s, pt);
     if (s->green != nullptr) {
         // cuda.h: the green context, and the primary context of its device.
-        *pctx = reinterpret_cast<CUcontext>(g_devices[s->ctx->device]->primary);
-        *pgreen = reinterpret_cast<CUgreenCtx>(s->green);
+        *pctx = handle_of<CUcontext>(g_devices[s->ctx->device]->primary);
+        *pgreen = handle_of<CUgreenCtx>(s->green);
     } else {
-        *pctx = reinterpret_cast<CUcontext>(s->ctx);
+        *pctx = handle_of<CUcontext>(s->ctx);
         *pgreen = nullptr;
     }
     return CUDA_SUCCESS;
@@ -182,31 +176,25 @@ SIM_EXPORT CUresult cuStreamWaitEvent(CUstream h, CUevent e, unsigned int f) { r
 SIM_EXPORT CUresult cuStreamDestroy_v2(CUstream hStream) {
     SIM_ENTER_INIT("cuStreamDestroy");
     if (reinterpret_cast<uintptr_t>(hStream) <= 2) return CUDA_ERROR_INVALID_HANDLE;
-    Stream* s = as_object<Stream>(hStream);
+    Stream* s = live_object<Stream>(hStream);
     if (s == nullptr || s->internal) return CUDA_ERROR_INVALID_HANDLE;
     bool expected = true;
-    if (!s->alive.compare_exchange_strong(expected, false)) return CUDA_ERROR_INVALID_HANDLE;
+    if (!s->alive.compare_exchange_strong(expected, false)) {
+        // Another thread destroyed it between the check and here.
+        note_destroyed_handle(kSlabStream, slot_size<Stream>(), kMagicStream, hStream);
+        return CUDA_ERROR_INVALID_HANDLE;
+    }
     // Allowed on a detached stream (cuda.h's one exception), but it means the
     // green context went first: docs/driver-facts.md's "destroy streams first" is broken,
     // so it is recorded (a hazard, not an error). A capture in progress is
-    // invalidated.
+    // invalidated. Queued work still runs; the slot is reclaimed after it.
     if (s->detached.load(std::memory_order_acquire)) {
         char buf[96];
         snprintf(buf, sizeof buf, "stream %llu destroyed after its green context", s->id);
         add_hazard("stream_destroyed_after_green_ctx", buf);
     }
-    Capture* c = s->capture.load(std::memory_order_acquire);
-    if (c != nullptr) invalidate_capture(c);
-    bool unlink_now;
-    {
-        std::lock_guard<std::mutex> lk(s->mu);
-        s->stopping = true;
-        unlink_now = !s->worker_started;
-        if (unlink_now) s->worker_done = true;
-        s->cv.notify_all();
-    }
-    if (unlink_now) unlink_stream(s);
     g_live[kLiveStream].fetch_sub(1, std::memory_order_relaxed);
+    retire_stream(s);
     return CUDA_SUCCESS;
 }
 
@@ -226,17 +214,23 @@ SIM_EXPORT CUresult cuEventCreate(CUevent* phEvent, unsigned int Flags) {
     e->flags = Flags;
     e->device = c->device;
     g_live[kLiveEvent].fetch_add(1, std::memory_order_relaxed);
-    *phEvent = reinterpret_cast<CUevent>(e);
+    *phEvent = handle_of<CUevent>(e);
     return CUDA_SUCCESS;
 }
 
 SIM_EXPORT CUresult cuEventDestroy_v2(CUevent hEvent) {
     SIM_ENTER_INIT("cuEventDestroy");
-    Event* e = as_object<Event>(hEvent);
+    Event* e = live_event(hEvent);
     if (e == nullptr) return CUDA_ERROR_INVALID_HANDLE;
     bool expected = true;
-    if (!e->alive.compare_exchange_strong(expected, false)) return CUDA_ERROR_INVALID_HANDLE;
+    if (!e->alive.compare_exchange_strong(expected, false)) {
+        note_destroyed_handle(kSlabEvent, slot_size<Event>(), kMagicEvent, hEvent);
+        return CUDA_ERROR_INVALID_HANDLE;
+    }
     g_live[kLiveEvent].fetch_sub(1, std::memory_order_relaxed);
+    // Nothing inside the simulator refers to an event (queued work holds its
+    // signals, not the event): the slot goes back at once, to the quarantine.
+    reclaim_object(e);
     return CUDA_SUCCESS;
 }
 

@@ -1,5 +1,7 @@
 // Globals, cuInit / cuDriverGetVersion, device configuration, call sites and
-// faults, hazards, thread state and signals.
+// faults, hazards, thread state and signals, fork handling.
+#include <pthread.h>
+
 #include <cstring>
 #include <map>
 #include <unordered_map>
@@ -12,10 +14,12 @@ namespace sim {
 // still run while the process exits, and must not meet destroyed globals.
 std::vector<Device*> g_devices;
 std::atomic<bool> g_initialized{false};
+std::atomic<bool> g_forked_child{false};
 int g_driver_version = 13010;
 std::atomic<bool> g_any_faults{false};
 std::atomic<int> g_live[kLiveKinds];
 std::atomic<unsigned long long> g_next_id{1};
+__thread const char* t_api_fn __attribute__((tls_model("initial-exec"))) = nullptr;
 
 static std::mutex& config_mu() {
     static auto* m = new std::mutex;
@@ -83,6 +87,40 @@ void add_hazard(const std::string& kind, const std::string& detail) {
     std::lock_guard<std::mutex> lk(hazards_mu());
     hazards().push_back(kind + ": " + detail);
 }
+void add_destroyed_hazard(SlabKind kind, uintptr_t handle, bool reused, const char* note) {
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s: %s handle 0x%llx was destroyed%s%s%s", t_api_fn ? t_api_fn : "(unknown function)",
+             kSlabNames[kind], (unsigned long long)handle, reused ? ", its slot reused since" : "",
+             note ? ", " : "", note ? note : "");
+    add_hazard("destroyed_handle", buf);
+}
+
+bool note_destroyed_handle(SlabKind kind, size_t slot, uint32_t magic, const void* h) {
+    // The same checks as as_object, without the generation: a slot of this
+    // kind holding an object of this kind.
+    const Slab& s = g_slabs[kind];
+    size_t limit = s.committed.load(std::memory_order_acquire);
+    uintptr_t v = reinterpret_cast<uintptr_t>(h);
+    uintptr_t base = s.base.load(std::memory_order_relaxed);
+    uintptr_t off = (v & kAddrMask) - base;
+    if (off >= limit || (off & (slot - 1)) != 0) return false;
+    const Object* o = reinterpret_cast<const Object*>(base + off);
+    if (o->magic.load(std::memory_order_relaxed) != magic) return false;
+    uintptr_t handle_gen = v >> kGenShift;  // bit 63 set: above the mask, never handed out
+    uint32_t gen = o->gen.load(std::memory_order_relaxed);
+    bool reused;
+    if ((gen & kHandleGenMask) == handle_gen) {
+        if (o->alive.load(std::memory_order_acquire)) return false;  // live: not this check's business
+        reused = false;
+    } else if (handle_gen <= kHandleGenMask && (gen > kHandleGenMask || handle_gen < gen)) {
+        reused = true;  // a generation this slot handed out before
+    } else {
+        return false;   // a generation never handed out: forged
+    }
+    add_destroyed_hazard(kind, v, reused, nullptr);
+    return true;
+}
+
 std::vector<std::string> hazards_snapshot() {
     std::lock_guard<std::mutex> lk(hazards_mu());
     return hazards();
@@ -96,11 +134,60 @@ void for_each_site(const std::function<void(CallSite*)>& f) {
     for (auto& kv : sites()) f(kv.second);
 }
 
+// ---------------------------------------------------------------- fork
+// fork() copies only the calling thread: the child has none of the stream
+// workers, so a queue with work in flight would never drain (a child's
+// cuStreamSynchronize used to hang forever). The real driver is unusable in
+// the child of an initialised process (NVIDIA's CUDA C++ guidelines, rule 1.6:
+// any use of CUDA after fork() and before exec() is undefined); observed, every
+// call there, cuInit included, fails with CUDA_ERROR_NOT_INITIALIZED (the
+// "initialization error" of pycuda #137, tensorflow #57877, triton #10443). The
+// simulator does the same: the child handler clears g_initialized, so every
+// function that needs cuInit answers CUDA_ERROR_NOT_INITIALIZED before touching
+// an object, and cuInit refuses. A fork before cuInit leaves a usable driver.
+//
+// The process-wide mutexes that such a child may still take (first call of a
+// function: the call-site table; fault checks; hazards; configuration) are
+// held across fork() so that none is copied locked by a thread that does not
+// exist in the child.
+static void fork_prepare() {
+    config_mu().lock();
+    sites_mu().lock();
+    for (auto& kv : sites()) kv.second->mu.lock();
+    hazards_mu().lock();
+}
+static void fork_release() {
+    hazards_mu().unlock();
+    for (auto& kv : sites()) kv.second->mu.unlock();
+    sites_mu().unlock();
+    config_mu().unlock();
+}
+static void fork_child() {
+    fork_release();
+    if (g_initialized.load(std::memory_order_relaxed)) {
+        g_forked_child.store(true, std::memory_order_relaxed);
+        g_initialized.store(false, std::memory_order_release);
+    }
+}
+__attribute__((constructor)) static void register_fork_handlers() {
+    pthread_atfork(fork_prepare, fork_release, fork_child);
+}
+
 // ---------------------------------------------------------------- thread state
 ThreadState::~ThreadState() {
     // A thread that exits with a context current no longer has it current.
-    if (!stack.empty() && stack.back()->kind == CtxKind::Green)
-        stack.back()->top_count.fetch_sub(1, std::memory_order_relaxed);
+    if (!stack.empty() && stack.back().current() && stack.back().obj->kind == CtxKind::Green)
+        stack.back().obj->top_count.fetch_sub(1, std::memory_order_relaxed);
+    // Its per-thread streams end with it (nobody else can name them). Pinned
+    // first: a reference on a slot whose generation moved on is dropped again.
+    for (auto& p : per_thread_streams) {
+        Stream* s = p.stream.obj;
+        if (!try_ref(s)) continue;
+        bool mine = p.stream.current();
+        bool expected = true;
+        if (mine && s->alive.compare_exchange_strong(expected, false)) retire_stream(s);
+        unref_stream(s);
+    }
 }
 ThreadState& tls() {
     thread_local ThreadState state;
@@ -108,9 +195,16 @@ ThreadState& tls() {
 }
 
 CUresult require_current(Context** out) {
-    Context* c = current_ctx();
-    if (c == nullptr) return CUDA_ERROR_INVALID_CONTEXT;
-    if (!ctx_usable(c)) return CUDA_ERROR_CONTEXT_IS_DESTROYED;
+    const CtxRef* r = current_ref();
+    if (r == nullptr) return CUDA_ERROR_INVALID_CONTEXT;
+    Context* c = r->obj;
+    bool current = r->current();
+    if (__builtin_expect(!current || !c->alive.load(std::memory_order_acquire), 0)) {
+        // Destroyed while current on this thread: a use of a destroyed handle.
+        add_destroyed_hazard(kSlabContext, r->handle(), !current, "the current context of this thread");
+        return CUDA_ERROR_CONTEXT_IS_DESTROYED;
+    }
+    if (!ctx_usable(c)) return CUDA_ERROR_CONTEXT_IS_DESTROYED;  // an inactive primary context
     *out = c;
     return CUDA_SUCCESS;
 }
@@ -169,6 +263,7 @@ SIM_EXPORT CUresult cuInit(unsigned int Flags) {
     if (Flags != 0) return CUDA_ERROR_INVALID_VALUE;
     std::lock_guard<std::mutex> lk(config_mu());
     if (g_initialized.load()) return CUDA_SUCCESS;
+    if (g_forked_child.load()) return CUDA_ERROR_NOT_INITIALIZED;  // see "fork" above
     // guess: a simulator with no device configured behaves like a machine whose
     // driver finds no GPU.
     if (g_devices.empty()) return CUDA_ERROR_NO_DEVICE;

@@ -9,6 +9,7 @@
 // the legacy stream. Non-blocking streams (CU_STREAM_NON_BLOCKING, which
 // includes all green-context streams) never synchronise implicitly. The
 // per-thread stream is a blocking stream of the context.
+#include <algorithm>
 #include <cstdio>
 
 #include "state.h"
@@ -22,23 +23,86 @@ void sleep_op_delay() {
     if (us > 0) std::this_thread::sleep_for(std::chrono::microseconds(us));
 }
 
-// A destroyed stream leaves the lists of its contexts once its work is done
-// (cuda.h: cuStreamDestroy returns at once, the work still completes, and
-// cuCtxSynchronize still waits for it).
+// ---------------------------------------------------------------- lifetimes
+// A stream holds lifetime references (Object::refs) on itself for its owner
+// (dropped by retire_stream), for its worker thread (dropped when the worker
+// has drained the queue after retirement) and for each snapshot walking it;
+// and one on its context's owner (the user context, or the green context).
+// The last reference reclaims: a destroyed stream leaves the lists of its
+// contexts only once its work is done (cuda.h: cuStreamDestroy returns at once,
+// the work still completes, and cuCtxSynchronize still waits for it), then its
+// slot goes back to the arena. A context is reclaimed when it is destroyed and
+// its last stream is gone (a green context together with its CUcontext).
 static void erase_one(std::vector<Stream*>& v, Stream* s) {
     for (auto it = v.begin(); it != v.end(); ++it)
         if (*it == s) { v.erase(it); return; }
 }
 
-void unlink_stream(Stream* s) {
+Object* ctx_owner(Context* c) {
+    switch (c->kind) {
+        case CtxKind::User: return c;
+        case CtxKind::Green: return c->green;
+        default: return nullptr;  // primary contexts live as long as the process
+    }
+}
+
+void unref_ctx_owner(Object* owner) {
+    if (owner == nullptr || !drop_ref(owner)) return;
+    if (owner->magic.load(std::memory_order_relaxed) == kMagicGreen) {
+        auto* g = static_cast<GreenCtx*>(owner);
+        reclaim_object(g->ctx);
+        reclaim_object(g);
+    } else {
+        reclaim_object(static_cast<Context*>(owner));
+    }
+}
+
+// The last reference is gone: no list, worker, snapshot or handle check
+// (beyond a caller's race) reaches the stream any more. Lists are edited
+// under their locks, where snapshots take their references, so none can pin it
+// once the count reached zero.
+static void reclaim_stream(Stream* s) {
+    Context* c = s->ctx;
     {
-        std::lock_guard<std::mutex> lk(s->ctx->mu);
-        erase_one(s->ctx->streams, s);
+        std::lock_guard<std::mutex> lk(c->mu);
+        erase_one(c->streams, s);
     }
     if (s->green != nullptr) {
         std::lock_guard<std::mutex> lk(s->green->mu);
         erase_one(s->green->streams, s);
     }
+    Object* owner = ctx_owner(c);
+    reclaim_object(s);
+    unref_ctx_owner(owner);
+}
+
+void unref_stream(Stream* s) {
+    if (drop_ref(s)) reclaim_stream(s);
+}
+
+void StreamSnapshot::take(std::mutex& mu, const std::vector<Stream*>& list) {
+    std::lock_guard<std::mutex> lk(mu);
+    for (Stream* s : list)
+        if (std::find(streams.begin(), streams.end(), s) == streams.end() && try_ref(s)) streams.push_back(s);
+}
+
+void retire_stream(Stream* s) {
+    Capture* c = s->capture.load(std::memory_order_acquire);
+    if (c != nullptr) leave_capture(s, c);
+    if (s->is_legacy) {
+        // Its context is being destroyed: nothing may reach the stream through
+        // the context once its slot is reclaimed.
+        std::lock_guard<std::mutex> lk(s->ctx->mu);
+        if (s->ctx->legacy.load(std::memory_order_relaxed) == s) s->ctx->legacy.store(nullptr, std::memory_order_release);
+    }
+    {
+        std::lock_guard<std::mutex> lk(s->mu);
+        s->stopping = true;
+        // No worker: nothing is queued, nothing will run.
+        if (!s->worker_started) s->worker_done = true;
+        s->cv.notify_all();
+    }
+    unref_stream(s);  // the owner's reference; a worker holds its own until it drained
 }
 
 static void worker_loop(Stream* s) {
@@ -48,7 +112,7 @@ static void worker_loop(Stream* s) {
         if (s->queue.empty()) {  // stopping and drained
             s->worker_done = true;
             lk.unlock();
-            unlink_stream(s);
+            unref_stream(s);  // the worker's last touch of s
             return;
         }
         Op op = std::move(s->queue.front());
@@ -74,7 +138,9 @@ void push_raw(Stream* s, Op op) {
     s->submitted.store(s->submitted.load(std::memory_order_relaxed) + 1, std::memory_order_release);
     if (!s->worker_started) {
         // Threads are started on first use: most streams of a test never get work.
+        // The worker's reference: the caller holds one, so the count is above zero.
         s->worker_started = true;
+        s->refs.fetch_add(1, std::memory_order_relaxed);
         std::thread(worker_loop, s).detach();
     }
     s->cv.notify_all();
@@ -141,8 +207,13 @@ SignalPtr marker(Stream* s) {
 }
 
 static Stream* make_stream(Context* ctx, GreenCtx* g, unsigned flags, int prio, bool internal) {
+    Object* owner = ctx_owner(ctx);
+    if (owner != nullptr && !try_ref(owner)) return nullptr;  // the context is being reclaimed
     auto* s = make_object<Stream>();
-    if (s == nullptr) return nullptr;
+    if (s == nullptr) {
+        unref_ctx_owner(owner);
+        return nullptr;
+    }
     s->ctx = ctx;
     s->green = g;
     s->flags = flags;
@@ -189,13 +260,22 @@ Stream* legacy_stream(Context* ctx) {
     return l;
 }
 
+// The caller checked that ctx is live; its per-thread stream on this thread,
+// made on first use, lives until the context is destroyed or the thread exits.
+// Entries of contexts destroyed since (their streams retired with them) go.
 Stream* per_thread_stream(Context* ctx) {
     auto& v = tls().per_thread_streams;
-    for (auto& p : v)
-        if (p.first == ctx) return p.second;
+    for (auto it = v.begin(); it != v.end();) {
+        if (!it->ctx.current()) {
+            it = v.erase(it);
+            continue;
+        }
+        if (it->ctx.obj == ctx) return it->stream.obj;
+        ++it;
+    }
     Stream* s = new_stream(ctx, ctx->green, 0, 0, true);
     if (s == nullptr) return nullptr;
-    v.emplace_back(ctx, s);
+    v.push_back(PerThreadStream{CtxRef(ctx), WeakRef<Stream>(s)});
     return s;
 }
 
@@ -209,8 +289,8 @@ CUresult resolve_stream(CUstream h, Stream** out, bool per_thread_null) {
         *out = per_thread ? per_thread_stream(c) : legacy_stream(c);
         return *out != nullptr ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
     }
-    Stream* s = as_object<Stream>(h);
-    if (s == nullptr || !s->alive.load(std::memory_order_acquire)) return CUDA_ERROR_INVALID_HANDLE;
+    Stream* s = live_object<Stream>(h);
+    if (s == nullptr) return CUDA_ERROR_INVALID_HANDLE;
     if (s->detached.load(std::memory_order_acquire)) {
         char buf[96];
         snprintf(buf, sizeof buf, "stream %llu used after its green context was destroyed", s->id);
@@ -219,21 +299,23 @@ CUresult resolve_stream(CUstream h, Stream** out, bool per_thread_null) {
     }
     if (s->ctx->kind != CtxKind::Green && !ctx_usable(s->ctx)) {
         // Destroyed with its context (cuCtxDestroy): a stale stream handle.
-        if (!s->ctx->alive.load(std::memory_order_acquire)) return CUDA_ERROR_INVALID_HANDLE;
+        if (!s->ctx->alive.load(std::memory_order_acquire)) {
+            add_destroyed_hazard(kSlabStream, reinterpret_cast<uintptr_t>(h), false, "with its context");
+            return CUDA_ERROR_INVALID_HANDLE;
+        }
         return CUDA_ERROR_CONTEXT_IS_DESTROYED;  // a primary context released to zero
     }
     *out = s;
     return CUDA_SUCCESS;
 }
 
-static std::vector<Stream*> blocking_streams(Context* ctx, Stream* except) {
-    std::vector<Stream*> out;
+// The live blocking streams of ctx but `except`, pinned.
+static void blocking_streams(Context* ctx, Stream* except, StreamSnapshot* out) {
     std::lock_guard<std::mutex> lk(ctx->mu);
     for (Stream* b : ctx->streams)
         if (b != except && !b->is_legacy && !(b->flags & CU_STREAM_NON_BLOCKING) &&
-            b->alive.load(std::memory_order_relaxed))
-            out.push_back(b);
-    return out;
+            b->alive.load(std::memory_order_relaxed) && try_ref(b))
+            out->streams.push_back(b);
 }
 
 CUresult submit(Stream* s, Op op, bool delayed) {
@@ -250,8 +332,9 @@ CUresult submit(Stream* s, Op op, bool delayed) {
         return CUDA_ERROR_STREAM_CAPTURE_INVALIDATED;
     }
     if (s->is_legacy) {
-        auto blockers = blocking_streams(s->ctx, s);
-        for (Stream* b : blockers) {
+        StreamSnapshot blockers;
+        blocking_streams(s->ctx, s, &blockers);
+        for (Stream* b : blockers.streams) {
             Capture* bc = b->capture.load(std::memory_order_acquire);
             if (bc != nullptr) {
                 // cuda.h: using the legacy stream while a blocking stream of the
@@ -260,7 +343,7 @@ CUresult submit(Stream* s, Op op, bool delayed) {
                 return CUDA_ERROR_STREAM_CAPTURE_IMPLICIT;
             }
         }
-        for (Stream* b : blockers)
+        for (Stream* b : blockers.streams)
             if (!b->idle()) {
                 SignalPtr sig = marker(b);
                 push_raw(s, [sig] { sig->wait(); });

@@ -25,7 +25,7 @@ SIM_EXPORT int greenres_sim_live_count(const char* kind) {
     if (strcmp(kind, "primary_context") == 0) {
         // Devices whose primary context is retained (active).
         int n = 0;
-        if (g_initialized.load())
+        if (primaries_made())
             for (Device* d : g_devices) n += d->primary->primary_refs.load() > 0 ? 1 : 0;
         return n;
     }
@@ -35,7 +35,7 @@ SIM_EXPORT int greenres_sim_live_count(const char* kind) {
 }
 
 SIM_EXPORT int greenres_sim_primary_ctx_refcount(int device) {
-    if (!g_initialized.load() || !valid_device(device)) return -1;
+    if (!primaries_made() || !valid_device(device)) return -1;
     return g_devices[device]->primary->primary_refs.load();
 }
 

@@ -94,6 +94,7 @@ static CUresult pt_event_record_flags(CUevent e, CUstream h, unsigned int f) {
 extern "C" CUresult cuGetProcAddress_v2(const char* symbol, void** pfn, int cudaVersion, cuuint64_t flags,
                                         CUdriverProcAddressQueryResult* symbolStatus);
 extern "C" CUresult cuGetProcAddress(const char* symbol, void** pfn, int cudaVersion, cuuint64_t flags);
+extern "C" CUresult cuGetExportTable(const void** ppExportTable, const CUuuid* pExportTableId);
 
 namespace {
 
@@ -122,6 +123,7 @@ const Entry kTable[] = {
     V(cuGetErrorString, 6000, &cuGetErrorString),
     V(cuGetProcAddress, 11030, &cuGetProcAddress),
     V(cuGetProcAddress, 12000, &cuGetProcAddress_v2),
+    V(cuGetExportTable, 3000, &cuGetExportTable),
     // devices
     V(cuDeviceGet, 2000, &cuDeviceGet),
     V(cuDeviceGetCount, 2000, &cuDeviceGetCount),
@@ -338,6 +340,23 @@ SIM_EXPORT CUresult cuGetProcAddress_v2(const char* symbol, void** pfn, int cuda
 SIM_EXPORT CUresult cuGetProcAddress(const char* symbol, void** pfn, int cudaVersion, cuuint64_t flags) {
     SIM_ENTER("cuGetProcAddress");
     return lookup(symbol, pfn, cudaVersion, flags, nullptr);
+}
+
+// The private tables of function pointers that NVIDIA's own libraries (the
+// CUDA runtime, NVRTC, cuBLAS...) fetch by UUID. The simulator has none, but
+// the symbol must exist: NVRTC dlsym()s it from whatever libcuda.so.1 is
+// loaded and calls it without checking for NULL, so a missing symbol was a
+// segfault. guess: cuda.h declares the function without documenting it; an
+// unknown id answers CUDA_ERROR_NOT_FOUND ("a named symbol was not found",
+// what cuGetProcAddress answers for an unknown name) with the out-pointer
+// cleared, so a caller that reads it without checking the result reads NULL,
+// never stale memory. Needs no cuInit: the runtime asks before initialising.
+SIM_EXPORT CUresult cuGetExportTable(const void** ppExportTable, const CUuuid* pExportTableId) {
+    SIM_ENTER("cuGetExportTable");
+    if (ppExportTable == nullptr) return CUDA_ERROR_INVALID_VALUE;
+    *ppExportTable = nullptr;
+    if (pExportTableId == nullptr) return CUDA_ERROR_INVALID_VALUE;
+    return CUDA_ERROR_NOT_FOUND;
 }
 
 // The names the simulator answers, for tests and documentation.

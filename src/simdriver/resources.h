@@ -74,7 +74,7 @@ inline CUresult read_sm_resource(const CUdevResource* r, ResInfo* info, SmSet* s
 }
 
 struct Desc : Object {
-    Desc() : Object(kMagicDesc) {}
+    explicit Desc(uint32_t gen) : Object(kMagicDesc, gen) {}
     static constexpr SlabKind kSlab = kSlabDesc;
     static constexpr uint32_t kMagic = kMagicDesc;
     int device = 0;

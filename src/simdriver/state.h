@@ -2,15 +2,18 @@
 // small helpers every API file uses (call counting, fault checks, handle checks).
 //
 // Design rules (see docs/simulator.md):
-//  - Handles are pointers to objects that live in per-kind slabs (arena.cpp):
-//    one address range reserved up front per kind of handle, carved into
-//    power-of-two slots. A handle is checked by range + slot alignment before
-//    anything is read, then by the kind's magic number in the object header, so
-//    garbage integers, pointers into the middle of objects and handles of another
-//    kind are rejected without dereferencing arbitrary memory. Destroyed objects
-//    stay in their slot as tombstones (alive == false, never freed or reused),
-//    so a stale handle is detected instead of reading freed memory, and worker
-//    threads can finish with them safely. The simulator trades memory for that.
+//  - Handles name objects that live in per-kind slabs (arena.cpp): one
+//    address range reserved up front per kind of handle, carved into
+//    power-of-two slots. A handle is the object's address with the slot's
+//    generation in its top bits. It is checked by range + slot alignment before
+//    anything is read, then by the kind's magic number and the generation in
+//    the object header, so garbage integers, pointers into the middle of
+//    objects, handles of another kind and stale handles (of a destroyed object,
+//    even once its slot holds a newer one) are rejected without dereferencing
+//    arbitrary memory. Slots are reused once their object is destroyed and
+//    nothing inside the simulator still refers to it (Object::refs), after a
+//    quarantine; slots always hold an object of their kind (type-stable), so a
+//    check that races with a reuse reads a live header, never unmapped memory.
 //  - No process-wide mutex on the hot path: the context stack is thread_local,
 //    counters are relaxed atomics, objects carry their own mutexes.
 #pragma once
@@ -53,10 +56,15 @@ CallSite* site_for(const char* name);                // stable pointer, created 
 extern std::atomic<bool> g_any_faults;
 CUresult take_fault(CallSite* site);                 // slow path: consumes one call of each armed fault
 
+// The API function the calling thread is in (its base name), for hazards that
+// name it. Initial-exec TLS: one store per call, no __tls_get_addr.
+extern __thread const char* t_api_fn __attribute__((tls_model("initial-exec")));
+
 // Entry of every API function: count the call, then (rarely) fire an injected
 // fault before any side effect.
 #define SIM_ENTER(NAME)                                                        \
     static ::sim::CallSite* const sim_site_ = ::sim::site_for(NAME);           \
+    ::sim::t_api_fn = NAME;                                                    \
     sim_site_->count.fetch_add(1, std::memory_order_relaxed);                  \
     if (__builtin_expect(::sim::g_any_faults.load(std::memory_order_relaxed), 0)) { \
         CUresult sim_fault_ = ::sim::take_fault(sim_site_);                    \
@@ -82,6 +90,13 @@ struct Device {
 };
 extern std::vector<Device*> g_devices;    // fixed once cuInit succeeded
 extern std::atomic<bool> g_initialized;
+// This process is a fork() child of a process that had called cuInit: the
+// driver is unusable here (g_initialized is false, cuInit fails; core.cpp).
+extern std::atomic<bool> g_forked_child;
+// cuInit made the primary contexts, in this process or in the parent of a fork.
+inline bool primaries_made() {
+    return g_initialized.load(std::memory_order_acquire) || g_forked_child.load(std::memory_order_acquire);
+}
 extern int g_driver_version;
 inline bool valid_device(CUdevice d) { return d >= 0 && d < (int)g_devices.size(); }
 SmSet all_sms(int device);
@@ -98,26 +113,75 @@ enum Magic : uint32_t {
 };
 
 struct Object {
-    explicit Object(uint32_t m) : magic(m) {}
+    Object(uint32_t m, uint32_t g) : magic(m), gen(g) {}
     std::atomic<uint32_t> magic;         // atomic: a garbage handle may race with construction
+    std::atomic<uint32_t> gen;           // how often the slot was reused; part of every handle
     std::atomic<bool> alive{true};
+    // Lifetime references: the slot is reclaimed when this drops to zero (never
+    // before the object is destroyed: its owner holds one). Who holds them is
+    // per kind (see engine.cpp): a stream holds one on itself for its owner,
+    // one for its worker thread and one per snapshot being walked; a user or
+    // green context one for its owner and one per stream of it. Events, graphs
+    // and graph execs have no internal holders: destroy reclaims them.
+    std::atomic<int> refs{1};
 };
+
+// A handle: the object's address (bits 0..47, below any user-space address on
+// x86-64 and 48-bit arm64) with the low 15 bits of the slot's generation in bits
+// 48..62. Bit 63 stays clear, so handles are positive as int64 too.
+constexpr unsigned kGenShift = 48;
+constexpr uintptr_t kAddrMask = (uintptr_t(1) << kGenShift) - 1;
+constexpr uint32_t kHandleGenMask = 0x7FFF;
+inline uintptr_t handle_bits(const Object* o) {
+    return reinterpret_cast<uintptr_t>(o) | (uintptr_t(o->gen.load(std::memory_order_relaxed) & kHandleGenMask) << kGenShift);
+}
+template <class H>
+inline H handle_of(const Object* o) {
+    return o == nullptr ? nullptr : reinterpret_cast<H>(handle_bits(o));
+}
+// A reference that may outlive its object (the context stack, the per-thread
+// streams): valid while the slot's generation is still the one recorded.
+template <class T>
+struct WeakRef {
+    T* obj = nullptr;
+    uint32_t gen = 0;
+    WeakRef() = default;
+    explicit WeakRef(T* o) : obj(o), gen(o ? o->gen.load(std::memory_order_relaxed) : 0) {}
+    bool current() const { return obj != nullptr && obj->gen.load(std::memory_order_relaxed) == gen; }
+    uintptr_t handle() const { return obj == nullptr ? 0 : reinterpret_cast<uintptr_t>(obj) | (uintptr_t(gen & kHandleGenMask) << kGenShift); }
+};
+// Takes a lifetime reference unless the count already reached zero (the object
+// is being reclaimed).
+inline bool try_ref(Object* o) {
+    int n = o->refs.load(std::memory_order_relaxed);
+    while (n > 0)
+        if (o->refs.compare_exchange_weak(n, n + 1, std::memory_order_acq_rel)) return true;
+    return false;
+}
+// Drops one; true when it was the last (the caller reclaims).
+inline bool drop_ref(Object* o) { return o->refs.fetch_sub(1, std::memory_order_acq_rel) == 1; }
 
 // ---------------------------------------------------------------- handle arena (arena.cpp)
 // Every object a handle can name lives in the slab of its kind. A slab is one
 // address range reserved (PROT_NONE) on first use and made readable in chunks
-// as it fills; slots are a power of two bytes, handed out in order, never
-// freed or reused. What a handle check reads (base, committed) changes only
-// when a slab grows, so the hot path loads two read-mostly words, takes no
-// lock and touches no shared counter.
+// as it fills; slots are a power of two bytes. A reclaimed slot waits in a
+// FIFO quarantine and is reused only when more than kQuarantine slots wait
+// (arena.cpp). What a handle check reads (base, committed) changes only when a
+// slab grows, so the hot path loads two read-mostly words, takes no lock and
+// touches no shared counter.
 enum SlabKind { kSlabContext, kSlabGreen, kSlabStream, kSlabEvent, kSlabGraph, kSlabExec, kSlabDesc, kSlabKinds };
 struct alignas(64) Slab {
     std::atomic<size_t> committed{0};    // bytes from base that are mapped (zero-filled past the last slot)
     std::atomic<uintptr_t> base{0};      // 0 until the first allocation
 };
 extern Slab g_slabs[kSlabKinds];
-// A zeroed slot of `slot` bytes, or nullptr when the slab is exhausted.
-void* slab_alloc(SlabKind kind, size_t slot);
+// A slot of `slot` bytes, or nullptr when the slab is exhausted. *reused: the
+// slot held an object of this kind before (still constructed: the caller
+// destroys it); else it is zero-filled.
+void* slab_alloc(SlabKind kind, size_t slot, bool* reused);
+// Hands a slot back (its object destroyed and no longer referenced).
+void slab_free(SlabKind kind, void* p);
+extern const char* const kSlabNames[kSlabKinds];   // "stream", "green context", ...
 
 constexpr size_t pow2_at_least(size_t n) {
     size_t p = 64;
@@ -130,28 +194,69 @@ constexpr size_t slot_size() {
     return pow2_at_least(sizeof(T));
 }
 
-// The object a handle names, or nullptr: `h` must be the start of a slot of
-// T's slab (range and alignment checked before any read) holding a T (magic).
-// Destroyed objects are returned too (tombstones): callers check `alive`.
-// The old special values (NULL, CU_STREAM_LEGACY, CU_STREAM_PER_THREAD) are
-// never inside a slab.
+// The object a handle names, or nullptr: the address part of `h` must be the
+// start of a slot of T's slab (range and alignment checked before any read)
+// holding a T (magic) of the handle's generation. A destroyed object whose
+// slot was not reused yet is returned too: callers check `alive`. The old
+// special values (NULL, CU_STREAM_LEGACY, CU_STREAM_PER_THREAD) are never
+// inside a slab.
 template <class T>
 inline T* as_object(const void* h) {
     const Slab& s = g_slabs[T::kSlab];
     size_t limit = s.committed.load(std::memory_order_acquire);
-    uintptr_t off = reinterpret_cast<uintptr_t>(h) - s.base.load(std::memory_order_relaxed);
+    uintptr_t v = reinterpret_cast<uintptr_t>(h);
+    uintptr_t base = s.base.load(std::memory_order_relaxed);
+    uintptr_t off = (v & kAddrMask) - base;
     if (__builtin_expect(off >= limit || (off & (slot_size<T>() - 1)) != 0, 0)) return nullptr;
-    T* p = static_cast<T*>(const_cast<void*>(h));
+    T* p = reinterpret_cast<T*>(base + off);
     if (__builtin_expect(p->magic.load(std::memory_order_relaxed) != T::kMagic, 0)) return nullptr;
+    if (__builtin_expect((p->gen.load(std::memory_order_relaxed) & kHandleGenMask) != (v >> kGenShift), 0))
+        return nullptr;
     return p;
 }
 
-// Constructs a T in a new slot of its slab; nullptr when the slab is exhausted
-// (callers answer CUDA_ERROR_OUT_OF_MEMORY).
+// Cold path of a failed handle check: when `h` names a destroyed object of
+// this kind (not reused yet, or stale: its slot holds a newer object) records
+// the hazard destroyed_handle naming the API function and returns true;
+// garbage, forged or wrong-kind handles record nothing (false).
+bool note_destroyed_handle(SlabKind kind, size_t slot, uint32_t magic, const void* h);
+// The hazard for an object already found destroyed (e.g. the current context);
+// `note` (may be null) says how.
+void add_destroyed_hazard(SlabKind kind, uintptr_t handle, bool reused, const char* note);
+
+// The live T a handle names, or nullptr (recording destroyed_handle when it
+// names a destroyed one; *destroyed tells which). The hot path is the inline
+// check; failures take the cold path.
+template <class T>
+inline T* live_object(const void* h, bool* destroyed = nullptr) {
+    T* p = as_object<T>(h);
+    if (__builtin_expect(p != nullptr && p->alive.load(std::memory_order_acquire), 1)) return p;
+    bool d = note_destroyed_handle(T::kSlab, slot_size<T>(), T::kMagic, h);
+    if (destroyed != nullptr) *destroyed = d;
+    return nullptr;
+}
+
+// Constructs a T in a slot of its slab: a fresh one, or one whose object was
+// reclaimed (destroyed here, its generation carried on plus one); nullptr when
+// the slab is exhausted (callers answer CUDA_ERROR_OUT_OF_MEMORY).
 template <class T>
 inline T* make_object() {
-    void* p = slab_alloc(T::kSlab, slot_size<T>());
-    return p ? new (p) T : nullptr;
+    bool reused = false;
+    void* p = slab_alloc(T::kSlab, slot_size<T>(), &reused);
+    if (p == nullptr) return nullptr;
+    uint32_t gen = 0;
+    if (reused) {
+        T* old = static_cast<T*>(p);
+        gen = old->gen.load(std::memory_order_relaxed) + 1;
+        old->~T();
+    }
+    return new (p) T(gen);
+}
+// Hands a destroyed, unreferenced object's slot back for reuse.
+template <class T>
+inline void reclaim_object(T* p) {
+    p->alive.store(false, std::memory_order_release);
+    slab_free(T::kSlab, p);
 }
 
 // A one-shot completion flag with a timestamp; shared by events and waits.
@@ -179,7 +284,7 @@ struct GreenCtx;
 
 enum class CtxKind { Primary, User, Green };
 struct Context : Object {
-    Context() : Object(kMagicContext) {}
+    explicit Context(uint32_t gen) : Object(kMagicContext, gen) {}
     static constexpr SlabKind kSlab = kSlabContext;
     static constexpr uint32_t kMagic = kMagicContext;
     CtxKind kind = CtxKind::Primary;
@@ -198,12 +303,16 @@ inline bool ctx_usable(Context* c) {
     if (!c->alive.load(std::memory_order_acquire)) return false;
     return c->kind != CtxKind::Primary || c->primary_refs.load(std::memory_order_acquire) > 0;
 }
-// The Context a handle names (may be dead), or nullptr. Inline: the context
-// stack calls are hot.
-inline Context* checked_ctx(CUcontext h) { return as_object<Context>(h); }
+// What holds a context alive for its streams: the user context itself, the
+// green context of a green context's CUcontext; nullptr for primary contexts
+// (never reclaimed).
+Object* ctx_owner(Context* c);
+// Drops a lifetime reference on a user or green context; the last reclaims.
+void unref_ctx_owner(Object* owner);
 
 struct GreenCtx : Object {
-    GreenCtx() : Object(kMagicGreen) {}
+    // Reclaimed with its CUcontext (ctx) when the last stream of it is gone.
+    explicit GreenCtx(uint32_t gen) : Object(kMagicGreen, gen) {}
     static constexpr SlabKind kSlab = kSlabGreen;
     static constexpr uint32_t kMagic = kMagicGreen;
     unsigned long long id = 0;
@@ -223,7 +332,12 @@ struct Node {
     unsigned long long green_id = 0;     // green ctx of the stream it was captured on (0 = none)
 };
 struct Graph : Object {
-    Graph() : Object(kMagicGraph) {}
+    explicit Graph(uint32_t gen) : Object(kMagicGraph, gen) {}
+    // Nodes are freed with the slot (when it is reused): a racing reader of a
+    // destroyed graph never meets freed nodes.
+    ~Graph() {
+        for (Node* n : nodes) delete n;
+    }
     static constexpr SlabKind kSlab = kSlabGraph;
     static constexpr uint32_t kMagic = kMagicGraph;
     std::mutex mu;
@@ -231,7 +345,7 @@ struct Graph : Object {
     bool user_visible = false;           // counted in live objects once handed to the user
 };
 struct GraphExec : Object {
-    GraphExec() : Object(kMagicExec) {}
+    explicit GraphExec(uint32_t gen) : Object(kMagicExec, gen) {}
     static constexpr SlabKind kSlab = kSlabExec;
     static constexpr uint32_t kMagic = kMagicExec;
     std::vector<std::function<void()>> ops;   // topological order
@@ -252,7 +366,7 @@ struct Capture {
 // ---------------------------------------------------------------- streams & events
 using Op = std::function<void()>;
 struct Stream : Object {
-    Stream() : Object(kMagicStream) {}
+    explicit Stream(uint32_t gen) : Object(kMagicStream, gen) {}
     static constexpr SlabKind kSlab = kSlabStream;
     static constexpr uint32_t kMagic = kMagicStream;
     Context* ctx = nullptr;
@@ -284,7 +398,7 @@ struct Stream : Object {
     }
 };
 struct Event : Object {
-    Event() : Object(kMagicEvent) {}
+    explicit Event(uint32_t gen) : Object(kMagicEvent, gen) {}
     static constexpr SlabKind kSlab = kSlabEvent;
     static constexpr uint32_t kMagic = kMagicEvent;
     unsigned int flags = 0;
@@ -296,24 +410,36 @@ struct Event : Object {
 };
 
 // ---------------------------------------------------------------- thread state
+// Entries of the context stack and the per-thread streams are weak: the
+// context may be destroyed (and its slot reused) while a thread still has it
+// on its stack, which then reads as a destroyed context, never as the newer one.
+using CtxRef = WeakRef<Context>;
+struct PerThreadStream {
+    CtxRef ctx;
+    WeakRef<Stream> stream;
+};
 struct ThreadState {
-    std::vector<Context*> stack;
+    std::vector<CtxRef> stack;
     CUstreamCaptureMode capture_mode = CU_STREAM_CAPTURE_MODE_GLOBAL;
-    std::vector<std::pair<Context*, Stream*>> per_thread_streams;
+    std::vector<PerThreadStream> per_thread_streams;
     ~ThreadState();
 };
 ThreadState& tls();
-inline Context* current_ctx() {
+// The top of the calling thread's stack (nullptr when empty); may be stale.
+inline const CtxRef* current_ref() {
     auto& s = tls().stack;
-    return s.empty() ? nullptr : s.back();
+    return s.empty() ? nullptr : &s.back();
 }
-// The current context, or an error code when none or it is dead.
+// The current context, or an error code when none (INVALID_CONTEXT) or it is
+// destroyed (CONTEXT_IS_DESTROYED, recording destroyed_handle) or an inactive
+// primary context (CONTEXT_IS_DESTROYED).
 CUresult require_current(Context** out);
 // A CUcontext argument: INVALID_CONTEXT unless a live context (api_contexts.cpp).
 CUresult check_settable(CUcontext h, Context** out);
 
 // ---------------------------------------------------------------- engine (engine.cpp)
-// The three return nullptr when the stream slab is exhausted.
+// The three return nullptr when the stream slab is exhausted (or the context
+// is being reclaimed).
 Stream* new_stream(Context* ctx, GreenCtx* g, unsigned flags, int prio, bool internal);
 // Stream priorities, like real devices since Volta: 0 (lowest) .. -5 (highest);
 // cuda.h clamps a requested priority to this range.
@@ -321,6 +447,26 @@ constexpr int kLeastPriority = 0;
 constexpr int kGreatestPriority = -5;
 inline int clamp_priority(int p) { return std::max(kGreatestPriority, std::min(kLeastPriority, p)); }
 Stream* legacy_stream(Context* ctx);
+// Ends a stream (cuStreamDestroy, or an internal stream of a context being
+// destroyed or of an exiting thread): alive becomes false, its capture is
+// invalidated and left, the worker stops after the queued work. The caller won
+// the alive true -> false exchange.
+void retire_stream(Stream* s);
+// Lifetime references of a stream (see Object::refs); the last reclaims it.
+void unref_stream(Stream* s);
+// The streams of a context or green context, each pinned (a lifetime
+// reference) so that none is reclaimed while the caller walks them.
+struct StreamSnapshot {
+    std::vector<Stream*> streams;
+    StreamSnapshot() = default;
+    StreamSnapshot(const StreamSnapshot&) = delete;
+    StreamSnapshot& operator=(const StreamSnapshot&) = delete;
+    ~StreamSnapshot() {
+        for (Stream* s : streams) unref_stream(s);
+    }
+    // Appends the pinnable streams of `list` (which `mu` guards) not yet taken.
+    void take(std::mutex& mu, const std::vector<Stream*>& list);
+};
 Stream* per_thread_stream(Context* ctx);
 // Resolves a stream handle (0, CU_STREAM_LEGACY, CU_STREAM_PER_THREAD or a
 // real stream). per_thread_null: the _ptsz variants treat 0 as per-thread.
@@ -338,7 +484,6 @@ CUresult submit(Stream* s, Op op, bool delayed);
 // Enqueue a marker; returns a signal set when the stream reaches it.
 SignalPtr marker(Stream* s);
 void push_raw(Stream* s, Op op);
-void unlink_stream(Stream* s);
 void wait_idle(Stream* s);
 // Fast path of event record: true when work submitted to s now would have
 // nothing to wait for (s idle and not capturing, and for the legacy-stream
@@ -355,6 +500,9 @@ extern std::atomic<int> g_op_delay_us;
 
 // capture helpers (api_capture.cpp)
 void invalidate_capture(Capture* c);
+// A stream that is retired while it captures invalidates the capture and
+// leaves it (the capture no longer refers to the stream).
+void leave_capture(Stream* s, Capture* c);
 // The calling thread is about to make a "potentially unsafe" call.
 // Returns CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED (and invalidates) if forbidden.
 CUresult check_unsafe_call();
@@ -377,13 +525,9 @@ bool device_range_ok(CUdeviceptr p, size_t n);
 
 // Shared between the API files and proc_address.cpp (per-thread variants).
 namespace sim {
-Event* live_event(CUevent h);
+inline Event* live_event(CUevent h) { return live_object<Event>(h); }
 // A live green context, or nullptr for a bogus, destroyed or wrong-kind handle.
-inline GreenCtx* live_green(CUgreenCtx h) {
-    GreenCtx* g = as_object<GreenCtx>(h);
-    if (g == nullptr || !g->alive.load(std::memory_order_acquire)) return nullptr;
-    return g;
-}
+inline GreenCtx* live_green(CUgreenCtx h) { return live_object<GreenCtx>(h); }
 CUresult capture_record_event(Stream* s, Capture* c, Event* e);
 CUresult capture_wait_event(Stream* s, Capture* scap, Capture* ecap, const std::vector<Node*>& enodes, unsigned flags);
 CUresult stream_get_priority(CUstream h, int* priority, bool pt);

@@ -17,6 +17,18 @@ else:
     def _init():
         check(driver.cuInit(0))
 
+    @pytest.fixture(autouse=True)
+    def _no_destroyed_handles():
+        """Correct use passes no destroyed handle: a test that leaves a destroyed_handle hazard
+        behind fails. Tests that pass destroyed handles on purpose take theirs with
+        support.simhelpers.take_destroyed_handle_hazards()."""
+        sim.clear_hazards()
+        yield
+        left = [h for h in sim.hazards() if h.startswith("destroyed_handle")]
+        sim.clear_hazards()
+        if left:
+            pytest.fail(f"the test passed destroyed handles to the driver: {left}")
+
     @pytest.fixture
     def ctx():
         """The primary context of device 0, retained and current for the test; released after."""

@@ -21,6 +21,7 @@ from support.simhelpers import (
     node_count,
     split,
     stream,
+    take_destroyed_handle_hazards,
 )
 
 pytestmark = pytest.mark.sim_only
@@ -217,3 +218,5 @@ def test_graph_create_and_errors(ctx):
     assert error_of(driver.cuGraphCreate(1)) == E.CUDA_ERROR_INVALID_VALUE
     check(driver.cuGraphDestroy(g))
     assert error_of(driver.cuGraphDestroy(g)) == E.CUDA_ERROR_INVALID_VALUE
+    (hazard,) = take_destroyed_handle_hazards()
+    assert hazard.startswith("destroyed_handle: cuGraphDestroy: graph handle 0x")

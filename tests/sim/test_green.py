@@ -17,6 +17,7 @@ from support.simhelpers import (
     make_green,
     requires_bindings,
     split,
+    take_destroyed_handle_hazards,
 )
 
 pytestmark = pytest.mark.sim_only
@@ -37,6 +38,8 @@ def test_default_stream_flag_is_required(ctx):
     g = check(driver.cuGreenCtxCreate(desc, 0, DEFAULT_STREAM))
     check(driver.cuGreenCtxDestroy(g))
     assert error_of(driver.cuGreenCtxDestroy(g)) == E.CUDA_ERROR_CONTEXT_IS_DESTROYED
+    (hazard,) = take_destroyed_handle_hazards()
+    assert hazard.startswith("destroyed_handle: cuGreenCtxDestroy: green context handle 0x")
 
 
 def test_green_ctx_retains_the_primary_context_and_notes_the_slow_path():

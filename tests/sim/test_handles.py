@@ -1,7 +1,10 @@
 """Bogus handles: every function taking a CUstream, CUevent, CUcontext, CUgreenCtx, CUgraph,
 CUgraphExec or CUdevResourceDesc answers an error for a handle that is not a live object of
 the right kind (garbage integers, pointers into or next to objects, forged object headers,
-destroyed objects, objects of another kind), never a crash.
+destroyed objects, stale handles whose slot holds a newer object since, objects of another
+kind), never a crash. A destroyed or stale handle also records the hazard destroyed_handle
+naming the function and the kind (and, for a stale one, that the slot was reused); garbage
+records none. The newer object in a reused slot is untouched by calls with the stale handle.
 
 Each family runs in a child process (a segfault fails the test, naming the call that
 crashed, instead of killing pytest). The child calls the simulator's exported C functions
@@ -16,7 +19,9 @@ only error cuda.h lists for them).
 """
 # ruff: noqa: E501  (the child scripts below are tables of calls, one per line)
 
+import functools
 import json
+import re
 
 import pytest
 
@@ -78,6 +83,36 @@ ok(L.cuCtxPopCurrent_v2(None), "pop")  # the user context stays alive, not curre
 dptr = ctypes.c_ulonglong()
 ok(L.cuMemAlloc_v2(ctypes.byref(dptr), ctypes.c_size_t(64)), "cuMemAlloc")
 dptr = dptr.value
+
+# Stale handles: an object destroyed, then objects of its kind made (and destroyed) until one
+# lands in the same slot (same address bits, a newer generation). The newer one stays alive.
+MASK = (1 << 48) - 1
+def stale(make, destroy, limit=4000):
+    first = make()
+    destroy(first)
+    for _ in range(limit):
+        h = make()
+        if h & MASK == first & MASK:
+            assert h != first, "a reused slot must give a new handle"
+            return first, h
+        destroy(h)
+    raise SystemExit(f"setup: no slot was reused after {limit} objects")
+
+def user_ctx():
+    c = new("cuCtxCreate_v2", U(0), 0)
+    ok(L.cuCtxPopCurrent_v2(None), "pop")
+    return c
+
+stale_of, newer = {}, {}
+stale_of["stream"], newer["stream"] = stale(stream, lambda h: ok(L.cuStreamDestroy_v2(P(h)), "destroy stream"))
+stale_of["event"], newer["event"] = stale(event, lambda h: ok(L.cuEventDestroy_v2(P(h)), "destroy event"))
+stale_of["context"], newer["context"] = stale(user_ctx, lambda h: ok(L.cuCtxDestroy_v2(P(h)), "destroy ctx"))
+stale_of["green"], newer["green"] = stale(green, lambda h: ok(L.cuGreenCtxDestroy(P(h)), "destroy green"))
+stale_of["graph"], newer["graph"] = stale(lambda: new("cuGraphCreate", U(0)),
+                                          lambda h: ok(L.cuGraphDestroy(P(h)), "destroy graph"))
+stale_of["exec"], newer["exec"] = stale(
+    lambda: new("cuGraphInstantiateWithFlags", P(live["graph"]), ctypes.c_ulonglong(0)),
+    lambda h: ok(L.cuGraphExecDestroy(P(h)), "destroy exec"))
 
 dead = {}
 dead["stream"] = stream(); ok(L.cuStreamDestroy_v2(P(dead["stream"])), "destroy stream")
@@ -241,6 +276,8 @@ if kind not in ("stream", "context", "green"):  # NULL means something for these
 cases += [(f"wrong kind: {o}", live[o], "bad") for o in WRONG[kind]]
 if kind in dead:
     cases.append(("destroyed", dead[kind], "dead"))
+if kind in stale_of:
+    cases.append(("stale: slot reused by a newer object", stale_of[kind], "stale"))
 if kind == "context":
     cases.append(("destroyed: context of a destroyed green ctx", dead["green_ctx"], "dead"))
 if kind == "stream":
@@ -252,8 +289,10 @@ for fn, (call, bad, destroyed) in calls.items():
             continue  # allowed: the cleanup of a stream whose context is gone (checked below)
         want = bad if how == "bad" else destroyed
         print("START", fn, "|", case, flush=True)
+        sim.clear_hazards()
         got = call(P(h))
-        print(json.dumps(dict(fn=fn, case=case, got=got, want=want)), flush=True)
+        hazards = [x for x in sim.hazards() if x.startswith("destroyed_handle")]
+        print(json.dumps(dict(fn=fn, case=case, how=how, got=got, want=want, hazards=hazards)), flush=True)
 
 if FAMILY == "stream":
     ok(L.cuStreamDestroy_v2(P(orphan)), "destroy the stream of a destroyed context")
@@ -263,10 +302,19 @@ ok(L.cuStreamWaitEvent(S, E, U(0)), "wait on the live stream")
 ok(L.cuStreamSynchronize(S), "sync the live stream")
 ok(L.cuGreenCtxRecordEvent(G, E), "green record")
 ok(L.cuGreenCtxWaitEvent(G, E), "green wait")
+# The newer objects in reused slots were not touched by the calls with their stale handles.
+ok(L.cuStreamQuery(P(newer["stream"])), "query the newer stream")
+ok(L.cuEventQuery(P(newer["event"])), "query the newer event")
+ok(L.cuCtxGetId(P(newer["context"]), B(ull)), "the newer context")
+ok(L.cuGreenCtxGetId(P(newer["green"]), B(ull)), "the newer green context")
+ok(L.cuGraphGetNodes(P(newer["graph"]), None, B(sz)), "the newer graph")
+ok(L.cuGraphLaunch(P(newer["exec"]), S), "launch the newer exec")
+ok(L.cuStreamSynchronize(S), "sync the live stream")
 print("DONE", flush=True)
 """
 
 
+@functools.cache
 def run_family(family):
     done = childprocess.run_child(["-c", CHILD, family], GREENRES_SIM=None)
     out = done.stdout.splitlines()
@@ -274,10 +322,27 @@ def run_family(family):
         started = [line for line in out if line.startswith("START ")]
         last = started[-1][6:] if started else "(setup)"
         pytest.fail(f"child exited with {done.returncode} during {last}\n{done.stderr[-3000:]}")
-    return [json.loads(line) for line in out if line.startswith("{")]
+    return tuple(json.loads(line) for line in out if line.startswith("{"))
 
 
-@pytest.mark.parametrize("family", ["stream", "event", "context", "green", "graph", "exec", "desc"])
+FAMILIES = ["stream", "event", "context", "green", "graph", "exec", "desc"]
+# The kind a destroyed_handle hazard names for the handles of each family.
+KIND_NAME = {
+    "stream": "stream",
+    "event": "event",
+    "context": "context",
+    "green": "green context",
+    "graph": "graph",
+    "exec": "graph exec",
+}
+
+
+def base_name(fn):
+    """The function a hazard names: the table's entry without its ABI suffix and note."""
+    return re.sub(r"(_v\d+)?(_ptsz)?( \(.*\))?$", "", fn)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_bad_handles_give_the_documented_error(family):
     results = run_family(family)
     assert results
@@ -285,6 +350,31 @@ def test_bad_handles_give_the_documented_error(family):
     assert not wrong, "\n".join(
         f"{r['fn']} | {r['case']}: got {r['got']}, want {r['want']}" for r in wrong
     )
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_destroyed_and_stale_handles_are_recorded_garbage_is_not(family):
+    results = run_family(family)
+    wrong = []
+    for r in results:
+        hazards = r["hazards"]
+        if r["how"] == "bad":
+            if hazards:
+                wrong.append(f"{r['fn']} | {r['case']}: garbage recorded {hazards}")
+            continue
+        want = f"destroyed_handle: {base_name(r['fn'])}: "
+        if len(hazards) != 1 or not hazards[0].startswith(want):
+            wrong.append(f"{r['fn']} | {r['case']}: want one hazard {want!r}..., got {hazards}")
+            continue
+        kind = "context" if "green ctx" in r["case"] else KIND_NAME[family]
+        if f" {kind} handle 0x" not in hazards[0]:
+            wrong.append(f"{r['fn']} | {r['case']}: {hazards[0]!r} does not name a {kind} handle")
+        reused = "its slot reused since" in hazards[0]
+        if reused != (r["how"] == "stale"):
+            wrong.append(f"{r['fn']} | {r['case']}: {hazards[0]!r}: slot reuse misreported")
+        if "destroyed context" in r["case"] and "with its context" not in hazards[0]:
+            wrong.append(f"{r['fn']} | {r['case']}: {hazards[0]!r} does not say how")
+    assert not wrong, "\n".join(wrong)
 
 
 SPECIAL_STREAMS = r"""

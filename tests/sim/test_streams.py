@@ -19,6 +19,7 @@ from support.simhelpers import (
     make_green,
     split,
     stream,
+    take_destroyed_handle_hazards,
 )
 from support.streamgate import Gate, host_fn
 
@@ -146,6 +147,9 @@ def test_events_timing_and_errors(ctx):
     for e in (a, b, never, no_timing):
         check(driver.cuEventDestroy(e))
     assert error_of(driver.cuEventQuery(a)) == E.CUDA_ERROR_INVALID_HANDLE
+    assert take_destroyed_handle_hazards() == [
+        f"destroyed_handle: cuEventQuery: event handle {int(a):#x} was destroyed"
+    ]
     check(driver.cuStreamDestroy(s))
 
 
@@ -163,6 +167,9 @@ def test_stream_properties(ctx):
     assert i1 != i2
     check(driver.cuStreamDestroy(s))
     assert error_of(driver.cuStreamDestroy(s)) == E.CUDA_ERROR_INVALID_HANDLE
+    assert take_destroyed_handle_hazards() == [
+        f"destroyed_handle: cuStreamDestroy: stream handle {int(s):#x} was destroyed"
+    ]
     assert error_of(driver.cuStreamCreate(0x8)) == E.CUDA_ERROR_INVALID_VALUE
 
 

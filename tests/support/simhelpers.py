@@ -92,6 +92,15 @@ def green_ctx_id(g):
     return out.value
 
 
+def take_destroyed_handle_hazards():
+    """The destroyed_handle hazards recorded so far (``"destroyed_handle: fn: ..."``); every
+    hazard is cleared. For tests that pass destroyed handles on purpose (tests/sim's conftest
+    fails a test that leaves one behind)."""
+    taken = [h for h in sim.hazards() if h.startswith("destroyed_handle")]
+    sim.clear_hazards()
+    return taken
+
+
 def run_python(code, env_extra=None):
     """Run dedented ``code`` in a fresh interpreter (another simulated machine) that does not
     inherit this process's GREENRES_SIM; returns its stdout."""

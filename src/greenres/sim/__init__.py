@@ -30,6 +30,7 @@ __all__ = [
     "LIBRARY_PATH",
     "PROFILES",
     "DeviceProfile",
+    "arena_stats",
     "call_counts",
     "clear_faults",
     "clear_hazards",
@@ -117,6 +118,10 @@ def _declare(lib: ctypes.CDLL) -> None:
         ),
         "greenres_sim_function_count": (c.c_int, []),
         "greenres_sim_function_entry": (c.c_char_p, [c.c_int] + [c.c_void_p] * 3),
+        "greenres_sim_arena_stats": (
+            c.c_int,
+            [c.c_int, c.POINTER(c.c_char_p)] + [c.POINTER(c.c_ulonglong)] * 4,
+        ),
         "cuGetErrorName": (c.c_int, [c.c_int, c.POINTER(c.c_char_p)]),
     }
     for name, (res, args) in sig.items():
@@ -249,6 +254,26 @@ def live_objects() -> dict[str, int]:
     """Live objects of each kind (user contexts, retained primary contexts, green contexts, ...)."""
     lib = _need()
     return {k: lib.greenres_sim_live_count(k.encode()) for k in LIVE_KINDS}
+
+
+def arena_stats() -> dict[str, dict[str, int]]:
+    """How the simulator's handle arena is used, per kind of handle object (``context``,
+    ``green_context``, ``stream``, ``event``, ``graph``, ``graph_exec``,
+    ``resource_descriptor``): ``slots`` carved so far (live objects, objects still referenced
+    inside the simulator, and reclaimed slots), ``free`` reclaimed slots waiting for reuse,
+    ``reuses`` slots handed out again, ``mapped_bytes`` memory made accessible. Slots are
+    reused, so a program that keeps creating and destroying objects stops carving new ones."""
+    lib = _need()
+    out = {}
+    name = ctypes.c_char_p()
+    values = [ctypes.c_ulonglong() for _ in range(4)]
+    kind = 0
+    while lib.greenres_sim_arena_stats(kind, ctypes.byref(name), *map(ctypes.byref, values)) == 0:
+        key = name.value.decode().replace(" ", "_")
+        fields = ("slots", "free", "reuses", "mapped_bytes")
+        out[key] = dict(zip(fields, (v.value for v in values), strict=True))
+        kind += 1
+    return out
 
 
 def live_objects_since(before: dict[str, int]) -> dict[str, int]:
