@@ -105,4 +105,9 @@ simulated_driver = Extension(
     extra_link_args=["-Wl,-soname,libcuda.so.1", "-pthread", *SANITIZE_FLAGS],
 )
 
-setup(ext_modules=[*_cythonized(), simulated_driver], cmdclass={"build_ext": BuildExt})
+setup(
+    ext_modules=[*_cythonized(), simulated_driver],
+    cmdclass={"build_ext": BuildExt},
+    # A sanitized build keeps its objects apart: a later plain build must not reuse them.
+    options={"build": {"build_base": "build/sanitized" if SANITIZE_FLAGS else "build/plain"}},
+)
