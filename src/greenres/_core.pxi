@@ -41,6 +41,7 @@ cdef class _LayoutCore(_Resource):
     cdef list names              # partition names by index (for messages)
     cdef list extra_streams      # per partition: {CUstream int: weakref to its Stream}
     cdef object graphs           # WeakSet of Graphs captured on this layout's streams
+    cdef list dying_graphs       # (exec, graph) handles of Graphs finalized while it closed
     cdef bint close_pending      # close once no partition is entered (Layout.__exit__)
     cdef object __weakref__
 
@@ -53,6 +54,7 @@ cdef class _LayoutCore(_Resource):
         self.names = []
         self.extra_streams = []
         self.graphs = weakref.WeakSet()
+        self.dying_graphs = []
 
     cdef int allocate(self, list names) except -1:
         cdef int i, count = len(names)
@@ -189,6 +191,7 @@ cdef class _LayoutCore(_Resource):
         # 3. graphs captured on the layout's streams (their nodes run in its green contexts)
         for g in list(self.graphs):
             failures += (<Graph>g)._orphan()
+        failures += self._destroy_dying_graphs()
         # 4. green contexts whose streams are all gone
         for i in range(self.count):
             s = self.states[i]
@@ -214,6 +217,29 @@ cdef class _LayoutCore(_Resource):
                 self.primary_retained = False
             else:
                 failures.append(_failure_of(err, "cuDevicePrimaryCtxRelease"))
+        # Graphs finalized on other threads meanwhile (the caller closes the gate right
+        # after this returns, without releasing the GIL: none is added after this check).
+        failures += self._destroy_dying_graphs()
+        return failures
+
+    cdef list _destroy_dying_graphs(self):
+        cdef cydriver.CUgraphExec exec_
+        cdef cydriver.CUgraph graph
+        cdef cydriver.CUresult err
+        failures = []
+        while self.dying_graphs:
+            exec_handle, graph_handle = self.dying_graphs.pop()
+            exec_ = <cydriver.CUgraphExec><uintptr_t>exec_handle
+            graph = <cydriver.CUgraph><uintptr_t>graph_handle
+            with nogil:
+                err = cydriver.cuGraphExecDestroy(exec_) if exec_ != NULL \
+                    else cydriver.CUDA_SUCCESS
+            if err != cydriver.CUDA_SUCCESS:
+                failures.append(_failure_of(err, "cuGraphExecDestroy"))
+            with nogil:
+                err = cydriver.cuGraphDestroy(graph) if graph != NULL else cydriver.CUDA_SUCCESS
+            if err != cydriver.CUDA_SUCCESS:
+                failures.append(_failure_of(err, "cuGraphDestroy"))
         return failures
 
     cdef bint _events_left(self):

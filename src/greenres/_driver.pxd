@@ -40,6 +40,8 @@ cdef extern from "greenres_runtime.h":
         GREENRES_CLOSING
         GREENRES_CLOSED
     int greenres_begin(const int* gate, long* inflight) nogil
+    int greenres_admit(const int* gate, long* inflight) nogil
+    void greenres_readmit(long* inflight) nogil
     void greenres_end(long* inflight) nogil
     int greenres_gate_state(const int* gate) nogil
     int greenres_gate_close(int* gate) nogil
@@ -79,6 +81,7 @@ cdef struct PartState:
     cydriver.CUevent fence_event    # recorded by Layout.switch
     uintptr_t owner
     unsigned long owner_ident       # threading.get_ident() of the owner (for messages)
+    void* entered_by                # the GreenContext, referenced while it is entered
     int depth
     cydriver.CUstream from_streams[GREENRES_MAX_NESTING]
     cydriver.CUcontext below[GREENRES_MAX_NESTING]   # the context current before each enter
@@ -110,6 +113,7 @@ cdef struct StackRepair:
 cdef int check(cydriver.CUresult err, const char* function) except -1 nogil
 cdef int enter_partition(PartState* p, cydriver.CUstream from_stream, bint resolve,
                          Failure* failure) noexcept nogil
-cdef int exit_partition(PartState* p, Failure* failure, StackRepair* repair) noexcept nogil
+cdef int exit_partition(PartState* p, Failure* failure, StackRepair* repair,
+                        void** unpinned) noexcept nogil
 cdef int pooled_handoff(EventPool* pool, cydriver.CUstream src, cydriver.CUstream dst,
                         Failure* failure) noexcept nogil

@@ -34,7 +34,13 @@ class _Capture:
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
-            self.graph.capture_end()
+            try:
+                self.graph.capture_end()
+            except BaseException:
+                # The block is over: a capture that could not be ended is discarded, not
+                # left going on (the error of capture_end is the one raised).
+                self.graph._abort_capture()
+                raise
         else:
             self.graph._abort_capture()
         return False
@@ -45,16 +51,18 @@ cdef bint _try_admit_into(Admissions* a, const int* gate, long* inflight) except
     cdef int admitted
     if a.count >= MAX_ADMISSIONS:
         raise UsageError("internal error: too many admissions for one call")
-    while True:
-        admitted = greenres_begin(gate, inflight)
-        if admitted == 1:
-            a.counters[a.count] = inflight
-            a.count += 1
-            return True
-        if admitted == 0:
-            return False
+    if _holds(a, gate):
+        greenres_readmit(inflight)
+        _record(a, gate, inflight)
+        return True
+    admitted = greenres_begin(gate, inflight)
+    if admitted == -1:
         with nogil:
-            greenres_gate_wait(gate)
+            admitted = greenres_admit(gate, inflight)
+    if admitted == 0:
+        return False
+    _record(a, gate, inflight)
+    return True
 
 
 @cython.no_gc_clear
@@ -81,6 +89,7 @@ cdef class Graph(_Resource):
     cdef bint _capturing
     cdef bint _orphaned        # its layout was closed under it
     cdef bint _owns_pool       # the pool was made by pool(): closed with the graph
+    cdef bint _left_pool       # close() stopped using the pool (retries only free it)
     cdef bint _initialized
     cdef readonly bint keep_graph
     cdef object __weakref__
@@ -140,17 +149,23 @@ cdef class Graph(_Resource):
         return self._pool
 
     cdef list _leave_pool(self):
+        """Stop using the pool (closing it if this graph made it). Its memory is freed by
+        the last graph to go; failed frees are returned, and the pool is kept until a retry
+        of this graph's close() frees it."""
         cdef GraphPool pool = self._pool
         if pool is None:
             return []
-        self._pool = None
         failures = []
-        if self._owns_pool:
+        if not self._left_pool:
+            self._left_pool = True
+            failures += pool._drop_user()
+        if self._owns_pool or (pool._is_closed() and pool._leaking and not failures):
             try:
                 pool._close(False)
             except DestroyError as error:
                 failures += error.failures
-        pool._drop_user()
+        if not failures:
+            self._pool = None
         return failures
 
     def allocate(self, nbytes):
@@ -311,7 +326,8 @@ cdef class Graph(_Resource):
         if graph == NULL:
             raise UsageError("nothing captured: use capture() first")
         with nogil:
-            check(cydriver.cuGraphInstantiate(&exec_, graph, 0), "cuGraphInstantiate")
+            # cuda.h defines cuGraphInstantiate as cuGraphInstantiateWithFlags (12.0+)
+            check(cydriver.cuGraphInstantiate(&exec_, graph, 0), "cuGraphInstantiateWithFlags")
         self._exec = exec_
         return 0
 
@@ -442,29 +458,69 @@ cdef class Graph(_Resource):
         return failures
 
     cdef list _destroy(self):
-        """close() and the finalizer: end a capture going on, destroy the native graph,
-        stop using the pool. Admitted on the layout the graph was captured in, if it is
-        still open (else the layout destroyed the captured work already)."""
+        """close(): end a capture going on, destroy the native graph, stop using the pool.
+        Admitted on the layout the graph was captured in, if it is still open (else the
+        layout destroyed the captured work already)."""
         cdef Admissions a
-        failures = []
         _admissions_init(&a)
         try:
-            if self._core is None or _try_admit_into(&a, self._s.gate, &self._s.inflight):
-                if self._capturing:
-                    try:
-                        self._end_capture(True)
-                    except DestroyError as error:
-                        failures += error.failures
-                    except DriverError as error:
-                        failures.append(error)
-                failures += self._release_native()
-            if not self._capturing:
-                if self._core is not None and not failures:
-                    self._core.graphs.discard(self)
-                failures += self._leave_pool()
+            layout_open = self._core is None \
+                or _try_admit_into(&a, self._s.gate, &self._s.inflight)
+            return self._destroy_admitted(layout_open)
         finally:
             _admissions_end(&a)
+
+    cdef list _destroy_admitted(self, bint layout_open):
+        failures = []
+        if layout_open:
+            if self._capturing:
+                try:
+                    self._end_capture(True)
+                except DestroyError as error:
+                    failures += error.failures
+                except DriverError as error:
+                    failures.append(error)
+            failures += self._release_native()
+        if not self._capturing:
+            if self._core is not None and not failures:
+                self._core.graphs.discard(self)
+            failures += self._leave_pool()
         return failures
+
+    cdef void _finalize(self) noexcept:
+        # A finalizer never waits for a close of the layout: it may run (by the garbage
+        # collector) inside a call that holds that layout, which the close waits for. While
+        # the layout is closing, its close destroys the captured work (it is in its list).
+        cdef int admitted
+        if self._core is None or greenres_gate_state(&self._gate) == GREENRES_CLOSED:
+            _Resource._finalize(self)
+            return
+        try:
+            admitted = greenres_begin(self._s.gate, &self._s.inflight)
+            if admitted == -1:
+                self._core.dying_graphs.append(self._take_native())
+                self._leave_pool()
+                greenres_gate_set(&self._gate, GREENRES_CLOSED)
+                return
+            try:
+                if self._warn_unclosed():
+                    _warn_resource(f"unclosed {self._describe()}: call close() or use 'with'")
+                failures = self._destroy_admitted(admitted == 1)
+                greenres_gate_set(&self._gate, GREENRES_CLOSED)
+                if failures:
+                    _warn_resource(str(DestroyError(self._describe(), failures)))
+            finally:
+                if admitted == 1:
+                    greenres_end(&self._s.inflight)
+        except BaseException:
+            pass
+
+    cdef tuple _take_native(self):
+        """The executable and graph handles as ints, this object forgetting them."""
+        handles = (<uintptr_t>self._exec, <uintptr_t>self._graph)
+        self._exec = NULL
+        self._graph = NULL
+        return handles
 
     cdef bint _warn_unclosed(self):
         return self._capturing or self._graph != NULL or self._exec != NULL

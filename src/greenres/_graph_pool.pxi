@@ -194,12 +194,15 @@ cdef class GraphPool(_Resource):
         self._users += 1
         return 0
 
-    cdef void _drop_user(self) noexcept:
+    cdef list _drop_user(self):
+        """A graph stops using the pool; the last one frees a closed pool's memory (the
+        failed calls are returned, for the graph's close to report)."""
         self._users -= 1
         if self._users <= 0 and self._is_closed() and not self._freed:
             failures = self._destroy()
-            if failures:
-                _warn_resource(str(DestroyError(self._describe(), failures)))
+            self._leaking = bool(failures)
+            return failures
+        return []
 
     cdef list _destroy(self):
         """Free the memory and release the primary context, unless an open graph still
@@ -207,16 +210,17 @@ cdef class GraphPool(_Resource):
         cdef cydriver.CUdeviceptr ptr
         cdef cydriver.CUstreamCaptureMode mode = cydriver.CU_STREAM_CAPTURE_MODE_RELAXED
         cdef cydriver.CUresult err
-        cdef bint relaxed = False
         cdef list failures = []
         if self._users > 0 or self._freed:
             return failures
         if self._blocks:
             # In the relaxed capture mode, as allocate: a capture going on on this thread
-            # (of another graph) would refuse cuMemFree and be invalidated by it.
+            # (of another graph) would refuse cuMemFree and be invalidated by it. Without
+            # the relaxed mode nothing is freed (a retry frees it).
             with nogil:
-                relaxed = cydriver.cuThreadExchangeStreamCaptureMode(&mode) \
-                    == cydriver.CUDA_SUCCESS
+                err = cydriver.cuThreadExchangeStreamCaptureMode(&mode)
+            if err != cydriver.CUDA_SUCCESS:
+                return [_failure_of(err, "cuThreadExchangeStreamCaptureMode")]
             for address in list(self._blocks):
                 ptr = <cydriver.CUdeviceptr><uintptr_t>address
                 with nogil:
@@ -225,9 +229,12 @@ cdef class GraphPool(_Resource):
                     del self._blocks[address]
                 else:
                     failures.append(_failure_of(err, "cuMemFree"))
-            if relaxed:
-                with nogil:
-                    cydriver.cuThreadExchangeStreamCaptureMode(&mode)
+            with nogil:
+                err = cydriver.cuThreadExchangeStreamCaptureMode(&mode)
+                if err != cydriver.CUDA_SUCCESS:  # once more: the thread's mode is at stake
+                    err = cydriver.cuThreadExchangeStreamCaptureMode(&mode)
+            if err != cydriver.CUDA_SUCCESS:
+                failures.append(_failure_of(err, "cuThreadExchangeStreamCaptureMode"))
             self._free_lists.clear()
         if not self._blocks and self._retained:
             with nogil:

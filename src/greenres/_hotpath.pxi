@@ -14,6 +14,7 @@ cdef enum:
     OTHER_DEVICE = 5
     POOL_EXHAUSTED = 6
     DRIVER_FAILED = 7
+    ADMIT_CLOSED = 8     # the layout was closed (the wrappers raise ClosedError)
 
 # What an exit had to undo on this thread's context stack (ContextStackWarning).
 cdef enum:
@@ -103,12 +104,16 @@ cdef int enter_partition(PartState* p, cydriver.CUstream from_stream, bint resol
     return 0
 
 
-cdef inline void _exit_bookkeeping(PartState* p, int depth) noexcept nogil:
+cdef inline void _exit_bookkeeping(PartState* p, int depth, void** unpinned) noexcept nogil:
     """The partition's context was popped: drop it from this thread's stack, and give up
-    ownership when that was the outermost enter."""
+    ownership when that was the outermost enter, handing the reference that pinned it to
+    the caller (who drops it): once ownership is given up, another thread may enter and
+    pin it again at once."""
     greenres_stack_pop()
     p.depth = depth
     if depth == 0:
+        unpinned[0] = p.entered_by
+        p.entered_by = NULL
         greenres_release(&p.owner)
 
 
@@ -127,44 +132,47 @@ cdef int _restore_stack(PartState* p, cydriver.CUcontext popped, cydriver.CUcont
     if popped == NULL:
         repair.kind = REPAIR_POPPED if below == NULL else REPAIR_LOST
         return 0
-    err = cydriver.cuCtxGetCurrent(&current)
-    if err != cydriver.CUDA_SUCCESS:
-        return _fail(failure, err, "cuCtxGetCurrent")
-    if popped == below and current != below:
-        # What was popped is the context under the partition's: the partition's context
-        # had been popped inside already. Put it back.
-        err = cydriver.cuCtxPushCurrent(popped)
-        if err != cydriver.CUDA_SUCCESS:
-            return _fail(failure, err, "cuCtxPushCurrent")
-        repair.popped = 0
-        repair.kind = REPAIR_POPPED
-        return 0
     for i in range(GREENRES_MAX_NESTING):
+        err = cydriver.cuCtxGetCurrent(&current)
+        if err != cydriver.CUDA_SUCCESS:
+            return _fail(failure, err, "cuCtxGetCurrent")
+        if current == p.ctx:
+            # What was popped had been pushed over the partition's context: pop that too.
+            err = cydriver.cuCtxPopCurrent(&popped)
+            if err != cydriver.CUDA_SUCCESS:
+                return _fail(failure, err, "cuCtxPopCurrent")
+            repair.kind = REPAIR_PUSHED
+            return 0
         if current == below:
-            # `popped` had replaced the partition's context (cuCtxSetCurrent)
+            # What was popped had replaced the partition's context (cuCtxSetCurrent).
             repair.kind = REPAIR_REPLACED
+            return 0
+        if popped == below:
+            # What was popped is the context that was under the partition's: the
+            # partition's context had been popped inside already. Put it back.
+            err = cydriver.cuCtxPushCurrent(popped)
+            if err != cydriver.CUDA_SUCCESS:
+                return _fail(failure, err, "cuCtxPushCurrent")
+            repair.popped -= 1
+            repair.kind = REPAIR_POPPED
             return 0
         err = cydriver.cuCtxPopCurrent(&popped)
         if err != cydriver.CUDA_SUCCESS:
             repair.kind = REPAIR_LOST  # the stack ran out before `below` came back
             return 0
-        if popped == p.ctx:
-            repair.kind = REPAIR_PUSHED
-            return 0
         repair.popped += 1
-        err = cydriver.cuCtxGetCurrent(&current)
-        if err != cydriver.CUDA_SUCCESS:
-            return _fail(failure, err, "cuCtxGetCurrent")
     repair.kind = REPAIR_LOST
     return 0
 
 
-cdef int exit_partition(PartState* p, Failure* failure, StackRepair* repair) noexcept nogil:
+cdef int exit_partition(PartState* p, Failure* failure, StackRepair* repair,
+                        void** unpinned) noexcept nogil:
     """Undo the innermost enter of ``p`` on this thread: the caller's stream waits for the
     partition's stream, the partition's context is popped and the thread's context stack is
     as it was at enter (repaired when code inside changed it: ``repair`` says how). Returns
     0 or a code; on a failure nothing changed (a failed final wait pushes the context back),
-    so the exit can be retried. The caller admitted the operation on the partition."""
+    so the exit can be retried. The outermost exit stores the reference that pinned the
+    partition in ``*unpinned``. The caller admitted the operation on the partition."""
     cdef uintptr_t me = greenres_thread_token()
     cdef int depth
     cdef char has_from
@@ -204,9 +212,9 @@ cdef int exit_partition(PartState* p, Failure* failure, StackRepair* repair) noe
             # cannot be pushed back, the exit stands, so that greenres agrees with the driver.
             if repair.kind != REPAIR_NONE \
                     or cydriver.cuCtxPushCurrent(p.ctx) != cydriver.CUDA_SUCCESS:
-                _exit_bookkeeping(p, depth)
+                _exit_bookkeeping(p, depth, unpinned)
             return _fail(failure, err, "cuStreamWaitEvent")
-    _exit_bookkeeping(p, depth)
+    _exit_bookkeeping(p, depth, unpinned)
     return 0
 
 

@@ -20,15 +20,13 @@ cdef int _admit(const int* gate, long* inflight, object owner) except -1:
     """Admit one operation on ``owner`` (count it in ``inflight``); call ``greenres_end``
     when it is done. Raises ClosedError (naming ``owner``) when it is closed;
     while a close() is deciding, waits for it with the GIL released."""
-    cdef int admitted
-    while True:
-        admitted = greenres_begin(gate, inflight)
-        if admitted == 1:
-            return 0
-        if admitted == 0:
-            raise _closed_error_of(owner)
+    cdef int admitted = greenres_begin(gate, inflight)
+    if admitted == -1:  # a close() is deciding: wait for it without the GIL
         with nogil:
-            greenres_gate_wait(gate)
+            admitted = greenres_admit(gate, inflight)
+    if admitted == 0:
+        raise _closed_error_of(owner)
+    return 0
 
 
 cdef object _closed_error_of(object owner):
@@ -47,6 +45,7 @@ cdef enum:
 
 cdef struct Admissions:
     long* counters[MAX_ADMISSIONS]
+    const int* gates[MAX_ADMISSIONS]
     int count
 
 
@@ -54,13 +53,32 @@ cdef inline void _admissions_init(Admissions* a) noexcept nogil:
     a.count = 0
 
 
+cdef inline bint _holds(Admissions* a, const int* gate) noexcept nogil:
+    cdef int i
+    for i in range(a.count):
+        if a.gates[i] == gate:
+            return True
+    return False
+
+
+cdef inline void _record(Admissions* a, const int* gate, long* inflight) noexcept nogil:
+    a.counters[a.count] = inflight
+    a.gates[a.count] = gate
+    a.count += 1
+
+
 cdef int _admit_into(Admissions* a, const int* gate, long* inflight,
                      object owner) except -1:
+    """Admit into ``a`` (ended together by _admissions_end). A call that holds an admission
+    on ``gate`` already is admitted again at once: the gate's close cannot finish while it
+    holds one, so waiting for that close would wait for itself."""
     if a.count >= MAX_ADMISSIONS:
         raise UsageError("internal error: too many admissions for one call")
-    _admit(gate, inflight, owner)
-    a.counters[a.count] = inflight
-    a.count += 1
+    if _holds(a, gate):
+        greenres_readmit(inflight)
+    else:
+        _admit(gate, inflight, owner)
+    _record(a, gate, inflight)
     return 0
 
 
@@ -223,10 +241,14 @@ cdef class _Resource:
         return False
 
 
-cdef inline void _pin(object core) noexcept:
-    """An entered partition keeps the core owning its state alive (see _partition.pxi)."""
-    Py_INCREF(core)
+cdef inline void _pin(PartState* s, object partition) noexcept:
+    """An entered partition is referenced from its state for as long as it is entered: the
+    GreenContext (and through it the core that owns the state) lives while the entering
+    thread's nesting stack points at the state."""
+    Py_INCREF(partition)
+    s.entered_by = <void*>partition
 
 
-cdef inline void _unpin(object core) noexcept:
-    Py_DECREF(core)
+cdef inline void _unpin(void* pinned) noexcept:
+    """Drop the reference _pin took (the outermost exit took it off the state)."""
+    Py_DECREF(<object>pinned)

@@ -57,33 +57,31 @@ cdef class GreenContext:
             raise self._closed_error()
         return 0
 
-    cdef int _enter(self, cydriver.CUstream caller, bint resolve) except -1:
-        """enter_partition without the GIL, admitted on the partition's lifetime. The
-        outermost enter pins the core: the entering thread's nesting stack points at its
-        state until the partition is exited."""
+    cdef int _enter(self, cydriver.CUstream caller, bint resolve,
+                    bint layout_held=False) except -1:
+        """enter_partition without the GIL, admitted on the partition's lifetime (at once
+        when the caller holds an admission on the same layout, for ``from_stream``). The
+        outermost enter pins the partition: the entering thread's nesting stack points at
+        its state until it is exited."""
         cdef PartState* s = self._s
         cdef Failure failure
         cdef int code
         with nogil:
-            code = greenres_begin(s.gate, &s.inflight)
-            if code == 1:
+            if layout_held:
+                greenres_readmit(&s.inflight)
+            if layout_held or greenres_admit(s.gate, &s.inflight):
                 code = enter_partition(s, caller, resolve, &failure)
                 greenres_end(&s.inflight)
             else:
-                code = -1 - code  # -1: closed, -2: closing
+                code = ADMIT_CLOSED
         if code:
-            return self._enter_failed(code, caller, resolve, &failure)
+            return self._enter_failed(code, &failure)
         if s.depth == 1:
-            _pin(self._core)
+            _pin(s, self)
         return 0
 
-    cdef int _enter_failed(self, int code, cydriver.CUstream caller, bint resolve,
-                           Failure* failure) except -1:
-        if code == -2:  # a close() is deciding: wait for it, then try again
-            with nogil:
-                greenres_gate_wait(self._s.gate)
-            return self._enter(caller, resolve)
-        if code == -1:
+    cdef int _enter_failed(self, int code, Failure* failure) except -1:
+        if code == ADMIT_CLOSED:
             raise self._closed_error()
         if code == DRIVER_FAILED:
             return _raise_failure(failure)
@@ -94,24 +92,18 @@ cdef class GreenContext:
         cdef Failure failure
         cdef StackRepair repair
         cdef int code
-        cdef int depth = s.depth
+        cdef void* unpinned = NULL
         repair.kind = REPAIR_NONE
         with nogil:
-            code = greenres_begin(s.gate, &s.inflight)
-            if code == 1:
-                code = exit_partition(s, &failure, &repair)
+            if greenres_admit(s.gate, &s.inflight):
+                code = exit_partition(s, &failure, &repair, &unpinned)
                 greenres_end(&s.inflight)
             else:
-                code = -1 - code
-        if code == -2:
-            with nogil:
-                greenres_gate_wait(s.gate)
-            return self._exit()
-        if code == -1:
+                code = ADMIT_CLOSED
+        if code == ADMIT_CLOSED:
             raise self._closed_error()
-        # 0 and DRIVER_FAILED come from the owner's path only: depth is ours to read.
-        if (code == 0 or code == DRIVER_FAILED) and depth > 0 and s.depth == 0:
-            self._exited_outermost()
+        if unpinned != NULL:
+            self._exited_outermost(unpinned)
         if repair.kind != REPAIR_NONE:
             warnings.warn(_repair_warning(self.name, repair.kind, repair.popped,
                                           <uintptr_t>repair.found), stacklevel=3)
@@ -121,13 +113,15 @@ cdef class GreenContext:
             raise _thread_rule_error(self.name, code)
         return 0
 
-    cdef int _exited_outermost(self) except -1:
-        """The outermost exit: unpin the core (which may close it, as a Layout.__exit__
-        that met an exception asked, or free it if nothing else refers to it)."""
-        cdef _LayoutCore core = self._core
-        if core.close_pending:
-            core._close_deferred()
-        _unpin(core)
+    cdef int _exited_outermost(self, void* pinned) except -1:
+        """The outermost exit: close the layout if a Layout.__exit__ that met an exception
+        asked for it, and drop the reference held while entered (which may free the layout
+        if nothing else refers to it)."""
+        try:
+            if self._core.close_pending:
+                self._core._close_deferred()
+        finally:
+            _unpin(pinned)
         return 0
 
     cdef Stream _make_stream(self, int priority):
@@ -282,7 +276,7 @@ cdef class GreenContext:
             _admissions_init(&a)
             try:
                 caller = _use_stream(from_stream, "from_stream", &a, self.device.ordinal)
-                self._enter(caller, False)
+                self._enter(caller, False, _holds(&a, self._s.gate))
             finally:
                 _admissions_end(&a)
         if self._scope is None:
@@ -411,6 +405,7 @@ cdef int _handoff_admitted(_LayoutCore core, cydriver.CUstream src,
             return _raise_failure(&failure)
     # No pool (foreign streams only) or all slots busy: a temporary event in the current
     # context. Slow, but correct.
+    _destroy_left_events()
     with nogil:
         check(cydriver.cuCtxGetCurrent(&current), "cuCtxGetCurrent")
     if current == NULL:
@@ -428,6 +423,8 @@ cdef int _handoff_admitted(_LayoutCore core, cydriver.CUstream src,
         else:
             failure.function = "cuEventRecord"
         destroyed = cydriver.cuEventDestroy(event)
+    if destroyed != cydriver.CUDA_SUCCESS:
+        _left_events.append(<uintptr_t>event)  # the next foreign handoff retries
     if err != cydriver.CUDA_SUCCESS:
         failure.error = err
         if destroyed != cydriver.CUDA_SUCCESS:
@@ -438,6 +435,39 @@ cdef int _handoff_admitted(_LayoutCore core, cydriver.CUstream src,
         raise DestroyError("a temporary handoff event",
                            [_failure_of(destroyed, "cuEventDestroy")])
     return 0
+
+
+# Temporary handoff events whose cuEventDestroy failed: the next handoff that needs a
+# temporary event destroys them first (and reports what still fails).
+cdef list _left_events = []
+
+
+cdef int _destroy_left_events() except -1:
+    cdef cydriver.CUevent event
+    cdef cydriver.CUresult err
+    failures = []
+    for handle in list(_left_events):
+        event = <cydriver.CUevent><uintptr_t>handle
+        with nogil:
+            err = cydriver.cuEventDestroy(event)
+        if err == cydriver.CUDA_SUCCESS:
+            _left_events.remove(handle)
+        else:
+            failures.append(_failure_of(err, "cuEventDestroy"))
+    if failures:
+        raise DestroyError("temporary handoff events left by earlier failures", failures)
+    return 0
+
+
+def current_partition():
+    """The innermost partition entered on this thread (a :class:`GreenContext`), or None.
+
+    An entered partition stays alive while it is entered, even when nothing else refers to
+    it or its layout any more: this is how such a partition is found again to exit it."""
+    cdef PartState* top = <PartState*>greenres_stack_top()
+    if top == NULL or top.entered_by == NULL:
+        return None
+    return <object>top.entered_by
 
 
 def handoff(src, dst):

@@ -139,13 +139,11 @@ cdef class Stream(_Resource):
     cdef bint _try_begin_own(self) except -1:
         """Admit on the stream's own gate only (the caller admitted its layout); False when
         the stream is closed."""
-        cdef int admitted
-        while True:
-            admitted = greenres_begin(&self._gate, &self._inflight)
-            if admitted != -1:
-                return admitted == 1
+        cdef int admitted = greenres_begin(&self._gate, &self._inflight)
+        if admitted == -1:
             with nogil:
-                greenres_gate_wait(&self._gate)
+                admitted = greenres_admit(&self._gate, &self._inflight)
+        return admitted == 1
 
     cdef inline bint _stream_closed(self):
         return greenres_gate_state(self._s.gate) == GREENRES_CLOSED \
@@ -290,16 +288,18 @@ cdef class Stream(_Resource):
         # The finalizer destroys an unclosed stream while admitted on its layout, so that a
         # close of the layout on another thread does not destroy it at the same time.
         cdef Admissions a
+        cdef int admitted
         if not self._owned:
             return
         _admissions_init(&a)
         try:
-            if greenres_begin(self._s.gate, &self._s.inflight) != 1:
-                with nogil:
-                    greenres_gate_wait(self._s.gate)
-                if greenres_begin(self._s.gate, &self._s.inflight) != 1:
-                    greenres_gate_set(&self._gate, GREENRES_CLOSED)  # destroyed by its layout
-                    return
+            # Never wait for a close of the layout here: a finalizer may run (by the garbage
+            # collector) inside a call that holds that layout, which the close waits for.
+            # Closed or closing, the layout destroys the stream (it is in its list).
+            admitted = greenres_begin(self._s.gate, &self._s.inflight)
+            if admitted != 1:
+                greenres_gate_set(&self._gate, GREENRES_CLOSED)
+                return
             a.counters[0] = &self._s.inflight
             a.count = 1
             _Resource._finalize(self)

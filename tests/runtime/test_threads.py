@@ -152,3 +152,30 @@ def test_no_hazard_seen_by_the_simulator(sim):
         for t in threads:
             t.join()
     assert sim.hazards() == []
+
+
+def test_the_pin_of_an_entered_partition_survives_contention():
+    """Threads take one partition in turn: each outermost exit drops the reference its
+    enter took, even when another thread enters the moment ownership is given up (a drop
+    decided after that point would drop the other thread's reference)."""
+    import sys
+
+    with layout_of({"a": 16}) as layout:
+        part = layout["a"]
+        refs = sys.getrefcount(part)
+
+        def worker():
+            for _ in range(3000):
+                try:
+                    with part:
+                        pass
+                except ThreadOwnershipError:
+                    pass
+
+        threads = [threading.Thread(target=worker) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sys.getrefcount(part) == refs
+        assert not part.entered

@@ -98,8 +98,8 @@ CALLS = {
         "cuMemAlloc",
         "cuCtxPopCurrent",
     ],
-    "instantiate": ["cuGraphInstantiate", "cuGraphDestroy"],
-    "replay": ["cuGraphInstantiate", "cuGraphDestroy", "cuGraphLaunch"],
+    "instantiate": ["cuGraphInstantiateWithFlags", "cuGraphDestroy"],
+    "replay": ["cuGraphInstantiateWithFlags", "cuGraphDestroy", "cuGraphLaunch"],
 }
 
 

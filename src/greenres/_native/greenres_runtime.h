@@ -98,6 +98,11 @@ static inline int greenres_begin(const int* gate, long* inflight) {
     __atomic_fetch_sub(inflight, 1, __ATOMIC_SEQ_CST);
     return state == GREENRES_CLOSED ? 0 : -1;
 }
+/* Admit again, at once, an operation that holds an admission on the same gate: the gate's
+   close cannot finish meanwhile, so waiting for it would wait for itself. */
+static inline void greenres_readmit(long* inflight) {
+    __atomic_fetch_add(inflight, 1, __ATOMIC_SEQ_CST);
+}
 static inline void greenres_end(long* inflight) {
     __atomic_fetch_sub(inflight, 1, __ATOMIC_RELEASE);
 }
@@ -112,6 +117,17 @@ static inline int greenres_gate_close(int* gate) {
 }
 static inline void greenres_gate_set(int* gate, int state) {
     __atomic_store_n(gate, state, __ATOMIC_SEQ_CST);
+}
+/* Admit one operation, waiting out a close that is deciding: 1 admitted, 0 closed. Call
+   without the GIL: the closing thread may need it to decide, and an operation must be
+   able to slip in the moment a refusing close opens the gate again (waiting for the GIL
+   there would let the next close() start first, again and again). */
+static inline int greenres_admit(const int* gate, long* inflight) {
+    int admitted;
+    while ((admitted = greenres_begin(gate, inflight)) == -1) {
+        while (__atomic_load_n(gate, __ATOMIC_SEQ_CST) == GREENRES_CLOSING) sched_yield();
+    }
+    return admitted;
 }
 /* Spin (yielding the CPU) while the gate is CLOSING; the state it settled in. Call without
    the GIL: the closing thread may need it to decide. */
