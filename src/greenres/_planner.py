@@ -41,14 +41,17 @@ def _sms(count: int) -> str:
 
 
 @lru_cache(maxsize=4096)
-def _decimal_ratio(share: float) -> tuple[int, int]:
-    """The share as the decimal it prints as, in lowest terms: 0.15 is 15/100 = 3/20, not
-    the binary 0.1499999999999999944..., so 0.15 of 10 groups is a tie (1.5).
+def _share_terms(share: float) -> tuple[int, int, str]:
+    """``(numerator, denominator, percent)``: the share as the decimal it prints as, in
+    lowest terms (0.15 is 3/20, not the binary 0.1499999999999999944..., so 0.15 of 10 groups
+    is a tie, 1.5), and as a percentage for reasons (``"15%"``).
 
-    Memoised: a pure function of the float, and shares repeat across plans and modes."""
+    Memoised: a pure function of the float (parsing it is most of a share's cost), and
+    shares repeat across plans and modes."""
     from decimal import Decimal
 
-    return Decimal(repr(share)).as_integer_ratio()
+    numerator, denominator = Decimal(repr(share)).as_integer_ratio()
+    return numerator, denominator, f"{share * 100:.6g}%"
 
 
 class _Grain:
@@ -236,7 +239,7 @@ def _size(
         if p.share is None:
             rest, rest_floor = p, floor
             continue
-        numerator, denominator = _decimal_ratio(p.share)
+        numerator, denominator, _percent = _share_terms(p.share)
         numerator *= total_units
         rounded = (2 * numerator + denominator) // (2 * denominator)  # nearest; ties go up
         units[name] = rounded if rounded > floor else floor
@@ -288,7 +291,7 @@ def _share_reason(
     unit = grain.unit
     # int / int is correctly rounded, as float() of the exact fraction is
     text = (
-        f"{p.share * 100:.6g}% of {grain.total_units * unit} usable SMs is "
+        f"{_share_terms(p.share)[2]} of {grain.total_units * unit} usable SMs is "
         f"{numerator * unit / denominator:.4g}"
     )
     if trimmed:
@@ -406,6 +409,7 @@ def _assemble(
         )
     planned = []
     recipes = []
+    group_sm_counts = []  # "structured": one group per partition, in plan order
     first_result = 0
     for p in spec.partitions:
         name = p.name
@@ -423,24 +427,21 @@ def _assemble(
             if extra_sms:
                 note = _remainder_note(grain, policy, extra_units, split_remainder)
                 reason = f"{reason}; {note}" if reason else note
+        streams, priority = p.streams, p.priority
+        # positional: one plan makes two of these per partition (see docs/planning.md's
+        # timings); the field order is the classes' own
         planned.append(
             PlannedPartition(
-                name,
-                p.request,
-                sm_count,
-                groups,
-                result_sms,
-                takes_remainder,
-                reason,
-                p.streams,
-                p.priority,
+                name, p.request, sm_count, groups, result_sms, takes_remainder, reason,
+                streams, priority,
             )
-        )
+        )  # fmt: skip
         recipes.append(
             PartitionRecipe(
-                name, first_result, groups, takes_remainder, sm_count, p.streams, p.priority
+                name, first_result, groups, takes_remainder, sm_count, streams, priority
             )
         )
+        group_sm_counts.append(result_sms)
         first_result += groups
     if policy == "own":
         groups = extra_units if by_groups else 0
@@ -486,7 +487,7 @@ def _assemble(
             result_count=split_groups,
             min_count=0,
             split_flags=0,
-            group_sm_counts=tuple(p.result_sm_count for p in planned if p.groups),
+            group_sm_counts=tuple(group_sm_counts),
             coscheduled_sm_count=0 if spec.coscheduling else grain.alignment,
             group_flags=GROUP_BACKFILL if spec.backfill else 0,
             partitions=tuple(recipes),

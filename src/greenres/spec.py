@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Mapping
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from attrs import field, frozen
@@ -134,7 +135,7 @@ class Partition:
         """True when the partition asks for "the rest" (neither ``sms`` nor ``share``)."""
         return self.sms is None and self.share is None
 
-    @property
+    @cached_property  # every plan of the partition shows it
     def request(self) -> str:
         """The request in words: ``"96 SMs"``, ``"25% share"``, ``"the rest"``."""
         if self.sms is not None:
