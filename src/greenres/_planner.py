@@ -13,6 +13,9 @@ Three steps, none of which is ever retried:
 
 ``mechanism="auto"`` is decided between steps 2 and 3 by :func:`auto_uses_groups`, a
 function of the spec, the facts and the structured sizing, before any plan exists.
+
+One file of about 500 lines: the steps share the grain and the words of every message,
+and a reader follows one plan from top to bottom.
 """
 
 from __future__ import annotations
@@ -334,6 +337,10 @@ def _total_violation(
     )
 
 
+def _one_violation(spec: PartitionSpec, facts: SmFacts, grain: _Grain, violation: str) -> PlanError:
+    return PlanError(_message(spec, facts, grain, [violation]))
+
+
 def _message(spec: PartitionSpec, facts: SmFacts, grain: _Grain, violations: list[str]) -> str:
     count = len(spec.partitions)
     head = (
@@ -373,16 +380,12 @@ def _assemble(
     extra_sms = extra_units * unit + split_remainder
     policy = spec.remainder
     if policy == "own" and extra_sms == 0:
-        raise PlanError(
-            _message(
-                spec,
-                facts,
-                grain,
-                [
-                    f"remainder='own' would make an empty partition: the partitions take all "
-                    f"{_sms(facts.sm_count)} of {facts.device_name}; use remainder='drop'"
-                ],
-            )
+        raise _one_violation(
+            spec,
+            facts,
+            grain,
+            f"remainder='own' would make an empty partition: the partitions take all "
+            f"{_sms(facts.sm_count)} of {facts.device_name}; use remainder='drop'",
         )
     # The keywords win over partition names spelled the same.
     target = None if policy in REMAINDER_KEYWORDS else policy
@@ -393,19 +396,14 @@ def _assemble(
         and grain.alignment != facts.alignment
     ):
         # see auto_uses_groups: one descriptor needs one co-scheduling alignment
-        raise PlanError(
-            _message(
-                spec,
-                facts,
-                grain,
-                [
-                    f"{target} cannot also take the split's remainder: one descriptor needs "
-                    f"one co-scheduling alignment, and a structured group without "
-                    f"co-scheduling has {grain.alignment} where the remainder has "
-                    f"{facts.alignment}; use remainder='own' or 'drop', coscheduling=true, "
-                    "or mechanism 'groups'"
-                ],
-            )
+        raise _one_violation(
+            spec,
+            facts,
+            grain,
+            f"{target} cannot also take the split's remainder: one descriptor needs one "
+            f"co-scheduling alignment, and a structured group without co-scheduling has "
+            f"{grain.alignment} where the remainder has {facts.alignment}; use "
+            "remainder='own' or 'drop', coscheduling=true, or mechanism 'groups'",
         )
     planned = []
     recipes = []
@@ -428,8 +426,7 @@ def _assemble(
                 note = _remainder_note(grain, policy, extra_units, split_remainder)
                 reason = f"{reason}; {note}" if reason else note
         streams, priority = p.streams, p.priority
-        # positional: one plan makes two of these per partition (see docs/planning.md's
-        # timings); the field order is the classes' own
+        # positional, in field order: this runs for every partition of every plan
         planned.append(
             PlannedPartition(
                 name, p.request, sm_count, groups, result_sms, takes_remainder, reason,
