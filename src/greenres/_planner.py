@@ -70,9 +70,7 @@ class _Grain:
             self.min_size = facts.uncoscheduled_min_partition_size
             self.alignment = facts.uncoscheduled_alignment
         if mechanism == "groups":
-            # one minimum-size group of the split by count: the minimum rounded up to the
-            # alignment
-            self.unit = -(-self.min_size // self.alignment) * self.alignment
+            self.unit = facts.group_size(spec.coscheduling)
             self.min_units = 1
         else:
             # smCount must be a multiple of coscheduledSmCount (= the alignment) unless

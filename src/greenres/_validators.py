@@ -7,6 +7,8 @@ from typing import Any
 
 from greenres.errors import SpecError
 
+__all__ = ["check_bool", "check_name", "int_at_least", "is_int"]
+
 
 def is_int(value: Any) -> bool:
     """An int that is not a bool (``True`` is an int to Python, not to a spec)."""
@@ -33,3 +35,25 @@ def int_at_least(minimum: int, optional: bool = False):
 def check_bool(_instance: Any, attribute: Any, value: Any) -> None:
     if not isinstance(value, bool):
         raise SpecError(f"'{attribute.name}' must be a bool (got {value!r})")
+
+
+def check_name(field_name: str, value: Any) -> str:
+    """Validate a partition or mode name and return it.
+
+    A name is a non-empty string with no leading or trailing whitespace and no control
+    characters (it appears in tables, file keys and NVTX ranges).
+
+    Raises:
+        SpecError: naming ``field_name`` and the value.
+    """
+    if not isinstance(value, str):
+        raise SpecError(
+            f"'{field_name}' must be a str (got {value!r} of type {type(value).__name__})"
+        )
+    if not value:
+        raise SpecError(f"'{field_name}' must not be empty (got '')")
+    if value != value.strip():
+        raise SpecError(f"'{field_name}' must not start or end with whitespace (got {value!r})")
+    if any(not ch.isprintable() for ch in value):
+        raise SpecError(f"'{field_name}' must not contain control characters (got {value!r})")
+    return value

@@ -29,7 +29,7 @@ from typing import Any
 
 from attrs import field, fields, frozen
 
-from greenres._canonical import canonical_json, digest
+from greenres._canonical import digest
 from greenres._validators import check_bool
 from greenres.errors import SpecError
 from greenres.facts import SmFacts
@@ -43,7 +43,6 @@ __all__ = [
     "IsolationSchema",
     "SelectedCompileContext",
     "SelectedRuntimeContext",
-    "canonical_json",
     "installed_versions",
     "isolation_context",
     "isolation_key",
@@ -153,7 +152,7 @@ def _resolve_partition(partition: Any) -> tuple[Plan, PlannedPartition] | None:
     if isinstance(partition, tuple) and len(partition) == 2 and isinstance(partition[0], Plan):
         plan, name = partition
         try:
-            return plan, plan[name]
+            partition = plan.ref(name)
         except KeyError:
             raise KeyError(f"the plan has no partition {name!r}; it has {plan.names}") from None
     if isinstance(partition, PlannedPartition):
@@ -245,7 +244,8 @@ def isolation_context(
 
 
 def key_of_context(context: Mapping[str, Any]) -> str:
-    """32 hex characters of SHA-256 over :func:`canonical_json` of ``context``."""
+    """32 hex characters of SHA-256 over the canonical JSON of ``context`` (sorted keys, no
+    whitespace, only ASCII)."""
     return digest(context, 32)
 
 

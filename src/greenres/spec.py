@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from attrs import field, frozen
 
-from greenres._validators import check_bool, int_at_least, is_int
+from greenres._validators import check_bool, check_name, int_at_least, is_int
 from greenres.errors import SpecError
 
 if TYPE_CHECKING:
@@ -28,7 +28,6 @@ __all__ = [
     "ModalSpec",
     "Partition",
     "PartitionSpec",
-    "check_name",
 ]
 
 #: The remainder policies that are keywords rather than partition names.
@@ -38,28 +37,6 @@ REMAINDER_PARTITION_NAME = "remainder"
 
 # Shares may sum to 1 in decimal but a little over in binary (0.1 * 10).
 _SHARE_SUM_TOLERANCE = 1e-9
-
-
-def check_name(field_name: str, value: Any) -> str:
-    """Validate a partition or mode name and return it.
-
-    A name is a non-empty string with no leading or trailing whitespace and no control
-    characters (it appears in tables, file keys and NVTX ranges).
-
-    Raises:
-        SpecError: naming ``field_name`` and the value.
-    """
-    if not isinstance(value, str):
-        raise SpecError(
-            f"'{field_name}' must be a str (got {value!r} of type {type(value).__name__})"
-        )
-    if not value:
-        raise SpecError(f"'{field_name}' must not be empty (got '')")
-    if value != value.strip():
-        raise SpecError(f"'{field_name}' must not start or end with whitespace (got {value!r})")
-    if any(not ch.isprintable() for ch in value):
-        raise SpecError(f"'{field_name}' must not contain control characters (got {value!r})")
-    return value
 
 
 def _plain_int(_instance: Any, attribute: Any, value: Any) -> None:
@@ -272,7 +249,8 @@ class PartitionSpec:
 
 
 class _ModeMap(Mapping):
-    """An immutable, hashable mapping that keeps insertion order (modes and their plans)."""
+    """An immutable, hashable mapping whose order is part of its value (modes and their
+    plans)."""
 
     __slots__ = ("_items",)
 
@@ -288,12 +266,17 @@ class _ModeMap(Mapping):
     def __len__(self) -> int:
         return len(self._items)
 
+    # Order is part of the value: the first mode is the default one, and the order enters
+    # fingerprints and files. Against another kind of mapping, compare like a dict does
+    # (as OrderedDict does).
     def __hash__(self) -> int:
-        return hash(frozenset(self._items.items()))
+        return hash(tuple(self._items.items()))
 
     def __eq__(self, other: object) -> bool:
+        if isinstance(other, _ModeMap):
+            return list(self._items.items()) == list(other._items.items())
         if isinstance(other, Mapping):
-            return dict(self._items) == dict(other.items())
+            return self._items == dict(other.items())
         return NotImplemented
 
     def __repr__(self) -> str:
