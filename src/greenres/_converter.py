@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from greenres._validators import value_text
 from greenres.errors import SpecError
 from greenres.facts import SmFacts
 from greenres.isolation import IsolationSchema, SelectedCompileContext, SelectedRuntimeContext
@@ -39,7 +40,7 @@ def _is_array(value: Any) -> bool:
 def _require(kind: str, check: Any, hook: Any):
     def structure(value: Any, type_: Any) -> Any:
         if not check(value):
-            raise SpecError(f"expected {kind} (got {value!r})")
+            raise SpecError(f"expected {kind} (got {value_text(value)})")
         return hook(value, type_)
 
     return structure
@@ -62,7 +63,9 @@ def make_converter() -> cattrs.Converter:
                 return value
             if isinstance(value, Mapping):
                 return converter.structure(value, kind)
-            raise SpecError(f"must be true, false or a table of form names (got {value!r})")
+            raise SpecError(
+                f"must be true, false or a table of form names (got {value_text(value)})"
+            )
 
         return structure
 
@@ -160,7 +163,8 @@ def expect_table(data: Any, source: str | None, where: str = "$") -> None:
     if not isinstance(data, Mapping):
         at = "" if where == "$" else f"at {where}: "
         raise SpecError(
-            f"{source + ': ' if source else ''}{at}expected a table of keys (got {data!r})"
+            f"{source + ': ' if source else ''}{at}expected a table of keys "
+            f"(got {value_text(data)})"
         )
 
 

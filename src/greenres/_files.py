@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from greenres._validators import value_text
 from greenres.errors import SpecError
 
 __all__ = ["dump", "dumps", "load", "loads"]
@@ -49,7 +50,7 @@ def read(path: Path) -> str:
 
 def check_format(format: str) -> str:
     if format not in ("toml", "json"):
-        raise SpecError(f"'format' must be 'toml' or 'json' (got {format!r})")
+        raise SpecError(f"'format' must be 'toml' or 'json' (got {value_text(format)})")
     return format
 
 

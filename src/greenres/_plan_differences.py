@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from greenres._validators import value_text
+
 __all__ = ["plan_differences"]
 
 
@@ -30,5 +32,5 @@ def plan_differences(stored: Any, made: Any, where: str = "$") -> list[str]:
             for line in plan_differences(a, b, f"{where}[{index}]")
         ]
     if stored != made or type(stored) is not type(made):
-        return [f"at {where}: file {stored!r}, planned {made!r}"]
+        return [f"at {where}: file {value_text(stored)}, planned {value_text(made)}"]
     return []

@@ -23,6 +23,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+from greenres._validators import value_text
 from greenres.cuda_versions import STRUCTURED_SPLIT
 from greenres.errors import DriverTooOldError, PlanError, SpecError
 from greenres.facts import SmFacts, resolve_facts
@@ -96,7 +97,9 @@ def _checked_mechanism(spec: PartitionSpec, facts: SmFacts, mechanism: str) -> s
     """The mechanism to size with: ``mechanism`` itself, or for ``"auto"`` the structured
     split when the facts have it. Raises for what the facts or the spec cannot do."""
     if mechanism not in ("auto", *MECHANISMS):
-        raise SpecError(f"'mechanism' must be 'auto', 'groups' or 'structured' (got {mechanism!r})")
+        raise SpecError(
+            f"'mechanism' must be 'auto', 'groups' or 'structured' (got {value_text(mechanism)})"
+        )
     if not facts.structured_split:
         if spec.backfill:
             raise DriverTooOldError(

@@ -1,13 +1,64 @@
 """attrs validators shared by the spec, facts and isolation classes. Each raises
-:class:`~greenres.errors.SpecError` naming the field, the rule and the value."""
+:class:`~greenres.errors.SpecError` naming the field, the rule and the value.
+
+:func:`value_text` is how every declarative message shows a value: ``repr``, except that
+it cannot fail (deep nesting, ints too long for ``str``, a broken ``__repr__``) and stays
+short. This module imports nothing of greenres but the errors.
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from greenres.errors import SpecError
 
-__all__ = ["check_bool", "check_name", "int_at_least", "is_int"]
+__all__ = ["check_bool", "check_name", "int_at_least", "is_int", "value_text"]
+
+#: Longer reprs are cut in messages: a message names a value, it does not reproduce it.
+_MAX_TEXT = 200
+#: Ints of more bits (about 60 digits) are described by their size: nobody reads them,
+#: and ``str`` refuses past 4300 digits.
+_MAX_INT_BITS = 200
+
+
+def value_text(value: Any) -> str:
+    """``repr(value)`` for a message: never raises, at most about 200 characters."""
+    if (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and value.bit_length() > _MAX_INT_BITS
+    ):
+        return _int_size(value)
+    try:
+        text = repr(value)
+    except (RecursionError, ValueError):
+        # nested deeper than repr goes, or holding an int longer than str makes
+        text = _shape(value)
+    except Exception:  # a __repr__ of the caller's that fails: name the type instead
+        text = f"<{type(value).__name__} object>"
+    if len(text) > _MAX_TEXT:
+        text = text[: _MAX_TEXT - 20] + " ... " + text[-12:]
+    return text
+
+
+def _int_size(value: int) -> str:
+    sign = "a negative" if value < 0 else "an"
+    bits = value.bit_length()
+    digits = math.floor((bits - 1) * math.log10(2)) + 1  # the digits of 2 ** (bits - 1)
+    if bits > 1 << 20:  # over 300,000 digits: counting them exactly takes a while
+        return f"{sign} int of about {digits} digits"
+    if abs(value) >= 10**digits:  # str() refuses past 4300 digits: compare instead
+        digits += 1
+    return f"{sign} int of {digits} digits"
+
+
+def _shape(value: Any) -> str:
+    try:
+        size = len(value)
+    except Exception:
+        return f"<{type(value).__name__} object>"
+    return f"<{type(value).__name__} of {size} item{'s' if size != 1 else ''}>"
 
 
 def is_int(value: Any) -> bool:
@@ -24,17 +75,18 @@ def int_at_least(minimum: int, optional: bool = False):
         if not is_int(value):
             kind = "an int or None" if optional else "an int"
             raise SpecError(
-                f"'{attribute.name}' must be {kind} (got {value!r} of type {type(value).__name__})"
+                f"'{attribute.name}' must be {kind} (got {value_text(value)} of type "
+                f"{type(value).__name__})"
             )
         if value < minimum:
-            raise SpecError(f"'{attribute.name}' must be >= {minimum} (got {value})")
+            raise SpecError(f"'{attribute.name}' must be >= {minimum} (got {value_text(value)})")
 
     return validate
 
 
 def check_bool(_instance: Any, attribute: Any, value: Any) -> None:
     if not isinstance(value, bool):
-        raise SpecError(f"'{attribute.name}' must be a bool (got {value!r})")
+        raise SpecError(f"'{attribute.name}' must be a bool (got {value_text(value)})")
 
 
 def check_name(field_name: str, value: Any) -> str:
@@ -48,12 +100,16 @@ def check_name(field_name: str, value: Any) -> str:
     """
     if not isinstance(value, str):
         raise SpecError(
-            f"'{field_name}' must be a str (got {value!r} of type {type(value).__name__})"
+            f"'{field_name}' must be a str (got {value_text(value)} of type {type(value).__name__})"
         )
     if not value:
         raise SpecError(f"'{field_name}' must not be empty (got '')")
     if value != value.strip():
-        raise SpecError(f"'{field_name}' must not start or end with whitespace (got {value!r})")
+        raise SpecError(
+            f"'{field_name}' must not start or end with whitespace (got {value_text(value)})"
+        )
     if any(not ch.isprintable() for ch in value):
-        raise SpecError(f"'{field_name}' must not contain control characters (got {value!r})")
+        raise SpecError(
+            f"'{field_name}' must not contain control characters (got {value_text(value)})"
+        )
     return value

@@ -16,7 +16,7 @@ from typing import Any
 
 from attrs import field, frozen
 
-from greenres._validators import check_bool, int_at_least
+from greenres._validators import check_bool, int_at_least, value_text
 from greenres.cuda_versions import STRUCTURED_SPLIT
 from greenres.devices import DEVICE_PROFILES, documented_granularity
 from greenres.errors import SpecError
@@ -43,17 +43,20 @@ def _to_cc(value: Any) -> Any:
 
 def _check_cc(_instance: Any, attribute: Any, value: Any) -> None:
     if not (isinstance(value, tuple) and len(value) == 2):
-        raise SpecError(f"'{attribute.name}' must be a (major, minor) pair of ints (got {value!r})")
+        raise SpecError(
+            f"'{attribute.name}' must be a (major, minor) pair of ints (got {value_text(value)})"
+        )
     for part in value:
         if isinstance(part, bool) or not isinstance(part, int) or part < 0:
             raise SpecError(
-                f"'{attribute.name}' must be a (major, minor) pair of ints >= 0 (got {value!r})"
+                f"'{attribute.name}' must be a (major, minor) pair of ints >= 0 "
+                f"(got {value_text(value)})"
             )
 
 
 def _check_name(_instance: Any, attribute: Any, value: Any) -> None:
     if not isinstance(value, str) or not value.strip():
-        raise SpecError(f"'{attribute.name}' must be a non-empty string (got {value!r})")
+        raise SpecError(f"'{attribute.name}' must be a non-empty string (got {value_text(value)})")
 
 
 @frozen
@@ -143,7 +146,7 @@ class SmFacts:
             known = DEVICE_PROFILES[profile]
         except (KeyError, TypeError):
             raise SpecError(
-                f"unknown device profile {profile!r}; known: {', '.join(DEVICE_PROFILES)}"
+                f"unknown device profile {value_text(profile)}; known: {', '.join(DEVICE_PROFILES)}"
             ) from None
         kwargs.setdefault("total_memory", known.total_memory)
         return cls.for_device_profile(
@@ -200,5 +203,5 @@ def resolve_facts(device_or_facts: Any) -> SmFacts:
         return facts
     raise TypeError(
         "plan() needs an SmFacts or an object with a sm_facts() method such as "
-        f"greenres.Device (got {device_or_facts!r})"
+        f"greenres.Device (got {value_text(device_or_facts)})"
     )

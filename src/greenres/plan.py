@@ -276,16 +276,36 @@ class Plan:
         return " + ".join(parts) if parts else "-"
 
 
+def _check_ref_plan(_instance: Any, _attribute: Any, value: Any) -> None:
+    if not isinstance(value, Plan):
+        raise TypeError(
+            "'plan' must be a Plan (from spec.plan(device) or load_plan) (got "
+            f"{type(value).__name__}); a PartitionRef is made by plan.ref(name)"
+        )
+
+
+def _check_ref_partition(instance: PartitionRef, _attribute: Any, value: Any) -> None:
+    if not (isinstance(value, PlannedPartition) and value in instance.plan.partitions):
+        raise TypeError(
+            "'planned_partition' must be one of the plan's PlannedPartition objects (got "
+            f"{type(value).__name__}); a PartitionRef is made by plan.ref(name)"
+        )
+
+
 @frozen
 class PartitionRef:
     """One partition of a plan together with its plan (what isolation keys need).
 
     Made by :meth:`Plan.ref`. The runtime's ``GreenContext`` has the same two attributes,
     so either can be passed to :func:`greenres.isolation.isolation_key`.
+
+    Raises:
+        TypeError: when ``plan`` is not a :class:`Plan` or ``planned_partition`` is not one
+            of its partitions.
     """
 
-    plan: Plan
-    planned_partition: PlannedPartition
+    plan: Plan = field(validator=_check_ref_plan)
+    planned_partition: PlannedPartition = field(validator=_check_ref_partition)
 
     @property
     def name(self) -> str:

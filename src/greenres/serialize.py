@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from greenres import _files
 from greenres._converter import expect_table, make_converter, structure
 from greenres._plan_differences import plan_differences
+from greenres._validators import value_text
 from greenres.errors import GreenresError, SpecError
 from greenres.facts import SmFacts
 from greenres.isolation import IsolationSchema
@@ -85,8 +86,15 @@ def spec_to_dict(spec: Spec) -> dict[str, Any]:
     """A :class:`PartitionSpec` or :class:`ModalSpec` as a plain dict (JSON and TOML
     ready: unset partition fields are omitted)."""
     if not isinstance(spec, (PartitionSpec, ModalSpec)):
-        raise TypeError(f"expected a PartitionSpec or ModalSpec (got {type(spec).__name__})")
+        raise TypeError(
+            f"spec_to_dict() needs a PartitionSpec or ModalSpec (got {type(spec).__name__})"
+            + _plan_hint(spec)
+        )
     return _converter().unstructure(spec)
+
+
+def _plan_hint(value: Any) -> str:
+    return "; plans are written by dump_plan()" if isinstance(value, (Plan, ModalPlan)) else ""
 
 
 def spec_from_dict(data: Mapping[str, Any], *, source: str | None = None) -> Spec:
@@ -102,7 +110,13 @@ def spec_from_dict(data: Mapping[str, Any], *, source: str | None = None) -> Spe
 
 
 def schema_to_dict(schema: IsolationSchema) -> dict[str, Any]:
-    """An :class:`IsolationSchema` as a dict (each context is a bool or a table of forms)."""
+    """An :class:`IsolationSchema` as a dict (each context is a bool or a table of forms).
+
+    Raises:
+        TypeError: for anything but an IsolationSchema.
+    """
+    if not isinstance(schema, IsolationSchema):
+        raise TypeError(f"schema_to_dict() needs an IsolationSchema (got {type(schema).__name__})")
     return _converter().unstructure(schema)
 
 
@@ -116,7 +130,13 @@ def schema_from_dict(data: Mapping[str, Any], *, source: str | None = None) -> I
 
 
 def facts_to_dict(facts: SmFacts) -> dict[str, Any]:
-    """:class:`SmFacts` as a dict (``compute_capability`` as a two-item list)."""
+    """:class:`SmFacts` as a dict (``compute_capability`` as a two-item list).
+
+    Raises:
+        TypeError: for anything but SmFacts.
+    """
+    if not isinstance(facts, SmFacts):
+        raise TypeError(f"facts_to_dict() needs SmFacts (got {type(facts).__name__})")
     return _converter().unstructure(facts)
 
 
@@ -145,7 +165,10 @@ def plan_to_dict(plan: Plan | ModalPlan) -> dict[str, Any]:
             "modes": {mode: plan_to_dict(p) for mode, p in plan.plans.items()},
         }
     if not isinstance(plan, Plan):
-        raise TypeError(f"expected a Plan or ModalPlan (got {type(plan).__name__})")
+        hint = ""
+        if isinstance(plan, (PartitionSpec, ModalSpec)):
+            hint = "; plan the spec first: spec.plan(device)"
+        raise TypeError(f"expected a Plan or ModalPlan (got {type(plan).__name__}){hint}")
     return {
         "facts": facts_to_dict(plan.facts),
         "spec": spec_to_dict(plan.spec),
@@ -177,7 +200,7 @@ def _replan(data: Any, source: str, where: str) -> Plan:
     if mechanism not in MECHANISMS:
         raise SpecError(
             f"{source}: at {where}.mechanism: must be one of {', '.join(MECHANISMS)} "
-            f"(got {mechanism!r})"
+            f"(got {value_text(mechanism)})"
         )
     try:
         return make_plan(spec, facts, mechanism=mechanism)
@@ -191,7 +214,7 @@ def _modal_plan_from_dict(data: Mapping[str, Any], label: str) -> ModalPlan:
     _require_keys(data, ("facts", "spec"), label, "$")
     modes = data["modes"]
     if not isinstance(modes, Mapping):
-        raise SpecError(f"{label}: at $.modes: expected a table of modes (got {modes!r})")
+        raise SpecError(f"{label}: at $.modes: expected a table of modes (got {value_text(modes)})")
     facts = _structure(data["facts"], SmFacts, label, "$.facts")
     spec = _structure(data["spec"], ModalSpec, label, "$.spec")
     if list(modes) != list(spec.modes):
@@ -288,7 +311,15 @@ def load_spec(path: str | Path, *, format: str | None = None) -> Spec:
 def dumps_spec(spec: Spec | IsolationSchema, format: str = "toml") -> str:
     """A spec (or isolation schema) as TOML or JSON text that :func:`loads_spec`
     (:func:`loads_schema`) reads back to an equal object."""
-    data = schema_to_dict(spec) if isinstance(spec, IsolationSchema) else spec_to_dict(spec)
+    if isinstance(spec, IsolationSchema):
+        data = schema_to_dict(spec)
+    elif isinstance(spec, (PartitionSpec, ModalSpec)):
+        data = spec_to_dict(spec)
+    else:
+        raise TypeError(
+            "dumps_spec() needs a PartitionSpec, ModalSpec or IsolationSchema (got "
+            f"{type(spec).__name__}){_plan_hint(spec)}"
+        )
     return _files.dumps(data, format)
 
 

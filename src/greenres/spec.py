@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from attrs import field, frozen
 
-from greenres._validators import check_bool, check_name, int_at_least, is_int
+from greenres._validators import check_bool, check_name, int_at_least, is_int, value_text
 from greenres.errors import SpecError
 
 if TYPE_CHECKING:
@@ -42,7 +42,8 @@ _SHARE_SUM_TOLERANCE = 1e-9
 def _plain_int(_instance: Any, attribute: Any, value: Any) -> None:
     if not is_int(value):
         raise SpecError(
-            f"'{attribute.name}' must be an int (got {value!r} of type {type(value).__name__})"
+            f"'{attribute.name}' must be an int (got {value_text(value)} of type "
+            f"{type(value).__name__})"
         )
 
 
@@ -59,13 +60,13 @@ def _check_share(_instance: Any, attribute: Any, value: Any) -> None:
         return
     if not isinstance(value, float):
         raise SpecError(
-            f"'{attribute.name}' must be a number or None (got {value!r} of type "
+            f"'{attribute.name}' must be a number or None (got {value_text(value)} of type "
             f"{type(value).__name__})"
         )
     if not math.isfinite(value):
-        raise SpecError(f"'{attribute.name}' must be a finite number (got {value!r})")
+        raise SpecError(f"'{attribute.name}' must be a finite number (got {value_text(value)})")
     if not 0.0 < value <= 1.0:
-        raise SpecError(f"'{attribute.name}' must be in (0, 1] (got {value!r})")
+        raise SpecError(f"'{attribute.name}' must be in (0, 1] (got {value_text(value)})")
 
 
 def _validate_name(_instance: Any, attribute: Any, value: Any) -> None:
@@ -99,7 +100,7 @@ class Partition:
         if self.sms is not None and self.share is not None:
             raise SpecError(
                 f"partition {self.name!r}: 'sms' and 'share' are exclusive "
-                f"(got sms={self.sms}, share={self.share!r})"
+                f"(got sms={self.sms}, share={value_text(self.share)})"
             )
         if self.sms is not None and self.min_sms is not None:
             raise SpecError(
@@ -139,7 +140,7 @@ def _to_partition_tuple(value: Any) -> Any:
 def _check_partitions(_instance: Any, attribute: Any, value: Any) -> None:
     if not isinstance(value, tuple):
         raise SpecError(
-            f"'{attribute.name}' must be a sequence of Partition (got {value!r} of type "
+            f"'{attribute.name}' must be a sequence of Partition (got {value_text(value)} of type "
             f"{type(value).__name__})"
         )
     if not value:
@@ -147,7 +148,7 @@ def _check_partitions(_instance: Any, attribute: Any, value: Any) -> None:
     for index, item in enumerate(value):
         if not isinstance(item, Partition):
             raise SpecError(
-                f"'{attribute.name}[{index}]' must be a Partition (got {item!r} of type "
+                f"'{attribute.name}[{index}]' must be a Partition (got {value_text(item)} of type "
                 f"{type(item).__name__})"
             )
 
@@ -178,8 +179,8 @@ class PartitionSpec:
     def _check_remainder(self, attribute: Any, value: Any) -> None:
         if not isinstance(value, str):
             raise SpecError(
-                f"'remainder' must be 'drop', 'own' or a partition name (got {value!r} of "
-                f"type {type(value).__name__})"
+                "'remainder' must be 'drop', 'own' or a partition name "
+                f"(got {value_text(value)} of type {type(value).__name__})"
             )
 
     def __attrs_post_init__(self) -> None:
@@ -209,7 +210,7 @@ class PartitionSpec:
         if self.remainder not in REMAINDER_KEYWORDS and self.remainder not in seen:
             raise SpecError(
                 "'remainder' must be 'drop', 'own' or the name of a partition "
-                f"(got {self.remainder!r}; partitions: {', '.join(map(repr, seen))})"
+                f"(got {value_text(self.remainder)}; partitions: {', '.join(map(repr, seen))})"
             )
 
     def __getitem__(self, name: str) -> Partition:
@@ -295,16 +296,16 @@ def _check_modes(_instance: Any, attribute: Any, value: Any) -> None:
     if not isinstance(value, _ModeMap):
         raise SpecError(
             f"'{attribute.name}' must be a mapping of mode name to PartitionSpec (got "
-            f"{value!r} of type {type(value).__name__})"
+            f"{value_text(value)} of type {type(value).__name__})"
         )
     if not value:
         raise SpecError(f"'{attribute.name}' must not be empty (got {{}})")
     for name, spec in value.items():
-        check_name(f"{attribute.name}[{name!r}]", name)
+        check_name(f"{attribute.name}[{value_text(name)}]", name)
         if not isinstance(spec, PartitionSpec):
             raise SpecError(
-                f"'{attribute.name}[{name!r}]' must be a PartitionSpec (got {spec!r} of type "
-                f"{type(spec).__name__})"
+                f"'{attribute.name}[{value_text(name)}]' must be a PartitionSpec "
+                f"(got {value_text(spec)} of type {type(spec).__name__})"
             )
 
 
@@ -331,12 +332,12 @@ class ModalSpec:
             return
         if not isinstance(value, str):
             raise SpecError(
-                f"'default' must be a mode name or None (got {value!r} of type "
+                f"'default' must be a mode name or None (got {value_text(value)} of type "
                 f"{type(value).__name__})"
             )
         if value not in self.modes:
             raise SpecError(
-                f"'default' must name a mode (got {value!r}; modes: "
+                f"'default' must name a mode (got {value_text(value)}; modes: "
                 f"{', '.join(map(repr, self.modes))})"
             )
 

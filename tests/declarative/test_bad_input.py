@@ -1,0 +1,176 @@
+"""Bad input to the declarative API: each is refused with the exception the docs promise
+and a message naming the argument, field or file, the rule and the value; never a raw
+AttributeError, KeyError, OverflowError, RecursionError or ValueError from inside."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from greenres.errors import SpecError
+from greenres.facts import SmFacts
+from greenres.isolation import IsolationSchema, isolation_context, isolation_key
+from greenres.plan import PartitionRef, Plan, make_plan
+from greenres.serialize import (
+    dump_plan,
+    dumps_plan,
+    dumps_spec,
+    facts_to_dict,
+    plan_to_dict,
+    schema_to_dict,
+)
+from greenres.spec import ModalSpec, Partition, PartitionSpec
+
+H100 = SmFacts.for_known_device("h100")
+SPEC = PartitionSpec([Partition("decode", sms=64), Partition("batch")])
+PLAN = SPEC.plan(H100)
+MODAL = ModalSpec({"only": SPEC})
+SCHEMA = IsolationSchema()
+VERSIONS = {"bindings_version": "13.5.0", "greenres_version": "0.1.0"}
+
+# (what, call, exception class, a fragment of the message)
+A_SPEC_WHERE_A_PLAN_IS_EXPECTED = [
+    (
+        "isolation_key of a spec",
+        lambda: isolation_key(SCHEMA, SPEC),
+        TypeError,
+        "'partition' must be a planned partition",
+    ),
+    (
+        "isolation_key of (spec, name)",
+        lambda: isolation_key(SCHEMA, (SPEC, "decode")),
+        TypeError,
+        "not a PartitionSpec: plan it first with spec.plan(device)",
+    ),
+    (
+        "isolation_key of a whole plan",
+        lambda: isolation_key(SCHEMA, PLAN),
+        TypeError,
+        "pass plan.ref(name)",
+    ),
+    ("Plan.ref on a spec", lambda: Plan.ref(SPEC, "decode"), TypeError, "'plan' must be a Plan"),
+    (
+        "PartitionRef of a spec",
+        lambda: PartitionRef(SPEC, PLAN["decode"]),
+        TypeError,
+        "'plan' must be a Plan (from spec.plan(device) or load_plan) (got PartitionSpec)",
+    ),
+    (
+        "PartitionRef of another plan's partition",
+        lambda: PartitionRef(PLAN, Partition("decode", sms=64)),
+        TypeError,
+        "'planned_partition' must be one of the plan's PlannedPartition objects",
+    ),
+    ("dump_plan of a spec", lambda: dump_plan(SPEC, "x.json"), TypeError, "spec.plan(device)"),
+    ("dumps_plan of a spec", lambda: dumps_plan(SPEC), TypeError, "(got PartitionSpec"),
+    ("plan_to_dict of a spec", lambda: plan_to_dict(MODAL), TypeError, "(got ModalSpec"),
+    ("dumps_spec of a plan", lambda: dumps_spec(PLAN), TypeError, "dump_plan()"),
+    ("schema_to_dict of a spec", lambda: schema_to_dict(SPEC), TypeError, "IsolationSchema"),
+    ("facts_to_dict of a spec", lambda: facts_to_dict(SPEC), TypeError, "SmFacts"),
+    ("make_plan of a modal spec", lambda: make_plan(MODAL, H100), TypeError, "make_modal_plan()"),
+    ("plan() on a spec", lambda: SPEC.plan(SPEC), TypeError, "sm_facts()"),
+]
+
+ISOLATION_ARGUMENTS = [
+    (
+        "environ not a mapping",
+        lambda: isolation_key(SCHEMA, PLAN.ref("decode"), environ=[1]),
+        TypeError,
+        "'environ' must be a mapping",
+    ),
+    (
+        "an environment value not a string",
+        lambda: isolation_key(
+            SCHEMA, PLAN.ref("decode"), environ={"CUDA_VISIBLE_DEVICES": 0}, versions=VERSIONS
+        ),
+        TypeError,
+        "'environ['CUDA_VISIBLE_DEVICES']' must be a str or None (got 0 of type int)",
+    ),
+    (
+        "facts not SmFacts",
+        lambda: isolation_key(SCHEMA, facts="x"),
+        TypeError,
+        "'facts' must be an SmFacts or None (got 'x' of type str)",
+    ),
+    (
+        "versions not a mapping",
+        lambda: isolation_key(SCHEMA, PLAN.ref("decode"), environ={}, versions=[1]),
+        TypeError,
+        "'versions' must be a mapping",
+    ),
+    (
+        "an unknown version",
+        lambda: isolation_key(SCHEMA, PLAN.ref("decode"), environ={}, versions={"cuda": "13"}),
+        SpecError,
+        "'versions' may set 'bindings_version' and 'greenres_version' (got 'cuda')",
+    ),
+    (
+        "schema not a schema",
+        lambda: isolation_context({}, None),
+        TypeError,
+        "'schema' must be an IsolationSchema",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("call", "kind", "fragment"),
+    [case[1:] for case in A_SPEC_WHERE_A_PLAN_IS_EXPECTED + ISOLATION_ARGUMENTS],
+    ids=[case[0] for case in A_SPEC_WHERE_A_PLAN_IS_EXPECTED + ISOLATION_ARGUMENTS],
+)
+def test_wrong_arguments_are_named(call, kind, fragment):
+    with pytest.raises(kind, match=re.escape(fragment)):
+        call()
+
+
+class BrokenRepr:
+    def __repr__(self):
+        raise RuntimeError("no repr")
+
+
+def _nested(depth):
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (8, "8"),
+        ("decode", "'decode'"),
+        ({"a": {"sms": 8}}, "{'a': {'sms': 8}}"),
+        (10**80, "an int of 81 digits"),
+        (-(10**5000), "a negative int of 5001 digits"),
+        (2**100000, "an int of 30103 digits"),
+        (2 ** (1 << 21), "an int of about 631306 digits"),
+        ([10**5000], "<list of 1 item>"),
+        (_nested(100000), "<list of 1 item>"),
+        (BrokenRepr(), "<BrokenRepr object>"),
+    ],
+    ids=[
+        "int",
+        "str",
+        "dict",
+        "long int",
+        "huge int",
+        "vast int",
+        "vaster int",
+        "huge int inside",
+        "deep",
+        "broken",
+    ],
+)
+def test_messages_show_any_value_briefly(value, text):
+    from greenres._validators import value_text
+
+    assert value_text(value) == text
+
+
+def test_long_values_are_cut():
+    from greenres._validators import value_text
+
+    text = value_text("x" * 10000)
+    assert len(text) <= 200 and text.startswith("'xxx") and " ... " in text
