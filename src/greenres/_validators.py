@@ -9,11 +9,21 @@ short. This module imports nothing of greenres but the errors.
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any
 
 from greenres.errors import SpecError
 
-__all__ = ["check_bool", "check_name", "int_at_least", "is_int", "value_text"]
+__all__ = [
+    "C_INT_MAX",
+    "C_INT_MIN",
+    "as_int",
+    "check_bool",
+    "check_name",
+    "int_at_least",
+    "is_int",
+    "value_text",
+]
 
 #: Longer reprs are cut in messages: a message names a value, it does not reproduce it.
 _MAX_TEXT = 200
@@ -61,13 +71,34 @@ def _shape(value: Any) -> str:
     return f"<{type(value).__name__} of {size} item{'s' if size != 1 else ''}>"
 
 
+#: The range of a C ``int``: what the driver takes for priorities and counts.
+C_INT_MIN, C_INT_MAX = -(2**31), 2**31 - 1
+
+
 def is_int(value: Any) -> bool:
     """An int that is not a bool (``True`` is an int to Python, not to a spec)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def int_at_least(minimum: int, optional: bool = False):
-    """A validator: an int >= ``minimum`` (or None when ``optional``)."""
+def as_int(value: Any) -> Any:
+    """A converter: any integer-like value (an int subclass, ``numpy.int64``, anything with
+    ``__index__``) as a plain int; bools and everything else unchanged, for the validator
+    to refuse with the value as given."""
+    if type(value) is int or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if getattr(type(value), "__index__", None) is None:
+        return value
+    try:
+        return operator.index(value)
+    except Exception:  # numpy.bool_ has __index__ and refuses to be one
+        return value
+
+
+def int_at_least(minimum: int, optional: bool = False, maximum: int | None = None):
+    """A validator: an int from ``minimum`` to ``maximum`` (or None when ``optional``).
+    Pair it with the :func:`as_int` converter so integer-likes arrive as ints."""
 
     def validate(_instance: Any, attribute: Any, value: Any) -> None:
         if value is None and optional:
@@ -80,6 +111,8 @@ def int_at_least(minimum: int, optional: bool = False):
             )
         if value < minimum:
             raise SpecError(f"'{attribute.name}' must be >= {minimum} (got {value_text(value)})")
+        if maximum is not None and value > maximum:
+            raise SpecError(f"'{attribute.name}' must be <= {maximum} (got {value_text(value)})")
 
     return validate
 

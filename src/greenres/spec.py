@@ -16,13 +16,23 @@ from typing import TYPE_CHECKING, Any
 
 from attrs import field, frozen
 
-from greenres._validators import check_bool, check_name, int_at_least, is_int, value_text
+from greenres._validators import (
+    C_INT_MAX,
+    C_INT_MIN,
+    as_int,
+    check_bool,
+    check_name,
+    int_at_least,
+    is_int,
+    value_text,
+)
 from greenres.errors import SpecError
 
 if TYPE_CHECKING:
     from greenres.plan import ModalPlan, Plan
 
 __all__ = [
+    "MAX_STREAMS",
     "REMAINDER_KEYWORDS",
     "REMAINDER_PARTITION_NAME",
     "ModalSpec",
@@ -39,25 +49,35 @@ REMAINDER_PARTITION_NAME = "remainder"
 _SHARE_SUM_TOLERANCE = 1e-9
 
 
-def _plain_int(_instance: Any, attribute: Any, value: Any) -> None:
-    if not is_int(value):
-        raise SpecError(
-            f"'{attribute.name}' must be an int (got {value_text(value)} of type "
-            f"{type(value).__name__})"
-        )
+#: The most streams one partition may ask for. Each is a driver stream the layout creates
+#: up front; past the device's hardware work queues (at most 32, CUDA_DEVICE_MAX_CONNECTIONS)
+#: more streams run no more work at once, and 1024 still leaves room for pools of streams
+#: kept for ordering. It also keeps every count within the C ints the runtime passes on.
+MAX_STREAMS = 1024
 
 
 def _share_to_float(value: Any) -> Any:
-    # Accept `share = 1` from a file; leave anything that is not a plain int for the
-    # validator to reject with the original value in the message.
-    if is_int(value):
+    # Accept `share = 1` from a file (and numpy numbers: a float subclass or anything with
+    # __index__) as a plain float; leave anything else, and ints too large for a float,
+    # for the validator to reject with the original value in the message.
+    if type(value) is float or value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, float):
         return float(value)
+    value = as_int(value)
+    if is_int(value):
+        try:
+            return float(value)
+        except OverflowError:
+            return value
     return value
 
 
 def _check_share(_instance: Any, attribute: Any, value: Any) -> None:
     if value is None:
         return
+    if is_int(value):  # too large for a float
+        raise SpecError(f"'{attribute.name}' must be in (0, 1] (got {value_text(value)})")
     if not isinstance(value, float):
         raise SpecError(
             f"'{attribute.name}' must be a number or None (got {value_text(value)} of type "
@@ -67,6 +87,13 @@ def _check_share(_instance: Any, attribute: Any, value: Any) -> None:
         raise SpecError(f"'{attribute.name}' must be a finite number (got {value_text(value)})")
     if not 0.0 < value <= 1.0:
         raise SpecError(f"'{attribute.name}' must be in (0, 1] (got {value_text(value)})")
+
+
+# SM counts are C ints to the driver (no device has more); priorities are passed to
+# cuGreenCtxStreamCreate as one, and the driver clamps them to the device's range.
+_sm_count = int_at_least(1, optional=True, maximum=C_INT_MAX)
+_stream_count = int_at_least(1, maximum=MAX_STREAMS)
+_priority = int_at_least(C_INT_MIN, maximum=C_INT_MAX)
 
 
 def _validate_name(_instance: Any, attribute: Any, value: Any) -> None:
@@ -85,16 +112,21 @@ class Partition:
         sms: a fixed SM count (rounded up to the device's granularity when planned).
         share: a fraction of the usable SMs, in (0, 1].
         min_sms: a floor for a share or for the rest; not allowed with ``sms``.
-        streams: how many streams the runtime creates in the partition (>= 1).
-        priority: the priority of those streams (CUDA: lower is more urgent).
+        streams: how many streams the runtime creates in the partition (1 to
+            :data:`MAX_STREAMS`).
+        priority: the priority of those streams (CUDA: lower is more urgent), a C int; the
+            driver clamps it to the device's range.
+
+    The integer fields take any integer-like value (``numpy.int64``, anything with
+    ``__index__``; not a bool) and store it as an int.
     """
 
     name: str = field(validator=_validate_name)
-    sms: int | None = field(default=None, validator=int_at_least(1, optional=True))
+    sms: int | None = field(default=None, converter=as_int, validator=_sm_count)
     share: float | None = field(default=None, converter=_share_to_float, validator=_check_share)
-    min_sms: int | None = field(default=None, validator=int_at_least(1, optional=True))
-    streams: int = field(default=1, validator=int_at_least(1, optional=False))
-    priority: int = field(default=0, validator=_plain_int)
+    min_sms: int | None = field(default=None, converter=as_int, validator=_sm_count)
+    streams: int = field(default=1, converter=as_int, validator=_stream_count)
+    priority: int = field(default=0, converter=as_int, validator=_priority)
 
     def __attrs_post_init__(self) -> None:
         if self.sms is not None and self.share is not None:

@@ -174,3 +174,81 @@ def test_long_values_are_cut():
 
     text = value_text("x" * 10000)
     assert len(text) <= 200 and text.startswith("'xxx") and " ... " in text
+
+
+# ----------------------------------------------------------------------------- integers
+
+INTEGER_CASES = [
+    (lambda: Partition("a", priority=2**31), "'priority' must be <= 2147483647 (got 2147483648)"),
+    (lambda: Partition("a", priority=-(2**31) - 1), "'priority' must be >= -2147483648"),
+    (lambda: Partition("a", streams=1025), "'streams' must be <= 1024 (got 1025)"),
+    (lambda: Partition("a", sms=2**31), "'sms' must be <= 2147483647 (got 2147483648)"),
+    (
+        lambda: Partition("a", sms=-(10**5000)),
+        "'sms' must be >= 1 (got a negative int of 5001 digits)",
+    ),
+    (lambda: Partition("a", min_sms=10**30), "'min_sms' must be <= 2147483647"),
+    (lambda: Partition("a", share=10**400), "'share' must be in (0, 1] (got an int of 401 digits)"),
+    (
+        lambda: SmFacts.for_device_profile("x", (9, 0), 10**400),
+        "'sm_count' must be <= 2147483647 (got an int of 401 digits)",
+    ),
+    (
+        lambda: SmFacts.for_known_device("h100", total_memory=2**64),
+        "'total_memory' must be <= 18446744073709551615",
+    ),
+    (
+        lambda: SmFacts.for_device_profile("x", (9, 2**40), 132),
+        "'compute_capability' must be a (major, minor) pair of ints from 0 to 2147483647",
+    ),
+]
+
+
+@pytest.mark.parametrize(("make", "message"), INTEGER_CASES)
+def test_integers_out_of_range_are_spec_errors(make, message):
+    with pytest.raises(SpecError, match=re.escape(message)):
+        make()
+
+
+def test_the_largest_values_are_accepted():
+    p = Partition("a", sms=2**31 - 1, streams=1024, priority=-(2**31))
+    assert (p.sms, p.streams, p.priority) == (2**31 - 1, 1024, -(2**31))
+    assert Partition("b", priority=2**31 - 1).priority == 2**31 - 1
+
+
+def test_integer_likes_are_stored_as_ints():
+    import enum
+
+    class Count(enum.IntEnum):
+        EIGHT = 8
+
+    p = Partition("a", sms=Count.EIGHT, streams=Count.EIGHT)
+    assert type(p.sms) is int and type(p.streams) is int and p == Partition("a", sms=8, streams=8)
+    with pytest.raises(SpecError, match=re.escape("'sms' must be an int or None (got True")):
+        Partition("a", sms=True)
+
+
+def test_numpy_integers_are_accepted_and_stored_as_ints():
+    numpy = pytest.importorskip("numpy")
+    p = Partition("a", sms=numpy.int64(8), streams=numpy.uint8(2), priority=numpy.int32(-1))
+    assert p == Partition("a", sms=8, streams=2, priority=-1)
+    assert {type(p.sms), type(p.streams), type(p.priority)} == {int}
+    share = Partition("b", share=numpy.int64(1))
+    assert share.share == 1.0 and type(share.share) is float
+    half = Partition("c", share=numpy.float64(0.5))
+    assert half.share == 0.5 and type(half.share) is float
+    spec = PartitionSpec([p, Partition("d", min_sms=numpy.int16(8))])
+    plain = PartitionSpec(
+        [Partition("a", sms=8, streams=2, priority=-1), Partition("d", min_sms=8)]
+    )
+    assert spec.plan(H100) == plain.plan(H100)
+    assert dumps_spec(spec, "json")  # plain ints: JSON takes them
+    facts = SmFacts.for_device_profile(
+        "Made up", (numpy.int64(9), numpy.int64(0)), numpy.int64(132)
+    )
+    assert facts.compute_capability == (9, 0) and type(facts.sm_count) is int
+    assert facts == SmFacts.for_device_profile("Made up", (9, 0), 132)
+    with pytest.raises(SpecError, match=re.escape("'sms' must be an int or None")):
+        Partition("a", sms=numpy.True_)
+    with pytest.raises(SpecError, match=re.escape("'sms' must be an int or None")):
+        Partition("a", sms=numpy.float64(8.0))
