@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import operator
+import unicodedata
 from typing import Any
 
 from greenres.errors import SpecError
@@ -22,6 +23,7 @@ __all__ = [
     "check_name",
     "int_at_least",
     "is_int",
+    "nfc",
     "value_text",
 ]
 
@@ -122,14 +124,41 @@ def check_bool(_instance: Any, attribute: Any, value: Any) -> None:
         raise SpecError(f"'{attribute.name}' must be a bool (got {value_text(value)})")
 
 
-def check_name(field_name: str, value: Any) -> str:
-    """Validate a partition or mode name and return it.
+def nfc(value: Any) -> Any:
+    """A converter and lookup key for names: a str in Unicode normalisation form C (the
+    composed "é", whichever way it was typed), as a plain str; anything else unchanged."""
+    if type(value) is str:
+        return value if value.isascii() else unicodedata.normalize("NFC", value)
+    if isinstance(value, str):
+        return unicodedata.normalize("NFC", str.__str__(value))
+    return value
 
-    A name is a non-empty string with no leading or trailing whitespace and no control
-    characters (it appears in tables, file keys and NVTX ranges).
+
+# What a name must not contain, by Unicode general category, in the words of the message.
+# A plain space (Zs) between other characters is the one separator allowed.
+_REFUSED_CATEGORIES = {
+    "Cc": "control characters",
+    "Zs": "whitespace other than a plain space",
+    "Zl": "whitespace other than a plain space",
+    "Zp": "whitespace other than a plain space",
+    "Cf": "invisible format characters",
+    "Cs": "surrogates",
+    "Co": "private-use characters",
+    "Cn": "unassigned characters",
+}
+
+
+def check_name(field_name: str, value: Any) -> str:
+    """Validate a partition or mode name (already in NFC, see :func:`nfc`) and return it.
+
+    A name is a non-empty string with no leading or trailing whitespace, whose characters
+    are letters, marks, numbers, punctuation, symbols and plain spaces (U+0020): no other
+    whitespace (tabs, newlines, no-break or other Unicode spaces, line and paragraph
+    separators), no control, invisible format, surrogate, private-use or unassigned
+    characters. It appears in tables, file keys and NVTX ranges.
 
     Raises:
-        SpecError: naming ``field_name`` and the value.
+        SpecError: naming ``field_name``, what is wrong and the value.
     """
     if not isinstance(value, str):
         raise SpecError(
@@ -141,8 +170,11 @@ def check_name(field_name: str, value: Any) -> str:
         raise SpecError(
             f"'{field_name}' must not start or end with whitespace (got {value_text(value)})"
         )
-    if any(not ch.isprintable() for ch in value):
-        raise SpecError(
-            f"'{field_name}' must not contain control characters (got {value_text(value)})"
-        )
+    if not value.isprintable():  # what Python prints as is: every category refused above
+        for character in value:
+            if not character.isprintable():
+                what = _REFUSED_CATEGORIES.get(
+                    unicodedata.category(character), "characters that do not print"
+                )
+                raise SpecError(f"'{field_name}' must not contain {what} (got {value_text(value)})")
     return value

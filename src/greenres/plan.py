@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from attrs import field, frozen
 
 from greenres._canonical import digest
+from greenres._validators import nfc
 from greenres.facts import SmFacts
 from greenres.recipe import Granularity, SplitRecipe
 from greenres.spec import (
@@ -163,8 +164,9 @@ class Plan:
     recipe: SplitRecipe = field(repr=False)
 
     def __getitem__(self, name: str) -> PlannedPartition:
+        wanted = nfc(name)
         for partition in self.partitions:
-            if partition.name == name:
+            if partition.name == wanted:
                 return partition
         raise KeyError(name)
 
@@ -175,7 +177,8 @@ class Plan:
         return len(self.partitions)
 
     def __contains__(self, name: object) -> bool:
-        return any(p.name == name for p in self.partitions)
+        wanted = nfc(name)
+        return any(p.name == wanted for p in self.partitions)
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -24,6 +24,7 @@ from greenres._validators import (
     check_name,
     int_at_least,
     is_int,
+    nfc,
     value_text,
 )
 from greenres.errors import SpecError
@@ -45,6 +46,8 @@ REMAINDER_KEYWORDS = ("drop", "own")
 #: The name of the partition ``remainder="own"`` creates.
 REMAINDER_PARTITION_NAME = "remainder"
 
+# Two spellings of one name ("é" composed or as "e" and an accent) are one name.
+_NFC_NOTE = "; names are compared in Unicode normalisation form NFC"
 # Shares may sum to 1 in decimal but a little over in binary (0.1 * 10).
 _SHARE_SUM_TOLERANCE = 1e-9
 
@@ -121,7 +124,7 @@ class Partition:
     ``__index__``; not a bool) and store it as an int.
     """
 
-    name: str = field(validator=_validate_name)
+    name: str = field(converter=nfc, validator=_validate_name)
     sms: int | None = field(default=None, converter=as_int, validator=_sm_count)
     share: float | None = field(default=None, converter=_share_to_float, validator=_check_share)
     min_sms: int | None = field(default=None, converter=as_int, validator=_sm_count)
@@ -203,7 +206,7 @@ class PartitionSpec:
     partitions: tuple[Partition, ...] = field(
         converter=_to_partition_tuple, validator=_check_partitions
     )
-    remainder: str = field(default="drop")
+    remainder: str = field(default="drop", converter=nfc)
     coscheduling: bool = field(default=True, validator=check_bool)
     backfill: bool = field(default=False, validator=check_bool)
 
@@ -220,8 +223,10 @@ class PartitionSpec:
         seen: set[str] = set()
         for partition in self.partitions:
             if partition.name in seen:
+                # names are in NFC (Partition makes them so): say so where it may matter
+                note = "" if partition.name.isascii() else _NFC_NOTE
                 raise SpecError(
-                    f"'partitions' must have unique names (got {partition.name!r} twice)"
+                    f"'partitions' must have unique names (got {partition.name!r} twice{note})"
                 )
             seen.add(partition.name)
         rest = [p.name for p in self.partitions if p.is_rest]
@@ -246,8 +251,9 @@ class PartitionSpec:
             )
 
     def __getitem__(self, name: str) -> Partition:
+        wanted = nfc(name)
         for partition in self.partitions:
-            if partition.name == name:
+            if partition.name == wanted:
                 return partition
         raise KeyError(name)
 
@@ -291,7 +297,7 @@ class _ModeMap(Mapping):
         self._items = dict(items)
 
     def __getitem__(self, key: str) -> Any:
-        return self._items[key]
+        return self._items[nfc(key)]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._items)
@@ -319,9 +325,17 @@ class _ModeMap(Mapping):
 def _to_mode_map(value: Any) -> Any:
     if isinstance(value, _ModeMap):
         return value
-    if isinstance(value, Mapping):
-        return _ModeMap(value.items())
-    return value
+    if not isinstance(value, Mapping):
+        return value  # refused by the validator, which names the type
+    modes: dict[Any, Any] = {}
+    for name, spec in value.items():
+        key = nfc(name)
+        if key in modes:
+            raise SpecError(
+                f"'modes' must have unique names (got {value_text(key)} twice{_NFC_NOTE})"
+            )
+        modes[key] = spec
+    return _ModeMap(modes.items())
 
 
 def _check_modes(_instance: Any, attribute: Any, value: Any) -> None:
@@ -356,7 +370,7 @@ class ModalSpec:
     """
 
     modes: Mapping[str, PartitionSpec] = field(converter=_to_mode_map, validator=_check_modes)
-    default: str | None = field(default=None)
+    default: str | None = field(default=None, converter=nfc)
 
     @default.validator
     def _check_default(self, attribute: Any, value: Any) -> None:

@@ -252,3 +252,69 @@ def test_numpy_integers_are_accepted_and_stored_as_ints():
         Partition("a", sms=numpy.True_)
     with pytest.raises(SpecError, match=re.escape("'sms' must be an int or None")):
         Partition("a", sms=numpy.float64(8.0))
+
+
+# ----------------------------------------------------------------------------- names
+
+NAME_CASES = [
+    ("a\xa0b", "'name' must not contain whitespace other than a plain space (got 'a\\xa0b')"),
+    ("a\u2003b", "'name' must not contain whitespace other than a plain space (got 'a\\u2003b')"),
+    ("a\u2028b", "'name' must not contain whitespace other than a plain space (got 'a\\u2028b')"),
+    ("de\tcode", "'name' must not contain control characters (got 'de\\tcode')"),
+    ("a\u200bb", "'name' must not contain invisible format characters (got 'a\\u200bb')"),
+    ("a\ue000b", "'name' must not contain private-use characters (got 'a\\ue000b')"),
+    ("a\ud800b", "'name' must not contain surrogates (got 'a\\ud800b')"),
+    ("a\u0378b", "'name' must not contain unassigned characters (got 'a\\u0378b')"),
+    ("\xa0decode", "'name' must not start or end with whitespace (got '\\xa0decode')"),
+]
+
+
+@pytest.mark.parametrize(("name", "message"), NAME_CASES)
+def test_names_say_what_is_wrong(name, message):
+    with pytest.raises(SpecError) as info:
+        Partition(name)
+    assert str(info.value) == message
+    with pytest.raises(SpecError) as info:
+        ModalSpec({name: SPEC})
+    assert str(info.value) == message.replace("'name'", f"'modes[{name!r}]'")
+
+
+def test_plain_spaces_and_any_script_are_names():
+    for name in ("decode lane", "デコード", "préfill", "a-b_c.d", "🚀"):
+        assert Partition(name).name == name
+
+
+COMPOSED, DECOMPOSED = "pr\u00e9fill", "pre\u0301fill"  # one name, two spellings
+
+
+def test_names_are_stored_and_compared_in_nfc():
+    assert COMPOSED != DECOMPOSED
+    assert Partition(DECOMPOSED).name == COMPOSED
+    assert Partition(DECOMPOSED) == Partition(COMPOSED)
+    with pytest.raises(SpecError) as info:
+        PartitionSpec([Partition(COMPOSED, sms=8), Partition(DECOMPOSED, sms=8)])
+    assert str(info.value) == (
+        f"'partitions' must have unique names (got {COMPOSED!r} twice; names are compared in "
+        "Unicode normalisation form NFC)"
+    )
+    with pytest.raises(SpecError, match="'modes' must have unique names"):
+        ModalSpec({COMPOSED: SPEC, DECOMPOSED: SPEC})
+    spec = PartitionSpec([Partition(COMPOSED, sms=8), Partition("b")], remainder=DECOMPOSED)
+    assert spec.remainder == COMPOSED
+    assert spec[DECOMPOSED] is spec[COMPOSED]
+    plan = spec.plan(H100)
+    assert plan[DECOMPOSED] is plan[COMPOSED] and DECOMPOSED in plan
+    assert plan.ref(DECOMPOSED) == plan.ref(COMPOSED)
+    modal = ModalSpec({DECOMPOSED: spec}, default=DECOMPOSED)
+    assert modal.mode_names == (COMPOSED,) and modal.default == COMPOSED
+    assert modal[DECOMPOSED] is spec
+    assert modal.plan(H100)[DECOMPOSED] == plan
+
+
+def test_files_with_either_spelling_are_one_spec():
+    from greenres.serialize import loads_spec
+
+    toml = '[[partitions]]\nname = "{}"\nsms = 8\n'
+    assert loads_spec(toml.format(DECOMPOSED)) == loads_spec(toml.format(COMPOSED))
+    written = dumps_spec(loads_spec(toml.format(DECOMPOSED)))
+    assert COMPOSED in written and DECOMPOSED not in written

@@ -12,8 +12,10 @@ from __future__ import annotations
 import copy
 import json
 import pickle
+import unicodedata
 
 import attrs
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -106,6 +108,28 @@ def _respelled_spec(spec: PartitionSpec, how: str) -> PartitionSpec:
         return spec_from_dict(json.loads(json.dumps(spec_to_dict(spec))))
     if how == "reversed":
         return attrs.evolve(spec, partitions=tuple(reversed(spec.partitions)))
+    if how == "decomposed names":
+        return PartitionSpec(
+            [attrs.evolve(p, name=unicodedata.normalize("NFD", p.name)) for p in spec],
+            remainder=unicodedata.normalize("NFD", spec.remainder),
+            coscheduling=spec.coscheduling,
+            backfill=spec.backfill,
+        )
+    if how == "numpy integers":
+        numpy = pytest.importorskip("numpy")
+        return attrs.evolve(
+            spec,
+            partitions=[
+                attrs.evolve(
+                    p,
+                    sms=None if p.sms is None else numpy.int64(p.sms),
+                    min_sms=None if p.min_sms is None else numpy.int32(p.min_sms),
+                    streams=numpy.uint16(p.streams),
+                    priority=numpy.int8(p.priority),
+                )
+                for p in spec
+            ],
+        )
     if how == "integer shares":
         return attrs.evolve(
             spec,
@@ -118,7 +142,16 @@ def _respelled_spec(spec: PartitionSpec, how: str) -> PartitionSpec:
 
 
 SPEC_REWRITES = st.sampled_from(
-    ["generator", "json", "reversed", "integer shares", "deepcopy", "pickle"]
+    [
+        "generator",
+        "json",
+        "reversed",
+        "decomposed names",
+        "numpy integers",
+        "integer shares",
+        "deepcopy",
+        "pickle",
+    ]
 )
 
 
@@ -132,6 +165,11 @@ def test_equal_partition_specs_behave_the_same(spec, how):
 def _respelled_modal(spec: ModalSpec, how: str) -> ModalSpec:
     if how == "reversed":
         return ModalSpec(dict(reversed(list(spec.modes.items()))), default=spec.default)
+    if how == "decomposed names":
+        return ModalSpec(
+            {unicodedata.normalize("NFD", m): s for m, s in spec.modes.items()},
+            default=None if spec.default is None else unicodedata.normalize("NFD", spec.default),
+        )
     if how == "explicit default":
         return ModalSpec(dict(spec.modes), default=spec.default_mode)
     if how == "json":
@@ -142,7 +180,7 @@ def _respelled_modal(spec: ModalSpec, how: str) -> ModalSpec:
 
 @given(
     spec=modal_specs(small=True),
-    how=st.sampled_from(["reversed", "explicit default", "json", "rebuilt"]),
+    how=st.sampled_from(["reversed", "decomposed names", "explicit default", "json", "rebuilt"]),
 )
 def test_equal_modal_specs_behave_the_same(spec, how):
     other = _respelled_modal(spec, how)
@@ -241,7 +279,7 @@ def test_equal_plans_behave_the_same(spec, how, device):
 
 @given(
     spec=modal_specs(small=True),
-    how=st.sampled_from(["reversed", "explicit default", "json", "rebuilt"]),
+    how=st.sampled_from(["reversed", "decomposed names", "explicit default", "json", "rebuilt"]),
 )
 def test_equal_modal_plans_behave_the_same(spec, how):
     a, b = _outcome(spec, H100), _outcome(_respelled_modal(spec, how), H100)
