@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from greenres._files import check_depth
 from greenres._validators import value_text
 from greenres.errors import SpecError
 from greenres.facts import SmFacts
@@ -150,6 +151,7 @@ def structure(
     import cattrs
 
     expect_table(data, source, where)
+    check_depth(data, source)
     try:
         return converter.structure(data, cls)
     except (SpecError, cattrs.BaseValidationError, cattrs.ForbiddenExtraKeysError) as error:

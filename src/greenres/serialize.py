@@ -245,6 +245,7 @@ def plan_from_dict(data: Mapping[str, Any], *, source: str | None = None) -> Pla
     """
     label = source or "<plan>"
     expect_table(data, label)
+    _files.check_depth(data, label)
     if "modes" in data:
         made: Plan | ModalPlan = _modal_plan_from_dict(data, label)
     else:

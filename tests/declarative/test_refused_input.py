@@ -318,3 +318,107 @@ def test_files_with_either_spelling_are_one_spec():
     assert loads_spec(toml.format(DECOMPOSED)) == loads_spec(toml.format(COMPOSED))
     written = dumps_spec(loads_spec(toml.format(DECOMPOSED)))
     assert COMPOSED in written and DECOMPOSED not in written
+
+
+# ----------------------------------------------------------------------------- files
+
+LONG = "1" * 5000
+FILE_CASES = [
+    # (file name, content, message after "<path>: ")
+    (
+        "deep.json",
+        "[" * 100000 + "]" * 100000,
+        "nested 100000 levels deep; greenres files nest at most 32",
+    ),
+    (
+        "deep.json",
+        '{"partitions": ' + "[" * 40 + "]" * 40 + "}",
+        "at $.partitions[0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0]...[0][0][0][0]: ",
+    ),
+    ("deep.json", '{"partitions": ' + "[" * 40 + "]" * 40 + "}", "nested 41 levels deep"),
+    ("deep.toml", "a = " + "[" * 5000 + "]" * 5000, "nested 5001 levels deep"),
+    ("deep.toml", "a = " + "{b = " * 3000 + "1" + "}" * 3000, "nested 3001 levels deep"),
+    ("dotted.toml", "[" + ".".join(["a"] * 3000) + "]\nx = 1\n", "nested 3001 levels deep"),
+    (
+        "long.json",
+        '{"partitions": [{"name": "a", "sms": ' + LONG + "}]}",
+        "at $.partitions[0].sms: an integer of 5000 digits; Python reads integers of at most "
+        "4300 digits (sys.get_int_max_str_digits())",
+    ),
+    ("long.json", LONG, "at $: an integer of 5000 digits"),
+    (
+        "long.toml",
+        '[[partitions]]\nname = "a"\nsms = ' + LONG + "\n",
+        "line 3: key 'sms' has an integer of 5000 digits; Python reads integers of at most "
+        "4300 digits",
+    ),
+    (
+        "long.toml",
+        '[[partitions]]\nname = "a"\nsms = -' + LONG + "\n",
+        "line 3: key 'sms' has an integer of 5000 digits",
+    ),
+    (
+        "dup.json",
+        '{"partitions": [{"name": "a", "sms": 8, "name": "b"}]}',
+        "at $.partitions[0]: duplicate key 'name'",
+    ),
+    (
+        "dup.json",
+        '{"remainder": "drop", "partitions": [{"name": "a"}], "remainder": "own"}',
+        "at $: duplicate key 'remainder'",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    FILE_CASES,
+    ids=[f"{i}-{case[0]}" for i, case in enumerate(FILE_CASES)],
+)
+def test_bad_files_are_spec_errors_naming_the_file(tmp_path, name, content, message):
+    from greenres.serialize import load_plan, load_schema, load_spec
+
+    path = tmp_path / name
+    path.write_text(content)
+    for load in (load_spec, load_plan, load_schema):
+        with pytest.raises(SpecError) as info:
+            load(path)
+        assert str(info.value).startswith(f"{path}: ")
+        assert message in str(info.value)
+
+
+def _deep_dict(depth):
+    value: dict = {}
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+def test_deep_dicts_from_python_are_spec_errors():
+    from greenres.serialize import facts_from_dict, plan_from_dict, schema_from_dict, spec_from_dict
+
+    deep = _deep_dict(100000)
+    for from_dict in (spec_from_dict, schema_from_dict, facts_from_dict):
+        with pytest.raises(SpecError, match="nested 100001 levels deep; greenres files nest"):
+            from_dict(deep)
+    with pytest.raises(SpecError, match=r"^<plan>: at \$\.a\.a.*: nested 100001 levels deep"):
+        plan_from_dict(deep)
+    with pytest.raises(SpecError, match=r"^x\.json: at \$\.partitions"):
+        spec_from_dict({"partitions": [_deep_dict(50)]}, source="x.json")
+
+
+def test_the_deepest_greenres_file_is_far_from_the_limit():
+    from greenres._files import MAX_DEPTH, check_depth
+    from greenres.serialize import plan_to_dict
+
+    data = plan_to_dict(ModalSpec({"m": SPEC}).plan(H100))
+    depths = []
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        depths.append(depth)
+        children = value.values() if isinstance(value, dict) else value
+        if isinstance(value, (dict, list)):
+            stack.extend((child, depth + 1) for child in children)
+    assert max(depths) <= 8 < MAX_DEPTH
+    check_depth(data, "plan.json")
