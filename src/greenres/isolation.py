@@ -157,7 +157,9 @@ def _resolve_partition(partition: Any) -> tuple[Plan, PlannedPartition] | None:
             try:
                 partition = plan.ref(name)
             except KeyError:
-                raise KeyError(f"the plan has no partition {name!r}; it has {plan.names}") from None
+                raise KeyError(
+                    f"the plan has no partition {value_text(name)}; it has {plan.names}"
+                ) from None
         else:
             _refuse_partition(partition[0])
     plan = getattr(partition, "plan", None)
