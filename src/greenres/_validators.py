@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import operator
-import unicodedata
 from typing import Any
 
 from greenres.errors import SpecError
@@ -127,9 +126,11 @@ def check_bool(_instance: Any, attribute: Any, value: Any) -> None:
 def nfc(value: Any) -> Any:
     """A converter and lookup key for names: a str in Unicode normalisation form C (the
     composed "é", whichever way it was typed), as a plain str; anything else unchanged."""
-    if type(value) is str:
-        return value if value.isascii() else unicodedata.normalize("NFC", value)
+    if type(value) is str and value.isascii():  # ASCII is always NFC
+        return value
     if isinstance(value, str):
+        import unicodedata  # only for names that need it: importing costs more than a name
+
         return unicodedata.normalize("NFC", str.__str__(value))
     return value
 
@@ -171,6 +172,8 @@ def check_name(field_name: str, value: Any) -> str:
             f"'{field_name}' must not start or end with whitespace (got {value_text(value)})"
         )
     if not value.isprintable():  # what Python prints as is: every category refused above
+        import unicodedata
+
         for character in value:
             if not character.isprintable():
                 what = _REFUSED_CATEGORIES.get(

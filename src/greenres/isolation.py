@@ -22,7 +22,6 @@ This module never imports the driver.
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -137,6 +136,8 @@ def installed_versions() -> dict[str, str]:
     """``{"bindings_version": ..., "greenres_version": ...}`` from the installed
     distributions' metadata (``"none"`` when cuda-bindings is not installed, ``"unknown"``
     when greenres is not installed, e.g. run from a source tree). Never imports them."""
+    import importlib.metadata  # here: reading metadata is slow to import, and rarely needed
+
     try:
         bindings = importlib.metadata.version("cuda-bindings")
     except importlib.metadata.PackageNotFoundError:

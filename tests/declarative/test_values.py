@@ -5,8 +5,6 @@ from __future__ import annotations
 import copy
 import importlib
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import attrs
@@ -18,6 +16,7 @@ from greenres.errors import DriverTooOldError, PlanError
 from greenres.facts import SmFacts
 from greenres.spec import ModalSpec, Partition, PartitionSpec
 
+from support.childprocess import run_child
 from support.strategies import facts, isolation_schemas, modal_specs, partition_specs
 
 values = partition_specs(backfill=None) | modal_specs() | isolation_schemas | facts()
@@ -133,40 +132,53 @@ def test_device_profiles_match_devices_md():
     }
 
 
-def test_the_declarative_modules_import_no_driver():
-    root = Path(__file__).resolve().parents[2]
-    script = (
-        "import sys, importlib.util\n"
-        # cuda-bindings 12.9 installs a .pth file that imports `cuda` at start-up: only
-        # what these modules import counts
-        "before = set(sys.modules)\n"
-        "for name in ('greenres.errors', 'greenres.devices', 'greenres.facts', 'greenres.spec',\n"
-        "             'greenres.plan', 'greenres.isolation', 'greenres.serialize'):\n"
-        "    spec = importlib.util.spec_from_file_location(name, f'src/greenres/{name[9:]}.py')\n"
-        "    module = importlib.util.module_from_spec(spec)\n"
-        "    sys.modules[name] = module\n"
-        "    spec.loader.exec_module(module)\n"
-        "new = set(sys.modules) - before\n"
-        "driver = ('cuda', 'greenres._driver', 'greenres.sim')\n"
-        "bad = sorted(m for m in new if m.startswith(driver))\n"
-        "print(bad)\n"
-    )
-    # Load the modules by path with a stand-in package, so greenres/__init__.py (which
-    # loads the runtime) does not run: only what the modules import themselves counts.
-    script = (
-        "import sys, types\n"
-        "sys.modules['greenres'] = types.ModuleType('greenres')\n"
-        "sys.modules['greenres'].__path__ = ['src/greenres']\n" + script
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    assert out.stdout.strip() == "[]"
+def _imported_by(statement: str) -> set[str]:
+    """The modules ``python -X importtime -c statement`` imports in a fresh process without
+    GREENRES_SIM, less those the interpreter imports for ``pass`` (site, .pth files)."""
+
+    def imported(code: str) -> set[str]:
+        done = run_child(["-X", "importtime", "-c", code], GREENRES_SIM=None)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return {
+            line.rpartition("|")[2].strip()
+            for line in done.stderr.splitlines()
+            if line.startswith("import time:") and "cumulative" not in line
+        }
+
+    return imported(statement) - imported("pass")
+
+
+DECLARATIVE_MODULES = (
+    "greenres.errors",
+    "greenres.devices",
+    "greenres.facts",
+    "greenres.spec",
+    "greenres.recipe",
+    "greenres.plan",
+    "greenres.isolation",
+    "greenres.serialize",
+    "greenres.cli",
+)
+
+
+@pytest.mark.parametrize("module", DECLARATIVE_MODULES)
+def test_the_declarative_modules_import_no_driver(module):
+    loaded = _imported_by(f"import {module}")
+    assert module in loaded  # the measurement sees the module itself
+    driver = sorted(m for m in loaded if m.startswith(("cuda", "greenres._driver", "greenres.sim")))
+    assert driver == []
+
+
+def test_importing_the_spec_module_loads_only_what_it_needs():
+    loaded = _imported_by("import greenres.spec")
+    assert {m for m in loaded if m.startswith("greenres")} == {
+        "greenres",
+        "greenres.errors",
+        "greenres._validators",
+        "greenres.spec",
+    }
+    # what planning, keys and files need is loaded with them, not with the spec classes
+    assert not loaded & {"cattrs", "tomli_w", "tomllib", "importlib.metadata", "json", "hashlib"}
 
 
 PUBLIC_MODULES = (
