@@ -186,6 +186,10 @@ def plan_modes(spec: Any, device_or_facts: Any, mechanism: str) -> ModalPlan:
 
 # ----------------------------------------------------------------------------- sizing
 
+# A share being sized: (index, partition, target numerator, target denominator, rounded
+# units, floor units, percent text).
+_Share = tuple[int, Any, int, int, int, int, str]
+
 
 def _size(
     spec: PartitionSpec, facts: SmFacts, grain: _Grain
@@ -205,9 +209,9 @@ def _size(
     units: dict[str, int] = {}
     reasons: dict[str, str] = {}
     violations: list[str] = []
-    # per share: (index, partition, target numerator, target denominator, rounded, floor);
-    # its target is numerator / denominator units, exactly
-    shares: list[tuple[int, Any, int, int, int, int]] = []
+    # per share: (index, partition, target numerator, target denominator, rounded, floor,
+    # percent); its target is numerator / denominator units, exactly
+    shares: list[_Share] = []
     rest = None
     rest_floor = 0  # units "the rest" needs at least (0 without such a partition)
     for index, p in enumerate(spec.partitions):
@@ -243,20 +247,20 @@ def _size(
         if p.share is None:
             rest, rest_floor = p, floor
             continue
-        numerator, denominator, _percent = _share_terms(p.share)
+        numerator, denominator, percent = _share_terms(p.share)
         numerator *= total_units
         rounded = (2 * numerator + denominator) // (2 * denominator)  # nearest; ties go up
         units[name] = rounded if rounded > floor else floor
-        shares.append((index, p, numerator, denominator, rounded, floor))
+        shares.append((index, p, numerator, denominator, rounded, floor, percent))
     used = sum(units.values())
     trimmed = ()
     if used + rest_floor > total_units and shares:
         trimmed = _give_back(units, shares, used + rest_floor - total_units)
         used = sum(units.values())
     for share in shares:
-        reason = _share_reason(grain, share, units[share[1].name], share[1].name in trimmed)
-        if reason:
-            reasons[share[1].name] = reason
+        name = share[1].name
+        if units[name] * share[3] != share[2]:  # granted differs from the exact target
+            reasons[name] = _share_reason(grain, share, units[name], name in trimmed)
     if used + rest_floor > total_units:
         violations.append(_total_violation(spec, facts, grain, units, used, rest, rest_floor))
     elif rest is not None:
@@ -266,16 +270,14 @@ def _size(
     return units, reasons, None
 
 
-def _give_back(
-    units: dict[str, int], shares: list[tuple[int, Any, int, int, int, int]], excess: int
-) -> set[str]:
+def _give_back(units: dict[str, int], shares: list[_Share], excess: int) -> set[str]:
     """Take back one unit from shares rounded up, smallest fraction first (ties: the
     later-declared first), from at most ``excess`` shares; the names of those trimmed."""
     from fractions import Fraction  # only here: most plans need no giving back
 
     candidates = [
         (Fraction(numerator % denominator, denominator), -index, p.name)
-        for index, p, numerator, denominator, rounded, floor in shares
+        for index, p, numerator, denominator, rounded, floor, _percent in shares
         if units[p.name] == rounded and rounded * denominator > numerator and rounded - 1 >= floor
     ]
     candidates.sort()
@@ -286,16 +288,12 @@ def _give_back(
     return trimmed
 
 
-def _share_reason(
-    grain: _Grain, share: tuple[int, Any, int, int, int, int], granted: int, trimmed: bool
-) -> str:
-    _index, p, numerator, denominator, rounded, floor = share
-    if granted * denominator == numerator:
-        return ""
+def _share_reason(grain: _Grain, share: _Share, granted: int, trimmed: bool) -> str:
+    _index, p, numerator, denominator, rounded, floor, percent = share
     unit = grain.unit
     # int / int is correctly rounded, as float() of the exact fraction is
     text = (
-        f"{_share_terms(p.share)[2]} of {grain.total_units * unit} usable SMs is "
+        f"{percent} of {grain.total_units * unit} usable SMs is "
         f"{numerator * unit / denominator:.4g}"
     )
     if trimmed:
