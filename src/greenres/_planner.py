@@ -4,7 +4,7 @@ SplitRecipe out. :mod:`greenres.plan` holds the values and the public entry poin
 
 Three steps, none of which is ever retried:
 
-1. :func:`_checked_mechanism` refuses what the facts cannot do, and :func:`_grain` says
+1. :func:`_checked_mechanism` refuses what the facts cannot do, and :class:`_Grain` says
    what one unit of the split is.
 2. :func:`_size` gives every partition a whole number of units, or the complete list of
    what does not fit (it returns the PlanError's text; it raises nothing).
@@ -13,18 +13,17 @@ Three steps, none of which is ever retried:
 
 ``mechanism="auto"`` is decided between steps 2 and 3 by :func:`auto_uses_groups`, a
 function of the spec, the facts and the structured sizing, before any plan exists.
-
-One file of about 500 lines: the steps share the grain and the words of every message,
-and a reader follows one plan from top to bottom.
+The words of every reason and violation are :mod:`greenres._plan_messages`'.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
+from greenres import _plan_messages as words
 from greenres._validators import value_text
-from greenres.cuda_versions import STRUCTURED_SPLIT
 from greenres.errors import DriverTooOldError, PlanError, SpecError
 from greenres.facts import SmFacts, resolve_facts
 from greenres.plan import MECHANISMS, ModalPlan, Plan, PlannedPartition
@@ -35,13 +34,15 @@ from greenres.recipe import (
     PartitionRecipe,
     SplitRecipe,
 )
-from greenres.spec import REMAINDER_KEYWORDS, REMAINDER_PARTITION_NAME, ModalSpec, PartitionSpec
+from greenres.spec import (
+    REMAINDER_KEYWORDS,
+    REMAINDER_PARTITION_NAME,
+    ModalSpec,
+    Partition,
+    PartitionSpec,
+)
 
-__all__ = ["auto_uses_groups", "plan_modes", "plan_spec"]
-
-
-def _sms(count: int) -> str:
-    return f"{count} SM" if count == 1 else f"{count} SMs"
+__all__ = ["auto_uses_groups", "plan_counts", "plan_modes", "plan_spec"]
 
 
 @lru_cache(maxsize=4096)
@@ -90,7 +91,7 @@ class _Grain:
     def units_words(self, units: int) -> str:
         if self.mechanism == "groups":
             return f"{units} group{'s' if units != 1 else ''} of {self.unit}"
-        return _sms(units * self.unit)
+        return words.sms(units * self.unit)
 
 
 def _checked_mechanism(spec: PartitionSpec, facts: SmFacts, mechanism: str) -> str:
@@ -101,26 +102,21 @@ def _checked_mechanism(spec: PartitionSpec, facts: SmFacts, mechanism: str) -> s
             f"'mechanism' must be 'auto', 'groups' or 'structured' (got {value_text(mechanism)})"
         )
     if not facts.structured_split:
+        missing = words.missing_structured_split(facts)
         if spec.backfill:
             raise DriverTooOldError(
                 "backfill=True needs the structured split cuDevSmResourceSplit of CUDA 13.1 "
-                f"(driver 13.1 and cuda-bindings that expose it); {_missing(facts)}"
+                f"(driver 13.1 and cuda-bindings that expose it); {missing}"
             )
         if mechanism == "structured":
             raise DriverTooOldError(
-                f"mechanism 'structured' needs cuDevSmResourceSplit of CUDA 13.1; {_missing(facts)}"
+                f"mechanism 'structured' needs cuDevSmResourceSplit of CUDA 13.1; {missing}"
             )
     if mechanism == "groups" and spec.backfill:
         raise SpecError("backfill=True needs mechanism 'structured' (got mechanism='groups')")
     if mechanism == "auto":
         return "structured" if facts.structured_split else "groups"
     return mechanism
-
-
-def _missing(facts: SmFacts) -> str:
-    if facts.driver_version < STRUCTURED_SPLIT:
-        return f"the driver is {facts.driver_version_text} on {facts.device_name}"
-    return f"the loaded cuda-bindings do not expose cuDevSmResourceSplit on {facts.device_name}"
 
 
 def auto_uses_groups(
@@ -184,6 +180,24 @@ def plan_modes(spec: Any, device_or_facts: Any, mechanism: str) -> ModalPlan:
     return ModalPlan(plans=plans, default=spec.default_mode, facts=facts, spec=spec)
 
 
+def plan_counts(counts: Any, device_or_facts: Any, mechanism: str) -> Plan:
+    """:func:`greenres.plan.plan_counts`."""
+    if not isinstance(counts, Mapping):
+        raise TypeError(
+            "plan_counts() needs a mapping of partition names to SM counts, such as "
+            f"{{'decode': 96}} (got {type(counts).__name__})"
+        )
+    partitions = []
+    for name, count in counts.items():
+        try:
+            partitions.append(Partition(name, sms=count))
+        except SpecError as error:
+            raise SpecError(f"counts[{value_text(name)}]: {error}") from None
+    if not partitions:
+        raise SpecError("plan_counts() needs at least one partition (got an empty mapping)")
+    return plan_spec(PartitionSpec(partitions, remainder="drop"), device_or_facts, mechanism)
+
+
 # ----------------------------------------------------------------------------- sizing
 
 # A share being sized: (index, partition, target numerator, target denominator, rounded
@@ -202,8 +216,8 @@ def _size(
         return (
             None,
             {},
-            f"cannot plan on {facts.device_name}: it has {_sms(facts.sm_count)} and the "
-            f"smallest partition is {_sms(min_units * unit)}",
+            f"cannot plan on {facts.device_name}: it has {words.sms(facts.sm_count)} and the "
+            f"smallest partition is {words.sms(min_units * unit)}",
         )
     by_groups = grain.mechanism == "groups"
     units: dict[str, int] = {}
@@ -222,14 +236,14 @@ def _size(
             units[name] = need
             if need * unit != sms:
                 if whole < min_units:
-                    reasons[name] = f"raised to the minimum of {_sms(need * unit)}"
+                    reasons[name] = f"raised to the minimum of {words.sms(need * unit)}"
                 elif by_groups:
                     reasons[name] = f"rounded up to {grain.units_words(need)}"
                 else:
                     reasons[name] = f"rounded up to a multiple of {unit}"
             if need > total_units:
                 violations.append(
-                    f"{name} asks {_sms(sms)}; {facts.device_name} gives at most "
+                    f"{name} asks {words.sms(sms)}; {facts.device_name} gives at most "
                     f"{total_units * unit} {grain.words()}"
                 )
             continue
@@ -239,7 +253,7 @@ def _size(
             floor_whole = -(-p.min_sms // unit)
             if floor_whole > total_units:
                 violations.append(
-                    f"{name} asks at least {_sms(p.min_sms)} (min_sms); {facts.device_name} "
+                    f"{name} asks at least {words.sms(p.min_sms)} (min_sms); {facts.device_name} "
                     f"gives at most {total_units * unit} {grain.words()}"
                 )
             if floor_whole > floor:
@@ -260,13 +274,13 @@ def _size(
     for share in shares:
         name = share[1].name
         if units[name] * share[3] != share[2]:  # granted differs from the exact target
-            reasons[name] = _share_reason(grain, share, units[name], name in trimmed)
+            reasons[name] = words.share_reason(grain, share, units[name], name in trimmed)
     if used + rest_floor > total_units:
-        violations.append(_total_violation(spec, facts, grain, units, used, rest, rest_floor))
+        violations.append(words.total_violation(spec, facts, grain, units, used, rest, rest_floor))
     elif rest is not None:
         units[rest.name] = total_units - used
     if violations:
-        return None, {}, _message(spec, facts, grain, violations)
+        return None, {}, words.violations_text(spec, facts, grain, violations)
     return units, reasons, None
 
 
@@ -286,67 +300,6 @@ def _give_back(units: dict[str, int], shares: list[_Share], excess: int) -> set[
         units[name] -= 1
         trimmed.add(name)
     return trimmed
-
-
-def _share_reason(grain: _Grain, share: _Share, granted: int, trimmed: bool) -> str:
-    _index, p, numerator, denominator, rounded, floor, percent = share
-    unit = grain.unit
-    # int / int is correctly rounded, as float() of the exact fraction is
-    text = (
-        f"{percent} of {grain.total_units * unit} usable SMs is "
-        f"{numerator * unit / denominator:.4g}"
-    )
-    if trimmed:
-        return text + "; rounded down so the shares fit (each rounded up would not)"
-    if granted > rounded:
-        if p.min_sms is not None and granted == floor and floor > grain.min_units:
-            return text + f"; raised to min_sms ({_sms(granted * unit)})"
-        return text + f"; raised to the minimum of {_sms(granted * unit)}"
-    if grain.mechanism == "groups":
-        return text + f"; rounded to {grain.units_words(granted)}"
-    return text + f"; rounded to a multiple of {unit}"
-
-
-def _total_violation(
-    spec: PartitionSpec,
-    facts: SmFacts,
-    grain: _Grain,
-    units: dict[str, int],
-    used: int,
-    rest: Any,
-    rest_floor: int,
-) -> str:
-    unit, total_units = grain.unit, grain.total_units
-    name = facts.device_name
-    parts = [f"{n} {units[n] * unit}" for n in spec.names if n in units]
-    need = used + rest_floor
-    if rest is not None:
-        parts.append(f"{rest.name} (the rest) at least {rest_floor * unit}")
-    excess = _sms((need - total_units) * unit)
-    if grain.mechanism == "groups":
-        return (
-            f"the partitions need {need} groups of {unit} ({_sms(need * unit)}) "
-            f"but {name} has {total_units} ({_sms(total_units * unit)}): "
-            f"{', '.join(parts)}; ask for at least {excess} less"
-        )
-    return (
-        f"the partitions need {_sms(need * unit)} but {name} has "
-        f"{total_units * unit} usable {grain.words()}: {', '.join(parts)}; "
-        f"ask for at least {excess} less"
-    )
-
-
-def _one_violation(spec: PartitionSpec, facts: SmFacts, grain: _Grain, violation: str) -> PlanError:
-    return PlanError(_message(spec, facts, grain, [violation]))
-
-
-def _message(spec: PartitionSpec, facts: SmFacts, grain: _Grain, violations: list[str]) -> str:
-    count = len(spec.partitions)
-    head = (
-        f"cannot plan {count} partition{'s' if count != 1 else ''} on {facts.device_name} "
-        f"({_sms(facts.sm_count)}, mechanism {grain.mechanism!r}, {grain.words()}):"
-    )
-    return "\n".join([head, *(f"  - {v}" for v in violations)])
 
 
 # ----------------------------------------------------------------------------- assembly
@@ -379,12 +332,12 @@ def _assemble(
     extra_sms = extra_units * unit + split_remainder
     policy = spec.remainder
     if policy == "own" and extra_sms == 0:
-        raise _one_violation(
+        raise words.plan_error(
             spec,
             facts,
             grain,
             f"remainder='own' would make an empty partition: the partitions take all "
-            f"{_sms(facts.sm_count)} of {facts.device_name}; use remainder='drop'",
+            f"{words.sms(facts.sm_count)} of {facts.device_name}; use remainder='drop'",
         )
     # The keywords win over partition names spelled the same.
     target = None if policy in REMAINDER_KEYWORDS else policy
@@ -395,7 +348,7 @@ def _assemble(
         and grain.alignment != facts.alignment
     ):
         # see auto_uses_groups: one descriptor needs one co-scheduling alignment
-        raise _one_violation(
+        raise words.plan_error(
             spec,
             facts,
             grain,
@@ -422,7 +375,7 @@ def _assemble(
             takes_remainder = split_remainder > 0
             sm_count = result_sms + split_remainder
             if extra_sms:
-                note = _remainder_note(grain, policy, extra_units, split_remainder)
+                note = words.remainder_note(grain, policy, extra_units, split_remainder)
                 reason = f"{reason}; {note}" if reason else note
         streams, priority = p.streams, p.priority
         # positional, in field order: this runs for every partition of every plan
@@ -449,7 +402,7 @@ def _assemble(
                 groups=groups,
                 result_sm_count=extra_units * unit,
                 includes_split_remainder=split_remainder > 0,
-                reason=_remainder_note(grain, policy, extra_units, split_remainder, own=True),
+                reason=words.remainder_note(grain, policy, extra_units, split_remainder, own=True),
                 is_remainder=True,
             )
         )
@@ -502,17 +455,3 @@ def _assemble(
         remainder_sm_count=extra_sms if policy == "drop" else 0,
         recipe=recipe,
     )
-
-
-def _remainder_note(
-    grain: _Grain, policy: str, extra_units: int, split_remainder: int, own: bool = False
-) -> str:
-    pieces = []
-    if extra_units:
-        pieces.append(f"{grain.units_words(extra_units)} no partition took")
-    if split_remainder:
-        pieces.append(f"the split's remainder of {_sms(split_remainder)}")
-    what = " and ".join(pieces)
-    if own:
-        return what
-    return f"+ {what} (remainder={policy!r})"

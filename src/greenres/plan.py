@@ -7,22 +7,10 @@ imports the driver. The runtime reads one value of a plan, :attr:`Plan.recipe` (
 :class:`~greenres.recipe.SplitRecipe`): the planner makes it together with the plan.
 
 This module holds the values, :meth:`Plan.explain` and the entry points; the algorithm is
-in :mod:`greenres._planner` and its rules are written out in ``docs/planning.md``. In short:
-
-* Every size is a whole number of *units*. With mechanism ``"groups"`` a unit is one
-  minimum-size group of ``cuDevSmResourceSplitByCount`` (the minimum partition size rounded
-  up to the alignment: 8 SMs on 9.0+); with ``"structured"`` (CUDA 13.1
-  ``cuDevSmResourceSplit``) it is the alignment, and a partition has at least the minimum.
-* Fixed counts round up to a whole number of units (and at least the minimum).
-* Shares are taken of the usable SMs (whole units) and rounded to the nearest unit; ties go
-  up. If the rounded shares do not fit, shares that were rounded up give one unit back,
-  the smallest fraction first (ties: the later-declared first), until they fit. A share
-  always gets at least the minimum and its ``min_sms``.
-* "The rest" gets every unit left over; the split's remainder goes to the remainder policy.
-* ``mechanism="auto"`` is the structured split when the facts allow it, except where a
-  group without co-scheduling would share a descriptor with the split's remainder (their
-  co-scheduling alignments differ): then groups. This is decided before the plan is made.
-* When something cannot fit, :class:`~greenres.errors.PlanError` lists every violation.
+in :mod:`greenres._planner`, and ``docs/planning.md`` writes out its rules (fixed counts
+round up to whole units, shares to the nearest unit with ties up and giving back when
+they do not fit, "the rest" takes what is left, the remainder follows the policy, and
+``mechanism="auto"`` is decided before the plan is made).
 """
 
 from __future__ import annotations
@@ -36,13 +24,7 @@ from greenres._canonical import digest
 from greenres._validators import nfc
 from greenres.facts import SmFacts
 from greenres.recipe import Granularity, SplitRecipe
-from greenres.spec import (
-    REMAINDER_PARTITION_NAME,
-    ModalSpec,
-    Partition,
-    PartitionSpec,
-    _ModeMap,
-)
+from greenres.spec import REMAINDER_PARTITION_NAME, ModalSpec, PartitionSpec, _ModeMap
 
 if TYPE_CHECKING:
     from greenres.isolation import IsolationSchema
@@ -438,23 +420,7 @@ def plan_counts(
         SpecError: for a bad name or count, naming the item (``counts['decode']: ...``).
         PlanError: when the counts do not fit the device.
     """
-    if not isinstance(counts, Mapping):
-        raise TypeError(
-            "plan_counts() needs a mapping of partition names to SM counts, such as "
-            f"{{'decode': 96}} (got {type(counts).__name__})"
-        )
-    from greenres.errors import SpecError
-
-    partitions = []
-    for name, count in counts.items():
-        try:
-            partitions.append(Partition(name, sms=count))
-        except SpecError as error:
-            raise SpecError(f"counts[{name!r}]: {error}") from None
-    if not partitions:
-        raise SpecError("plan_counts() needs at least one partition (got an empty mapping)")
-    spec = PartitionSpec(partitions, remainder="drop")
-    return _planner.plan_spec(spec, device_or_facts, mechanism)
+    return _planner.plan_counts(counts, device_or_facts, mechanism)
 
 
 def granularity_differences(
@@ -474,18 +440,8 @@ def granularity_differences(
     if not isinstance(planned_for, SmFacts):
         raise TypeError(f"'planned_for' must be an SmFacts (got {type(planned_for).__name__})")
     planned = Granularity.from_facts(planned_for, coscheduling=coscheduling)
-    if isinstance(device, SmFacts):
-        return planned.differences(Granularity.from_facts(device, coscheduling=coscheduling))
-    try:
-        actual = Granularity(
-            compute_capability=device.compute_capability,
-            sm_count=device.sm_count,
-            min_partition_size=device.min_partition_size,
-            alignment=device.alignment,
-            uncoscheduled=None
-            if coscheduling
-            else (device.uncoscheduled_min_partition_size, device.uncoscheduled_alignment),
-        )
+    try:  # from_facts reads only the attributes it needs: any object that has them works
+        actual = Granularity.from_facts(device, coscheduling=coscheduling)
     except AttributeError as error:
         raise TypeError(
             f"'device' must be an SmFacts or have its granularity attributes ({error})"
