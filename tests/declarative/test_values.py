@@ -16,7 +16,7 @@ from greenres.errors import DriverTooOldError, PlanError
 from greenres.facts import SmFacts
 from greenres.spec import ModalSpec, Partition, PartitionSpec
 
-from support.childprocess import run_child
+from support.childprocess import run_child, run_python
 from support.strategies import facts, isolation_schemas, modal_specs, partition_specs
 
 values = partition_specs(backfill=None) | modal_specs() | isolation_schemas | facts()
@@ -210,3 +210,20 @@ def test_every_public_module_exports_only_its_own_documented_names(name):
             assert home == name or exported in RE_EXPORTS.get(name, ()), (
                 f"{name}.__all__ re-exports {exported} from {home}"
             )
+
+
+def test_every_public_name_of_the_package_works_and_the_declarative_ones_need_no_driver():
+    script = (
+        "import sys, greenres\n"
+        "declarative = [n for n in greenres.__all__ if n not in greenres._RUNTIME_NAMES]\n"
+        "values = [getattr(greenres, n) for n in declarative]\n"
+        "missing = set(greenres.__all__) - set(dir(greenres))\n"
+        "assert not missing, missing\n"
+        "assert greenres.load_spec is __import__('greenres.serialize').serialize.load_spec\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('cuda', 'greenres._driver'))))\n"
+    )
+    assert run_python(script, GREENRES_SIM=None).strip() == "[]"
+    import greenres
+
+    for name in greenres.__all__:  # the runtime names too, in this process (simulated)
+        assert getattr(greenres, name) is not None
