@@ -57,7 +57,8 @@ def read(path: Path) -> str:
 
 
 def check_format(format: str) -> str:
-    if format not in ("toml", "json"):
+    # isinstance first: `in` compares, and some values (numpy arrays) refuse to say if equal
+    if not isinstance(format, str) or format not in ("toml", "json"):
         raise SpecError(f"'format' must be 'toml' or 'json' (got {value_text(format)})")
     return format
 

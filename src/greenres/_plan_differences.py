@@ -31,6 +31,8 @@ def plan_differences(stored: Any, made: Any, where: str = "$") -> list[str]:
             for index, (a, b) in enumerate(zip(stored, made, strict=True))
             for line in plan_differences(a, b, f"{where}[{index}]")
         ]
-    if stored != made or type(stored) is not type(made):
+    # the type first: made holds plain values, and some stored ones (numpy arrays) refuse
+    # to say whether they are equal
+    if type(stored) is not type(made) or stored != made:
         return [f"at {where}: file {value_text(stored)}, planned {value_text(made)}"]
     return []

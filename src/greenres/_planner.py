@@ -97,7 +97,7 @@ class _Grain:
 def _checked_mechanism(spec: PartitionSpec, facts: SmFacts, mechanism: str) -> str:
     """The mechanism to size with: ``mechanism`` itself, or for ``"auto"`` the structured
     split when the facts have it. Raises for what the facts or the spec cannot do."""
-    if mechanism not in ("auto", *MECHANISMS):
+    if not isinstance(mechanism, str) or mechanism not in ("auto", *MECHANISMS):
         raise SpecError(
             f"'mechanism' must be 'auto', 'groups' or 'structured' (got {value_text(mechanism)})"
         )

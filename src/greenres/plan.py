@@ -146,10 +146,11 @@ class Plan:
     recipe: SplitRecipe = field(repr=False)
 
     def __getitem__(self, name: str) -> PlannedPartition:
-        wanted = nfc(name)
-        for partition in self.partitions:
-            if partition.name == wanted:
-                return partition
+        if isinstance(name, str):  # names are str: nothing else is compared with them
+            wanted = nfc(name)
+            for partition in self.partitions:
+                if partition.name == wanted:
+                    return partition
         raise KeyError(name)
 
     def __iter__(self) -> Iterator[PlannedPartition]:
@@ -160,7 +161,7 @@ class Plan:
 
     def __contains__(self, name: object) -> bool:
         wanted = nfc(name)
-        return any(p.name == wanted for p in self.partitions)
+        return isinstance(wanted, str) and any(p.name == wanted for p in self.partitions)
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -197,7 +197,7 @@ def _replan(data: Any, source: str, where: str) -> Plan:
     facts = _structure(data["facts"], SmFacts, source, f"{where}.facts")
     spec = _structure(data["spec"], PartitionSpec, source, f"{where}.spec")
     mechanism = data["mechanism"]
-    if mechanism not in MECHANISMS:
+    if not isinstance(mechanism, str) or mechanism not in MECHANISMS:
         raise SpecError(
             f"{source}: at {where}.mechanism: must be one of {', '.join(MECHANISMS)} "
             f"(got {value_text(mechanism)})"

@@ -251,10 +251,11 @@ class PartitionSpec:
             )
 
     def __getitem__(self, name: str) -> Partition:
-        wanted = nfc(name)
-        for partition in self.partitions:
-            if partition.name == wanted:
-                return partition
+        if isinstance(name, str):  # names are str: nothing else is compared with them
+            wanted = nfc(name)
+            for partition in self.partitions:
+                if partition.name == wanted:
+                    return partition
         raise KeyError(name)
 
     def __iter__(self) -> Iterator[Partition]:

@@ -422,3 +422,23 @@ def test_the_deepest_greenres_file_is_far_from_the_limit():
             stack.extend((child, depth + 1) for child in children)
     assert max(depths) <= 8 < MAX_DEPTH
     check_depth(data, "plan.json")
+
+
+def test_values_that_refuse_to_compare_are_refused_plainly():
+    """numpy arrays answer == with an array, whose truth value raises: greenres checks
+    types before it compares."""
+    numpy = pytest.importorskip("numpy")
+    from greenres.serialize import loads_spec, plan_from_dict, plan_to_dict
+
+    array = numpy.array([1, 2])
+    with pytest.raises(KeyError):
+        PLAN.ref(array)
+    with pytest.raises(KeyError):
+        SPEC[array]
+    assert array not in PLAN
+    with pytest.raises(SpecError, match="'format' must be 'toml' or 'json'"):
+        loads_spec("", array)
+    with pytest.raises(SpecError, match="'mechanism' must be 'auto', 'groups' or 'structured'"):
+        SPEC.plan(H100, mechanism=array)
+    with pytest.raises(SpecError, match=r"at \$\.group_size: file array\(\[1, 2\]\), planned 8"):
+        plan_from_dict({**plan_to_dict(PLAN), "group_size": array})
