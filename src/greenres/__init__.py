@@ -2,7 +2,9 @@
 
 Importing greenres (or any of its declarative modules: ``greenres.spec``, ``greenres.plan``,
 ``greenres.serialize``, ...) loads neither the compiled runtime nor cuda.bindings: the
-runtime names (``Device``, ``Layout``, ``Graph``, ...) load it on first use.
+runtime names (``Device``, ``Layout``, ``Graph``, ...) load it on first use. The declarative
+names (``Partition``, ``Plan``, ``load_spec``, ...) load their module on first use too, so
+``import greenres.spec`` loads the spec classes and what they need, nothing more.
 
 ``GREENRES_SIM`` (for example ``h100``, ``8xh100`` or ``h100@13000``) takes effect when
 greenres is first imported: the simulated driver is loaded then, before anything can touch
@@ -30,17 +32,19 @@ from greenres.errors import (
     ThreadOwnershipError,
     UsageError,
 )
-from greenres.facts import SmFacts
-from greenres.isolation import (
-    IsolationSchema,
-    SelectedCompileContext,
-    SelectedRuntimeContext,
-    isolation_context,
-    isolation_key,
-)
-from greenres.plan import ModalPlan, Plan, PlannedPartition
-from greenres.serialize import load_plan, load_schema, load_spec
-from greenres.spec import ModalSpec, Partition, PartitionSpec
+
+if TYPE_CHECKING:
+    from greenres.facts import SmFacts
+    from greenres.isolation import (
+        IsolationSchema,
+        SelectedCompileContext,
+        SelectedRuntimeContext,
+        isolation_context,
+        isolation_key,
+    )
+    from greenres.plan import ModalPlan, Plan, PlannedPartition
+    from greenres.serialize import load_plan, load_schema, load_spec
+    from greenres.spec import ModalSpec, Partition, PartitionSpec
 
 if TYPE_CHECKING:
     from greenres._driver import (
@@ -81,6 +85,27 @@ _RUNTIME_NAMES = frozenset(
 )
 
 
+#: Names of the declarative layer and the module of each, also loaded on first use: what
+#: a program imports (``import greenres.spec``) is all it pays for.
+_DECLARATIVE_NAMES = {
+    "SmFacts": "greenres.facts",
+    "IsolationSchema": "greenres.isolation",
+    "SelectedCompileContext": "greenres.isolation",
+    "SelectedRuntimeContext": "greenres.isolation",
+    "isolation_context": "greenres.isolation",
+    "isolation_key": "greenres.isolation",
+    "ModalPlan": "greenres.plan",
+    "Plan": "greenres.plan",
+    "PlannedPartition": "greenres.plan",
+    "load_plan": "greenres.serialize",
+    "load_schema": "greenres.serialize",
+    "load_spec": "greenres.serialize",
+    "ModalSpec": "greenres.spec",
+    "Partition": "greenres.spec",
+    "PartitionSpec": "greenres.spec",
+}
+
+
 def __getattr__(name: str):
     if name in _RUNTIME_NAMES:
         from greenres import _driver
@@ -88,11 +113,17 @@ def __getattr__(name: str):
         value = getattr(_driver, name)
         globals()[name] = value  # later lookups do not come here
         return value
+    if name in _DECLARATIVE_NAMES:
+        import importlib
+
+        value = getattr(importlib.import_module(_DECLARATIVE_NAMES[name]), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'greenres' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | _RUNTIME_NAMES)
+    return sorted(set(globals()) | _RUNTIME_NAMES | set(_DECLARATIVE_NAMES))
 
 
 __all__ = [

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from greenres._validators import value_text
 from greenres.errors import SpecError
 
 __all__ = ["DEVICE_PROFILES", "DeviceProfile", "documented_granularity"]
@@ -34,7 +35,8 @@ def documented_granularity(compute_capability: tuple[int, int]) -> tuple[int, in
     if major in (6, 7):
         return (2, 2)
     raise SpecError(
-        f"'compute_capability' must be >= (6, 0) for green contexts (got {compute_capability!r})"
+        "'compute_capability' must be >= (6, 0) for green contexts "
+        f"(got {value_text(compute_capability)})"
     )
 
 

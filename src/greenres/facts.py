@@ -16,7 +16,7 @@ from typing import Any
 
 from attrs import field, frozen
 
-from greenres._validators import check_bool, int_at_least
+from greenres._validators import C_INT_MAX, as_int, check_bool, int_at_least, is_int, value_text
 from greenres.cuda_versions import STRUCTURED_SPLIT
 from greenres.devices import DEVICE_PROFILES, documented_granularity
 from greenres.errors import SpecError
@@ -29,31 +29,39 @@ def version_text(version: int) -> str:
     return f"{version // 1000}.{version % 1000 // 10}"
 
 
-_positive_int = int_at_least(1)
-_non_negative_int = int_at_least(0)
+# Device attributes and the driver version are C ints to the driver; memory is a size_t.
+_positive_int = int_at_least(1, maximum=C_INT_MAX)
+_non_negative_int = int_at_least(0, maximum=C_INT_MAX)
+_memory_size = int_at_least(0, maximum=2**64 - 1)
 
 
 def _to_cc(value: Any) -> Any:
-    # JSON and TOML have no tuples: accept a list of two items, keep anything else as given
-    # so the validator can report it.
-    if isinstance(value, list):
-        return tuple(value)
+    # JSON and TOML have no tuples: accept a list of two items, and integer-likes in it;
+    # keep anything else as given so the validator can report it.
+    if isinstance(value, (list, tuple)):
+        return tuple(as_int(part) for part in value)
+    return value
+
+
+def _checked_cc(value: Any, name: str = "compute_capability") -> tuple[int, int]:
+    if not (isinstance(value, tuple) and len(value) == 2):
+        raise SpecError(f"'{name}' must be a (major, minor) pair of ints (got {value_text(value)})")
+    for part in value:
+        if not is_int(part) or not 0 <= part <= C_INT_MAX:
+            raise SpecError(
+                f"'{name}' must be a (major, minor) pair of ints from 0 to {C_INT_MAX} "
+                f"(got {value_text(value)})"
+            )
     return value
 
 
 def _check_cc(_instance: Any, attribute: Any, value: Any) -> None:
-    if not (isinstance(value, tuple) and len(value) == 2):
-        raise SpecError(f"'{attribute.name}' must be a (major, minor) pair of ints (got {value!r})")
-    for part in value:
-        if isinstance(part, bool) or not isinstance(part, int) or part < 0:
-            raise SpecError(
-                f"'{attribute.name}' must be a (major, minor) pair of ints >= 0 (got {value!r})"
-            )
+    _checked_cc(value, attribute.name)
 
 
 def _check_name(_instance: Any, attribute: Any, value: Any) -> None:
     if not isinstance(value, str) or not value.strip():
-        raise SpecError(f"'{attribute.name}' must be a non-empty string (got {value!r})")
+        raise SpecError(f"'{attribute.name}' must be a non-empty string (got {value_text(value)})")
 
 
 @frozen
@@ -76,18 +84,21 @@ class SmFacts:
         structured_split: True when the driver is 13.1 or newer and the bindings expose
             ``cuDevSmResourceSplit``.
         total_memory: device memory in bytes (0 when unknown).
+
+    The counts and the driver version are C ints to the driver (1 or 0 to 2147483647),
+    the memory a 64-bit size; integer-likes (``numpy.int64``) are stored as ints.
     """
 
     device_name: str = field(validator=_check_name)
     compute_capability: tuple[int, int] = field(converter=_to_cc, validator=_check_cc)
-    sm_count: int = field(validator=_positive_int)
-    min_partition_size: int = field(validator=_positive_int)
-    alignment: int = field(validator=_positive_int)
-    uncoscheduled_min_partition_size: int = field(validator=_positive_int)
-    uncoscheduled_alignment: int = field(validator=_positive_int)
-    driver_version: int = field(validator=_non_negative_int)
+    sm_count: int = field(converter=as_int, validator=_positive_int)
+    min_partition_size: int = field(converter=as_int, validator=_positive_int)
+    alignment: int = field(converter=as_int, validator=_positive_int)
+    uncoscheduled_min_partition_size: int = field(converter=as_int, validator=_positive_int)
+    uncoscheduled_alignment: int = field(converter=as_int, validator=_positive_int)
+    driver_version: int = field(converter=as_int, validator=_non_negative_int)
     structured_split: bool = field(validator=check_bool)
-    total_memory: int = field(default=0, validator=_non_negative_int)
+    total_memory: int = field(default=0, converter=as_int, validator=_memory_size)
 
     @classmethod
     def for_device_profile(
@@ -108,12 +119,10 @@ class SmFacts:
         un-co-scheduled one is the guess of 2 and 2 the simulated driver also uses.
         ``structured_split`` defaults to ``driver_version >= 13010``.
         """
-        _check_cc(None, _Named("compute_capability"), _to_cc(compute_capability))
-        minimum, alignment = documented_granularity(_to_cc(compute_capability))
+        minimum, alignment = documented_granularity(_checked_cc(_to_cc(compute_capability)))
         if structured_split is None:
-            structured_split = (
-                isinstance(driver_version, int) and driver_version >= STRUCTURED_SPLIT
-            )
+            version = as_int(driver_version)
+            structured_split = is_int(version) and version >= STRUCTURED_SPLIT
         return cls(
             device_name=name,
             compute_capability=compute_capability,
@@ -143,7 +152,7 @@ class SmFacts:
             known = DEVICE_PROFILES[profile]
         except (KeyError, TypeError):
             raise SpecError(
-                f"unknown device profile {profile!r}; known: {', '.join(DEVICE_PROFILES)}"
+                f"unknown device profile {value_text(profile)}; known: {', '.join(DEVICE_PROFILES)}"
             ) from None
         kwargs.setdefault("total_memory", known.total_memory)
         return cls.for_device_profile(
@@ -172,13 +181,6 @@ class SmFacts:
         return -(-minimum // alignment) * alignment
 
 
-class _Named:
-    """Stands in for an attrs attribute when a validator is called by hand."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-
 def resolve_facts(device_or_facts: Any) -> SmFacts:
     """The :class:`SmFacts` of an ``SmFacts`` or of any object with a ``sm_facts()`` method
     (``greenres.Device`` has one).
@@ -200,5 +202,5 @@ def resolve_facts(device_or_facts: Any) -> SmFacts:
         return facts
     raise TypeError(
         "plan() needs an SmFacts or an object with a sm_facts() method such as "
-        f"greenres.Device (got {device_or_facts!r})"
+        f"greenres.Device (got {value_text(device_or_facts)})"
     )

@@ -22,18 +22,18 @@ This module never imports the driver.
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 from collections.abc import Mapping
 from typing import Any
 
 from attrs import field, fields, frozen
 
-from greenres._canonical import canonical_json, digest
-from greenres._validators import check_bool
+from greenres._canonical import digest
+from greenres._validators import check_bool, value_text
 from greenres.errors import SpecError
 from greenres.facts import SmFacts
-from greenres.plan import Plan, PlannedPartition
+from greenres.plan import ModalPlan, Plan, PlannedPartition
+from greenres.spec import ModalSpec, Partition, PartitionSpec
 
 __all__ = [
     "COMPILE_FORMS",
@@ -43,7 +43,6 @@ __all__ = [
     "IsolationSchema",
     "SelectedCompileContext",
     "SelectedRuntimeContext",
-    "canonical_json",
     "installed_versions",
     "isolation_context",
     "isolation_key",
@@ -95,7 +94,8 @@ def _selection(kind: type):
     def validate(_instance: Any, attribute: Any, value: Any) -> None:
         if not isinstance(value, (bool, kind)):
             raise SpecError(
-                f"'{attribute.name}' must be True, False or a {kind.__name__} (got {value!r})"
+                f"'{attribute.name}' must be True, False or a {kind.__name__} "
+                f"(got {value_text(value)})"
             )
 
     return validate
@@ -136,6 +136,8 @@ def installed_versions() -> dict[str, str]:
     """``{"bindings_version": ..., "greenres_version": ...}`` from the installed
     distributions' metadata (``"none"`` when cuda-bindings is not installed, ``"unknown"``
     when greenres is not installed, e.g. run from a source tree). Never imports them."""
+    import importlib.metadata  # here: reading metadata is slow to import, and rarely needed
+
     try:
         bindings = importlib.metadata.version("cuda-bindings")
     except importlib.metadata.PackageNotFoundError:
@@ -150,25 +152,75 @@ def installed_versions() -> dict[str, str]:
 def _resolve_partition(partition: Any) -> tuple[Plan, PlannedPartition] | None:
     if partition is None:
         return None
-    if isinstance(partition, tuple) and len(partition) == 2 and isinstance(partition[0], Plan):
-        plan, name = partition
-        try:
-            return plan, plan[name]
-        except KeyError:
-            raise KeyError(f"the plan has no partition {name!r}; it has {plan.names}") from None
+    if isinstance(partition, tuple) and len(partition) == 2:
+        if isinstance(partition[0], Plan):
+            plan, name = partition
+            try:
+                partition = plan.ref(name)
+            except KeyError:
+                raise KeyError(
+                    f"the plan has no partition {value_text(name)}; it has {plan.names}"
+                ) from None
+        else:
+            _refuse_partition(partition[0])
+    plan = getattr(partition, "plan", None)
+    planned = getattr(partition, "planned_partition", None)
+    if isinstance(plan, Plan) and isinstance(planned, PlannedPartition):
+        return plan, planned
+    _refuse_partition(partition)
+    return None  # not reached: _refuse_partition raises
+
+
+def _refuse_partition(partition: Any) -> None:
+    expected = (
+        "'partition' must be a planned partition (plan.ref(name), a (plan, name) pair or "
+        "the runtime's GreenContext)"
+    )
     if isinstance(partition, PlannedPartition):
         raise TypeError(
             "a PlannedPartition does not know its plan: pass plan.ref(name), a "
             "(plan, name) pair or the runtime's GreenContext"
         )
-    plan = getattr(partition, "plan", None)
-    planned = getattr(partition, "planned_partition", None)
-    if isinstance(plan, Plan) and isinstance(planned, PlannedPartition):
-        return plan, planned
+    if isinstance(partition, (PartitionSpec, ModalSpec, Partition)):
+        raise TypeError(
+            f"{expected}, not a {type(partition).__name__}: plan it first with "
+            "spec.plan(device), then pass plan.ref(name)"
+        )
+    if isinstance(partition, (Plan, ModalPlan)):
+        raise TypeError(f"{expected}, not a whole {type(partition).__name__}: pass plan.ref(name)")
     raise TypeError(
         "'partition' must have .plan and .planned_partition (a GreenContext or "
-        f"plan.ref(name)) or be a (plan, name) pair (got {partition!r})"
+        f"plan.ref(name)) or be a (plan, name) pair (got {value_text(partition)} of type "
+        f"{type(partition).__name__})"
     )
+
+
+def _check_arguments(facts: Any, environ: Any, versions: Any) -> None:
+    if facts is not None and not isinstance(facts, SmFacts):
+        raise TypeError(
+            f"'facts' must be an SmFacts or None (got {value_text(facts)} of type "
+            f"{type(facts).__name__})"
+        )
+    if environ is not None and not isinstance(environ, Mapping):
+        raise TypeError(
+            "'environ' must be a mapping of variable names to values, such as os.environ, "
+            f"or None (got {value_text(environ)} of type {type(environ).__name__})"
+        )
+    if versions is not None:
+        if not isinstance(versions, Mapping):
+            raise TypeError(
+                "'versions' must be a mapping such as {'greenres_version': '0.1.0'} or None "
+                f"(got {value_text(versions)} of type {type(versions).__name__})"
+            )
+        unknown = [key for key in versions if key not in _VERSION_FORMS]
+        if unknown:
+            raise SpecError(
+                "'versions' may set 'bindings_version' and 'greenres_version' (got "
+                f"{', '.join(value_text(key) for key in unknown)})"
+            )
+
+
+_VERSION_FORMS = ("bindings_version", "greenres_version")
 
 
 def isolation_context(
@@ -195,10 +247,15 @@ def isolation_context(
     Raises:
         SpecError: when a selected compile form needs facts and none are available, or
             ``facts`` disagree with the partition's plan.
-        TypeError: for a ``partition`` of another kind.
+        TypeError: for a ``partition`` of another kind (a spec is not planned), or
+            ``facts``, ``environ`` or ``versions`` of the wrong type.
     """
     if not isinstance(schema, IsolationSchema):
-        raise TypeError(f"'schema' must be an IsolationSchema (got {schema!r})")
+        raise TypeError(
+            f"'schema' must be an IsolationSchema (got {value_text(schema)} of type "
+            f"{type(schema).__name__})"
+        )
+    _check_arguments(facts, environ, versions)
     resolved = _resolve_partition(partition)
     if resolved is not None:
         plan, planned = resolved
@@ -220,8 +277,7 @@ def isolation_context(
                 }
             )
         elif form == "environment":
-            env = os.environ if environ is None else environ
-            runtime[form] = {name: env.get(name) for name in ENVIRONMENT_VARIABLES}
+            runtime[form] = _environment(os.environ if environ is None else environ)
         else:
             runtime[form] = None if resolved is None else planned.priority
     compile_: dict[str, Any] = {}
@@ -244,8 +300,22 @@ def isolation_context(
     return {"format": KEY_FORMAT_VERSION, "runtime": runtime, "compile": compile_}
 
 
+def _environment(environ: Mapping[str, Any]) -> dict[str, str | None]:
+    values = {}
+    for name in ENVIRONMENT_VARIABLES:
+        value = environ.get(name)
+        if value is not None and not isinstance(value, str):
+            raise TypeError(
+                f"'environ[{name!r}]' must be a str or None (got {value_text(value)} of type "
+                f"{type(value).__name__})"
+            )
+        values[name] = value
+    return values
+
+
 def key_of_context(context: Mapping[str, Any]) -> str:
-    """32 hex characters of SHA-256 over :func:`canonical_json` of ``context``."""
+    """32 hex characters of SHA-256 over the canonical JSON of ``context`` (sorted keys, no
+    whitespace, only ASCII)."""
     return digest(context, 32)
 
 

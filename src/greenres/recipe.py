@@ -13,7 +13,12 @@ Plain data: this module never imports the driver.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from attrs import frozen
+
+if TYPE_CHECKING:
+    from greenres.facts import SmFacts
 
 __all__ = [
     "GROUP_BACKFILL",
@@ -50,10 +55,34 @@ class Granularity:
     alignment: int
     uncoscheduled: tuple[int, int] | None = None
 
+    @classmethod
+    def from_facts(cls, facts: SmFacts, *, coscheduling: bool = True) -> Granularity:
+        """The granularity part of :class:`~greenres.facts.SmFacts`: with the
+        un-co-scheduled pair only when ``coscheduling`` is False (what a recipe of a spec
+        with ``coscheduling=False`` depends on)."""
+        return cls(
+            compute_capability=facts.compute_capability,
+            sm_count=facts.sm_count,
+            min_partition_size=facts.min_partition_size,
+            alignment=facts.alignment,
+            uncoscheduled=None
+            if coscheduling
+            else (facts.uncoscheduled_min_partition_size, facts.uncoscheduled_alignment),
+        )
+
     def differences(self, device: Granularity) -> list[str]:
         """Each fact on which ``device`` differs from this one, as
         ``"name: plan X, device Y"`` (empty when a recipe made for this fits ``device``).
-        The un-co-scheduled pair is compared only when this one has it."""
+        The un-co-scheduled pair is compared only when this one has it.
+
+        Raises:
+            TypeError: when ``device`` is not a Granularity.
+        """
+        if not isinstance(device, Granularity):
+            raise TypeError(
+                "'device' must be a Granularity, e.g. Granularity.from_facts(device.sm_facts()) "
+                f"(got {type(device).__name__})"
+            )
         pairs = [
             ("compute_capability", self.compute_capability, device.compute_capability),
             ("sm_count", self.sm_count, device.sm_count),

@@ -11,23 +11,34 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Mapping
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from attrs import field, frozen
 
-from greenres._validators import check_bool, int_at_least, is_int
+from greenres._validators import (
+    C_INT_MAX,
+    C_INT_MIN,
+    as_int,
+    check_bool,
+    check_name,
+    int_at_least,
+    is_int,
+    nfc,
+    value_text,
+)
 from greenres.errors import SpecError
 
 if TYPE_CHECKING:
     from greenres.plan import ModalPlan, Plan
 
 __all__ = [
+    "MAX_STREAMS",
     "REMAINDER_KEYWORDS",
     "REMAINDER_PARTITION_NAME",
     "ModalSpec",
     "Partition",
     "PartitionSpec",
-    "check_name",
 ]
 
 #: The remainder policies that are keywords rather than partition names.
@@ -35,59 +46,57 @@ REMAINDER_KEYWORDS = ("drop", "own")
 #: The name of the partition ``remainder="own"`` creates.
 REMAINDER_PARTITION_NAME = "remainder"
 
+# Two spellings of one name ("é" composed or as "e" and an accent) are one name.
+_NFC_NOTE = "; names are compared in Unicode normalisation form NFC"
 # Shares may sum to 1 in decimal but a little over in binary (0.1 * 10).
 _SHARE_SUM_TOLERANCE = 1e-9
 
 
-def check_name(field_name: str, value: Any) -> str:
-    """Validate a partition or mode name and return it.
-
-    A name is a non-empty string with no leading or trailing whitespace and no control
-    characters (it appears in tables, file keys and NVTX ranges).
-
-    Raises:
-        SpecError: naming ``field_name`` and the value.
-    """
-    if not isinstance(value, str):
-        raise SpecError(
-            f"'{field_name}' must be a str (got {value!r} of type {type(value).__name__})"
-        )
-    if not value:
-        raise SpecError(f"'{field_name}' must not be empty (got '')")
-    if value != value.strip():
-        raise SpecError(f"'{field_name}' must not start or end with whitespace (got {value!r})")
-    if any(not ch.isprintable() for ch in value):
-        raise SpecError(f"'{field_name}' must not contain control characters (got {value!r})")
-    return value
-
-
-def _plain_int(_instance: Any, attribute: Any, value: Any) -> None:
-    if not is_int(value):
-        raise SpecError(
-            f"'{attribute.name}' must be an int (got {value!r} of type {type(value).__name__})"
-        )
+#: The most streams one partition may ask for. Each is a driver stream the layout creates
+#: up front; past the device's hardware work queues (at most 32, CUDA_DEVICE_MAX_CONNECTIONS)
+#: more streams run no more work at once, and 1024 still leaves room for pools of streams
+#: kept for ordering. It also keeps every count within the C ints the runtime passes on.
+MAX_STREAMS = 1024
 
 
 def _share_to_float(value: Any) -> Any:
-    # Accept `share = 1` from a file; leave anything that is not a plain int for the
-    # validator to reject with the original value in the message.
-    if is_int(value):
+    # Accept `share = 1` from a file (and numpy numbers: a float subclass or anything with
+    # __index__) as a plain float; leave anything else, and ints too large for a float,
+    # for the validator to reject with the original value in the message.
+    if type(value) is float or value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, float):
         return float(value)
+    value = as_int(value)
+    if is_int(value):
+        try:
+            return float(value)
+        except OverflowError:
+            return value
     return value
 
 
 def _check_share(_instance: Any, attribute: Any, value: Any) -> None:
     if value is None:
         return
+    if is_int(value):  # too large for a float
+        raise SpecError(f"'{attribute.name}' must be in (0, 1] (got {value_text(value)})")
     if not isinstance(value, float):
         raise SpecError(
-            f"'{attribute.name}' must be a number or None (got {value!r} of type "
+            f"'{attribute.name}' must be a number or None (got {value_text(value)} of type "
             f"{type(value).__name__})"
         )
     if not math.isfinite(value):
-        raise SpecError(f"'{attribute.name}' must be a finite number (got {value!r})")
+        raise SpecError(f"'{attribute.name}' must be a finite number (got {value_text(value)})")
     if not 0.0 < value <= 1.0:
-        raise SpecError(f"'{attribute.name}' must be in (0, 1] (got {value!r})")
+        raise SpecError(f"'{attribute.name}' must be in (0, 1] (got {value_text(value)})")
+
+
+# SM counts are C ints to the driver (no device has more); priorities are passed to
+# cuGreenCtxStreamCreate as one, and the driver clamps them to the device's range.
+_sm_count = int_at_least(1, optional=True, maximum=C_INT_MAX)
+_stream_count = int_at_least(1, maximum=MAX_STREAMS)
+_priority = int_at_least(C_INT_MIN, maximum=C_INT_MAX)
 
 
 def _validate_name(_instance: Any, attribute: Any, value: Any) -> None:
@@ -106,22 +115,27 @@ class Partition:
         sms: a fixed SM count (rounded up to the device's granularity when planned).
         share: a fraction of the usable SMs, in (0, 1].
         min_sms: a floor for a share or for the rest; not allowed with ``sms``.
-        streams: how many streams the runtime creates in the partition (>= 1).
-        priority: the priority of those streams (CUDA: lower is more urgent).
+        streams: how many streams the runtime creates in the partition (1 to
+            :data:`MAX_STREAMS`).
+        priority: the priority of those streams (CUDA: lower is more urgent), a C int; the
+            driver clamps it to the device's range.
+
+    The integer fields take any integer-like value (``numpy.int64``, anything with
+    ``__index__``; not a bool) and store it as an int.
     """
 
-    name: str = field(validator=_validate_name)
-    sms: int | None = field(default=None, validator=int_at_least(1, optional=True))
+    name: str = field(converter=nfc, validator=_validate_name)
+    sms: int | None = field(default=None, converter=as_int, validator=_sm_count)
     share: float | None = field(default=None, converter=_share_to_float, validator=_check_share)
-    min_sms: int | None = field(default=None, validator=int_at_least(1, optional=True))
-    streams: int = field(default=1, validator=int_at_least(1, optional=False))
-    priority: int = field(default=0, validator=_plain_int)
+    min_sms: int | None = field(default=None, converter=as_int, validator=_sm_count)
+    streams: int = field(default=1, converter=as_int, validator=_stream_count)
+    priority: int = field(default=0, converter=as_int, validator=_priority)
 
     def __attrs_post_init__(self) -> None:
         if self.sms is not None and self.share is not None:
             raise SpecError(
                 f"partition {self.name!r}: 'sms' and 'share' are exclusive "
-                f"(got sms={self.sms}, share={self.share!r})"
+                f"(got sms={self.sms}, share={value_text(self.share)})"
             )
         if self.sms is not None and self.min_sms is not None:
             raise SpecError(
@@ -134,7 +148,7 @@ class Partition:
         """True when the partition asks for "the rest" (neither ``sms`` nor ``share``)."""
         return self.sms is None and self.share is None
 
-    @property
+    @cached_property  # every plan of the partition shows it
     def request(self) -> str:
         """The request in words: ``"96 SMs"``, ``"25% share"``, ``"the rest"``."""
         if self.sms is not None:
@@ -161,7 +175,7 @@ def _to_partition_tuple(value: Any) -> Any:
 def _check_partitions(_instance: Any, attribute: Any, value: Any) -> None:
     if not isinstance(value, tuple):
         raise SpecError(
-            f"'{attribute.name}' must be a sequence of Partition (got {value!r} of type "
+            f"'{attribute.name}' must be a sequence of Partition (got {value_text(value)} of type "
             f"{type(value).__name__})"
         )
     if not value:
@@ -169,7 +183,7 @@ def _check_partitions(_instance: Any, attribute: Any, value: Any) -> None:
     for index, item in enumerate(value):
         if not isinstance(item, Partition):
             raise SpecError(
-                f"'{attribute.name}[{index}]' must be a Partition (got {item!r} of type "
+                f"'{attribute.name}[{index}]' must be a Partition (got {value_text(item)} of type "
                 f"{type(item).__name__})"
             )
 
@@ -192,7 +206,7 @@ class PartitionSpec:
     partitions: tuple[Partition, ...] = field(
         converter=_to_partition_tuple, validator=_check_partitions
     )
-    remainder: str = field(default="drop")
+    remainder: str = field(default="drop", converter=nfc)
     coscheduling: bool = field(default=True, validator=check_bool)
     backfill: bool = field(default=False, validator=check_bool)
 
@@ -200,8 +214,8 @@ class PartitionSpec:
     def _check_remainder(self, attribute: Any, value: Any) -> None:
         if not isinstance(value, str):
             raise SpecError(
-                f"'remainder' must be 'drop', 'own' or a partition name (got {value!r} of "
-                f"type {type(value).__name__})"
+                "'remainder' must be 'drop', 'own' or a partition name "
+                f"(got {value_text(value)} of type {type(value).__name__})"
             )
 
     def __attrs_post_init__(self) -> None:
@@ -209,8 +223,10 @@ class PartitionSpec:
         seen: set[str] = set()
         for partition in self.partitions:
             if partition.name in seen:
+                # names are in NFC (Partition makes them so): say so where it may matter
+                note = "" if partition.name.isascii() else _NFC_NOTE
                 raise SpecError(
-                    f"'partitions' must have unique names (got {partition.name!r} twice)"
+                    f"'partitions' must have unique names (got {partition.name!r} twice{note})"
                 )
             seen.add(partition.name)
         rest = [p.name for p in self.partitions if p.is_rest]
@@ -231,13 +247,15 @@ class PartitionSpec:
         if self.remainder not in REMAINDER_KEYWORDS and self.remainder not in seen:
             raise SpecError(
                 "'remainder' must be 'drop', 'own' or the name of a partition "
-                f"(got {self.remainder!r}; partitions: {', '.join(map(repr, seen))})"
+                f"(got {value_text(self.remainder)}; partitions: {', '.join(map(repr, seen))})"
             )
 
     def __getitem__(self, name: str) -> Partition:
-        for partition in self.partitions:
-            if partition.name == name:
-                return partition
+        if isinstance(name, str):  # names are str: nothing else is compared with them
+            wanted = nfc(name)
+            for partition in self.partitions:
+                if partition.name == wanted:
+                    return partition
         raise KeyError(name)
 
     def __iter__(self) -> Iterator[Partition]:
@@ -271,7 +289,8 @@ class PartitionSpec:
 
 
 class _ModeMap(Mapping):
-    """An immutable, hashable mapping that keeps insertion order (modes and their plans)."""
+    """An immutable, hashable mapping whose order is part of its value (modes and their
+    plans)."""
 
     __slots__ = ("_items",)
 
@@ -279,7 +298,7 @@ class _ModeMap(Mapping):
         self._items = dict(items)
 
     def __getitem__(self, key: str) -> Any:
-        return self._items[key]
+        return self._items[nfc(key)]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._items)
@@ -287,12 +306,17 @@ class _ModeMap(Mapping):
     def __len__(self) -> int:
         return len(self._items)
 
+    # Order is part of the value: the first mode is the default one, and the order enters
+    # fingerprints and files. Against another kind of mapping, compare like a dict does
+    # (as OrderedDict does).
     def __hash__(self) -> int:
-        return hash(frozenset(self._items.items()))
+        return hash(tuple(self._items.items()))
 
     def __eq__(self, other: object) -> bool:
+        if isinstance(other, _ModeMap):
+            return list(self._items.items()) == list(other._items.items())
         if isinstance(other, Mapping):
-            return dict(self._items) == dict(other.items())
+            return self._items == dict(other.items())
         return NotImplemented
 
     def __repr__(self) -> str:
@@ -302,25 +326,33 @@ class _ModeMap(Mapping):
 def _to_mode_map(value: Any) -> Any:
     if isinstance(value, _ModeMap):
         return value
-    if isinstance(value, Mapping):
-        return _ModeMap(value.items())
-    return value
+    if not isinstance(value, Mapping):
+        return value  # refused by the validator, which names the type
+    modes: dict[Any, Any] = {}
+    for name, spec in value.items():
+        key = nfc(name)
+        if key in modes:
+            raise SpecError(
+                f"'modes' must have unique names (got {value_text(key)} twice{_NFC_NOTE})"
+            )
+        modes[key] = spec
+    return _ModeMap(modes.items())
 
 
 def _check_modes(_instance: Any, attribute: Any, value: Any) -> None:
     if not isinstance(value, _ModeMap):
         raise SpecError(
             f"'{attribute.name}' must be a mapping of mode name to PartitionSpec (got "
-            f"{value!r} of type {type(value).__name__})"
+            f"{value_text(value)} of type {type(value).__name__})"
         )
     if not value:
         raise SpecError(f"'{attribute.name}' must not be empty (got {{}})")
     for name, spec in value.items():
-        check_name(f"{attribute.name}[{name!r}]", name)
+        check_name(f"{attribute.name}[{value_text(name)}]", name)
         if not isinstance(spec, PartitionSpec):
             raise SpecError(
-                f"'{attribute.name}[{name!r}]' must be a PartitionSpec (got {spec!r} of type "
-                f"{type(spec).__name__})"
+                f"'{attribute.name}[{value_text(name)}]' must be a PartitionSpec "
+                f"(got {value_text(spec)} of type {type(spec).__name__})"
             )
 
 
@@ -339,7 +371,7 @@ class ModalSpec:
     """
 
     modes: Mapping[str, PartitionSpec] = field(converter=_to_mode_map, validator=_check_modes)
-    default: str | None = field(default=None)
+    default: str | None = field(default=None, converter=nfc)
 
     @default.validator
     def _check_default(self, attribute: Any, value: Any) -> None:
@@ -347,12 +379,12 @@ class ModalSpec:
             return
         if not isinstance(value, str):
             raise SpecError(
-                f"'default' must be a mode name or None (got {value!r} of type "
+                f"'default' must be a mode name or None (got {value_text(value)} of type "
                 f"{type(value).__name__})"
             )
         if value not in self.modes:
             raise SpecError(
-                f"'default' must name a mode (got {value!r}; modes: "
+                f"'default' must name a mode (got {value_text(value)}; modes: "
                 f"{', '.join(map(repr, self.modes))})"
             )
 

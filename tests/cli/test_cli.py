@@ -235,3 +235,31 @@ def test_no_driver_with_a_device_ordinal_is_a_driver_error_not_a_traceback():
     assert result.returncode == 1
     assert "no CUDA driver could be loaded" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "fragment"),
+    [
+        ("deep.json", "[" * 100000 + "]" * 100000, "nested 100000 levels deep"),
+        ("deep.toml", "a = " + "[" * 5000 + "]" * 5000, "nested 5001 levels deep"),
+        ("long.json", '{"partitions": [{"name": "a", "sms": ' + "1" * 5000 + "}]}", "5000 digits"),
+        ("dup.json", '{"partitions": [{"name": "a", "name": "b"}]}', "duplicate key 'name'"),
+    ],
+)
+def test_files_no_parser_can_take_are_bad_input_in_one_line(
+    tmp_path, capsys, name, content, fragment
+):
+    path = tmp_path / name
+    path.write_text(content)
+    assert main(["plan", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"greenres: error: {path}: ") and fragment in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_file_too_deep_is_bad_input_in_a_fresh_process(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100000 + "]" * 100000)
+    result = run_cli("plan", str(path), "--device", "sim:h100")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "nested 100000 levels deep" in result.stderr

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from greenres._canonical import canonical_json
 from greenres.errors import SpecError
 from greenres.facts import SmFacts
 from greenres.isolation import (
@@ -18,7 +19,6 @@ from greenres.isolation import (
     IsolationSchema,
     SelectedCompileContext,
     SelectedRuntimeContext,
-    canonical_json,
     installed_versions,
     isolation_context,
     isolation_key,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
+import attrs
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
@@ -238,3 +239,39 @@ def test_planning_is_deterministic(spec, facts):
     assert hash(first) == hash(second)
     assert first.fingerprint == second.fingerprint
     assert first.explain() == second.explain()
+
+
+def _outcome(spec: PartitionSpec, facts: SmFacts, mechanism: str):
+    try:
+        return spec.plan(facts, mechanism=mechanism)
+    except (PlanError, DriverTooOldError) as error:
+        return type(error), str(error)
+
+
+@given(
+    spec=partition_specs(small=True, backfill=None)
+    | partition_specs(small=True, backfill=None).map(
+        # where the rule matters: no co-scheduling, the remainder given to a partition
+        lambda s: attrs.evolve(s, coscheduling=False, remainder=s.names[-1])
+    ),
+    facts=facts(),
+)
+def test_auto_is_structured_unless_only_groups_can_make_the_spec(spec, facts):
+    """The rule of docs/planning.md, stated with the forced mechanisms: "auto" is the
+    structured plan when the facts have the split, except where that plan fails only because
+    a group without co-scheduling would share a descriptor with the split's remainder; then,
+    unless backfill needs the structured split, it is the groups plan."""
+    auto = _outcome(spec, facts, "auto")
+    if not facts.structured_split:
+        assert auto == _outcome(spec, facts, "groups")
+        return
+    structured = _outcome(spec, facts, "structured")
+    cannot_mix = (
+        isinstance(structured, tuple)
+        and "cannot also take the split's remainder" in (structured[1])
+    )
+    if cannot_mix and not spec.backfill:
+        assert auto == _outcome(spec, facts, "groups")
+        assert auto.mechanism == "groups" or auto[0] is PlanError
+    else:
+        assert auto == structured

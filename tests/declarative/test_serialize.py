@@ -21,6 +21,7 @@ from greenres.serialize import (
     load_spec,
     loads_schema,
     loads_spec,
+    make_converter,
     plan_to_dict,
     plan_to_json,
     schema_from_dict,
@@ -270,3 +271,14 @@ def test_wrong_objects_are_refused():
         plan_to_dict(PartitionSpec([Partition("a")]))
     with pytest.raises(SpecError, match="'format' must be 'toml' or 'json'"):
         dumps_spec(PartitionSpec([Partition("a")]), "yaml")
+
+
+def test_each_converter_is_new_and_changing_one_changes_no_other():
+    ours, theirs = make_converter(), make_converter()
+    assert ours is not theirs
+    spec = PartitionSpec([Partition("decode", sms=96)])
+    assert ours.unstructure(spec) == spec_to_dict(spec)
+    ours.register_unstructure_hook(PartitionSpec, lambda _spec: "changed")
+    assert ours.unstructure(spec) == "changed"
+    assert theirs.unstructure(spec) == spec_to_dict(spec) == make_converter().unstructure(spec)
+    assert ours.structure({"partitions": [{"name": "decode", "sms": 96}]}, PartitionSpec) == spec
