@@ -4,6 +4,8 @@
 
 from collections.abc import Mapping
 
+from greenres.plan import plan_counts
+
 
 def _plans_of(object plan):
     """``{mode: Plan}`` and the default mode of a Plan or a ModalPlan, by type."""
@@ -90,7 +92,7 @@ cdef class Layout:
         cdef cydriver.CUdevice cu_device = dev._device
         cdef int j
         if isinstance(plan, Mapping):
-            plans, default = {None: _plan_counts(plan, dev)}, None
+            plans, default = {None: plan_counts(plan, dev)}, None
             recipes = {None: plans[None].recipe}  # made from this device just now: it fits
         else:
             plans, default = _plans_of(plan)
@@ -356,14 +358,3 @@ cdef class Layout:
             f"{p.name}={p.sm_count}" for p in self._current)
         mode = f" mode={self._mode!r}" if self._mode is not None else ""
         return f"<greenres.Layout device={self.device.ordinal}{mode} [{state}]>"
-
-
-def _plan_counts(mapping, Device device):
-    """Plan a plain ``{"name": sm_count}`` mapping on ``device`` (remainder dropped)."""
-    from greenres.spec import Partition, PartitionSpec
-
-    spec = PartitionSpec(
-        partitions=tuple(Partition(name, sms=count) for name, count in dict(mapping).items()),
-        remainder="drop",
-    )
-    return spec.plan(device)

@@ -23,7 +23,7 @@ from attrs import field, frozen
 from greenres._canonical import digest
 from greenres._validators import nfc
 from greenres.facts import SmFacts
-from greenres.recipe import Granularity, SplitRecipe
+from greenres.recipe import SplitRecipe
 from greenres.spec import REMAINDER_PARTITION_NAME, ModalSpec, PartitionSpec, _ModeMap
 
 if TYPE_CHECKING:
@@ -422,32 +422,6 @@ def plan_counts(
         PlanError: when the counts do not fit the device.
     """
     return _planner.plan_counts(counts, device_or_facts, mechanism)
-
-
-def granularity_differences(
-    planned_for: SmFacts, device: Any, *, coscheduling: bool = True
-) -> list[str]:
-    """The facts that decide SM counts on which ``device`` differs from the facts a plan
-    was ``planned_for``, each as ``"name: plan X, device Y"`` (empty when the plan fits).
-
-    Kept for the runtime until it compares ``plan.recipe.granularity`` with
-    :meth:`greenres.recipe.Granularity.differences` (which this calls); not part of
-    ``__all__``. ``device`` is an :class:`SmFacts`, or any object with the attributes
-    compared.
-
-    Raises:
-        TypeError: when ``planned_for`` is not an SmFacts, or ``device`` lacks a fact.
-    """
-    if not isinstance(planned_for, SmFacts):
-        raise TypeError(f"'planned_for' must be an SmFacts (got {type(planned_for).__name__})")
-    planned = Granularity.from_facts(planned_for, coscheduling=coscheduling)
-    try:  # from_facts reads only the attributes it needs: any object that has them works
-        actual = Granularity.from_facts(device, coscheduling=coscheduling)
-    except AttributeError as error:
-        raise TypeError(
-            f"'device' must be an SmFacts or have its granularity attributes ({error})"
-        ) from None
-    return planned.differences(actual)
 
 
 # Last: the planner builds the classes above (importing it first works too: it imports

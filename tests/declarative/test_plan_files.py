@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from greenres.errors import DriverTooOldError, PlanError, SpecError
 from greenres.facts import SmFacts
-from greenres.plan import granularity_differences
+from greenres.recipe import Granularity
 from greenres.serialize import (
     dump_plan,
     dumps_plan,
@@ -151,19 +151,25 @@ def test_files_that_are_not_plans(tmp_path):
         dumps_plan(_serving_plan(), "yaml")
 
 
+def _differences(planned, device, coscheduling=True):
+    return Granularity.from_facts(planned, coscheduling=coscheduling).differences(
+        Granularity.from_facts(device, coscheduling=coscheduling)
+    )
+
+
 def test_granularity_differences_name_what_decides_sm_counts():
-    assert granularity_differences(H100, H100) == []
+    assert _differences(H100, H100) == []
     other_driver = SmFacts.for_known_device("h100", driver_version=12080, total_memory=1)
-    assert granularity_differences(H100, other_driver) == []  # not a granularity fact
+    assert _differences(H100, other_driver) == []  # not a granularity fact
     a100 = SmFacts.for_known_device("a100")
-    assert granularity_differences(H100, a100) == [
+    assert _differences(H100, a100) == [
         "compute_capability: plan 9.0, device 8.0",
         "sm_count: plan 132, device 108",
         "min_partition_size: plan 8, device 4",
         "alignment: plan 8, device 2",
     ]
     loose = SmFacts.for_known_device("h100", uncoscheduled_min_partition_size=4)
-    assert granularity_differences(H100, loose) == []
-    assert granularity_differences(H100, loose, coscheduling=False) == [
+    assert _differences(H100, loose) == []
+    assert _differences(H100, loose, coscheduling=False) == [
         "uncoscheduled_min_partition_size: plan 2, device 4"
     ]

@@ -8,7 +8,7 @@ from hypothesis import assume, given
 
 from greenres.errors import DriverTooOldError, PlanError, SpecError
 from greenres.facts import SmFacts
-from greenres.plan import ModalPlan, Plan, granularity_differences, plan_counts
+from greenres.plan import ModalPlan, Plan, plan_counts
 from greenres.recipe import (
     GROUP_BACKFILL,
     SPLIT_IGNORE_SM_COSCHEDULING,
@@ -201,20 +201,3 @@ def test_granularity_names_what_decides_sm_counts():
     ]
     with pytest.raises(TypeError, match="'device' must be a Granularity"):
         of(H100).differences(H100)
-
-
-@given(planned=facts(), device=facts())
-def test_the_runtime_helper_agrees_with_granularity(planned, device):
-    for coscheduling in (True, False):
-        assert granularity_differences(
-            planned, device, coscheduling=coscheduling
-        ) == Granularity.from_facts(planned, coscheduling=coscheduling).differences(
-            Granularity.from_facts(device, coscheduling=coscheduling)
-        )
-
-
-def test_the_runtime_helper_refuses_other_things():
-    with pytest.raises(TypeError, match="'planned_for' must be an SmFacts"):
-        granularity_differences(PartitionSpec([Partition("a")]), H100)
-    with pytest.raises(TypeError, match="'device' must be an SmFacts or have its granularity"):
-        granularity_differences(H100, PartitionSpec([Partition("a")]))
