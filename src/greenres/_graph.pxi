@@ -1,68 +1,8 @@
 # Included by _driver.pyx (one extension module; one file per concept).
-# Graphs captured in a partition.
-
-
-_CAPTURE_MODES = {
-    "global": cydriver.CU_STREAM_CAPTURE_MODE_GLOBAL,
-    "thread_local": cydriver.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL,
-    "relaxed": cydriver.CU_STREAM_CAPTURE_MODE_RELAXED,
-}
-
-
-cdef cydriver.CUstreamCaptureMode _capture_mode(object mode) except *:
-    try:
-        return _CAPTURE_MODES[mode]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"'mode' must be one of {', '.join(map(repr, _CAPTURE_MODES))} (got {mode!r})"
-        ) from None
-
-
-class _Capture:
-    """The context manager of :meth:`Graph.capture`."""
-
-    __slots__ = ("graph", "stream", "mode")
-
-    def __init__(self, graph, stream, mode):
-        self.graph = graph
-        self.stream = stream
-        self.mode = mode
-
-    def __enter__(self):
-        self.graph.capture_begin(self.stream, mode=self.mode)
-        return self.graph
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            try:
-                self.graph.capture_end()
-            except BaseException:
-                # The block is over: a capture that could not be ended is discarded, not
-                # left going on (the error of capture_end is the one raised).
-                self.graph._abort_capture()
-                raise
-        else:
-            self.graph._abort_capture()
-        return False
-
-
-cdef bint _try_admit_into(Admissions* a, const int* gate, long* inflight) except -1:
-    """Admit like _admit_into, but answer False (admitting nothing) when closed."""
-    cdef int admitted
-    if a.count >= MAX_ADMISSIONS:
-        raise UsageError("internal error: too many admissions for one call")
-    if _holds(a, gate):
-        greenres_readmit(inflight)
-        _record(a, gate, inflight)
-        return True
-    admitted = greenres_begin(gate, inflight)
-    if admitted == -1:
-        with nogil:
-            admitted = greenres_admit(gate, inflight)
-    if admitted == 0:
-        return False
-    _record(a, gate, inflight)
-    return True
+# Graphs captured in a partition (their capture modes and context manager: _capture.pxi).
+# One class a little over 450 lines: its capture, instantiate/replay and destroy paths share
+# one small state (capturing, held graph and executable, the layout it belongs to), which is
+# easier to check in one place than split across files.
 
 
 @cython.no_gc_clear

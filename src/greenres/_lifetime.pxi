@@ -82,6 +82,25 @@ cdef int _admit_into(Admissions* a, const int* gate, long* inflight,
     return 0
 
 
+cdef bint _try_admit_into(Admissions* a, const int* gate, long* inflight) except -1:
+    """Admit like _admit_into, but answer False (admitting nothing) when closed."""
+    cdef int admitted
+    if a.count >= MAX_ADMISSIONS:
+        raise UsageError("internal error: too many admissions for one call")
+    if _holds(a, gate):
+        greenres_readmit(inflight)
+        _record(a, gate, inflight)
+        return True
+    admitted = greenres_begin(gate, inflight)
+    if admitted == -1:
+        with nogil:
+            admitted = greenres_admit(gate, inflight)
+    if admitted == 0:
+        return False
+    _record(a, gate, inflight)
+    return True
+
+
 cdef void _admissions_end(Admissions* a) noexcept nogil:
     cdef int i
     for i in range(a.count):
