@@ -19,18 +19,18 @@ SIM_LIBRARY = "greenres.sim.libcuda"
 SIM_FILENAME = "libcuda.so.1"
 
 
-def _nvidia_include(subdir):
+def _nvidia_include(subdir, header="cuda.h", wheel="nvidia-cuda-runtime"):
     """The include folder of an NVIDIA header wheel, found through the `nvidia`
     namespace package (works inside pip's isolated build, unlike cuda.pathfinder)."""
     spec = importlib.util.find_spec("nvidia")
     roots = list(spec.submodule_search_locations) if spec else []
     for root in roots:
         candidate = os.path.join(root, subdir, "include")
-        if os.path.isfile(os.path.join(candidate, "cuda.h")):
+        if os.path.isfile(os.path.join(candidate, header)):
             return candidate
     raise RuntimeError(
-        f"cuda.h not found under nvidia/{subdir}/include in {roots}: the build needs the "
-        "nvidia-cuda-runtime wheel listed in pyproject.toml's build requirements"
+        f"{header} not found under nvidia/{subdir}/include in {roots}: the build needs the "
+        f"{wheel} wheel listed in pyproject.toml's build requirements"
     )
 
 
@@ -46,8 +46,14 @@ class BuildExt(build_ext):
     def build_extensions(self):
         cuda13 = _nvidia_include("cu13")
         driver_headers = cuda13 if _bindings_major() >= 13 else _nvidia_include("cuda_runtime")
+        # NVTX v3 is header-only (nvidia-nvtx); after the driver headers, so that its
+        # nvToolsExtCuda.h includes the cuda.h the runtime is built against.
+        nvtx = _nvidia_include("cu13", os.path.join("nvtx3", "nvToolsExt.h"), "nvidia-nvtx")
         for ext in self.extensions:
-            ext.include_dirs.append(cuda13 if ext.name == SIM_LIBRARY else driver_headers)
+            if ext.name == SIM_LIBRARY:
+                ext.include_dirs.append(cuda13)
+            else:
+                ext.include_dirs += [driver_headers, nvtx]
         super().build_extensions()
 
     def get_ext_fullpath(self, ext_name):

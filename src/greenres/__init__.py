@@ -34,6 +34,7 @@ from greenres.errors import (
 )
 
 if TYPE_CHECKING:
+    from greenres._config import configure
     from greenres.facts import SmFacts
     from greenres.isolation import (
         IsolationSchema,
@@ -88,6 +89,7 @@ _RUNTIME_NAMES = frozenset(
 #: Names of the declarative layer and the module of each, also loaded on first use: what
 #: a program imports (``import greenres.spec``) is all it pays for.
 _DECLARATIVE_NAMES = {
+    "configure": "greenres._config",
     "SmFacts": "greenres.facts",
     "IsolationSchema": "greenres.isolation",
     "SelectedCompileContext": "greenres.isolation",
@@ -157,6 +159,7 @@ __all__ = [
     "ThreadOwnershipError",
     "UsageError",
     "__version__",
+    "configure",
     "current_partition",
     "device_count",
     "driver_version",

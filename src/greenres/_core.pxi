@@ -43,6 +43,8 @@ cdef class _LayoutCore(_Resource):
     cdef object graphs           # WeakSet of Graphs captured on this layout's streams
     cdef list dying_graphs       # (exec, graph) handles of Graphs finalized while it closed
     cdef bint close_pending      # close once no partition is entered (Layout.__exit__)
+    cdef str name                # the layout's name (NVTX names, messages)
+    cdef bint nvtx               # annotated for NVTX (see _nvtx.pxi)
     cdef object __weakref__
 
     def __cinit__(self):
@@ -160,6 +162,8 @@ cdef class _LayoutCore(_Resource):
         cdef bint left = False
         if self.states == NULL:
             return failures
+        if self.nvtx:
+            _nvtx_mark_text(f"close {self.name}")
         # 1. streams
         for i in range(self.count):
             s = self.states[i]
@@ -272,6 +276,7 @@ cdef class _LayoutCore(_Resource):
         cdef int i
         if self.states != NULL:
             for i in range(self.count):
+                free(self.states[i].nvtx_handoff)
                 free(self.states[i])
             free(self.states)
             self.states = NULL

@@ -5,6 +5,7 @@
 # use the capsule API instead). Only symbols that exist in the CUDA 12.9 cuda.h are cimported
 # from cydriver; 13.x functions are resolved at run time (see _device.pxi).
 
+from libc.stddef cimport wchar_t
 from libc.stdint cimport uintptr_t
 
 from cuda.bindings cimport cydriver
@@ -58,6 +59,56 @@ cdef extern from "greenres_runtime.h":
     void* greenres_stack_at(int i) nogil
 
 
+cdef extern from "greenres_nvtx.h":
+    ctypedef struct nvtxEventAttributes_t:
+        pass
+    ctypedef void* nvtxDomainHandle_t
+    ctypedef void* nvtxStringHandle_t
+    ctypedef unsigned long long nvtxRangeId_t
+    nvtxDomainHandle_t greenres_nvtx_domain
+    nvtxDomainHandle_t nvtxDomainCreateA(const char* name) nogil
+    nvtxStringHandle_t nvtxDomainRegisterStringA(nvtxDomainHandle_t domain,
+                                                 const char* string) nogil
+    void nvtxDomainNameCategoryA(nvtxDomainHandle_t domain, unsigned int category,
+                                 const char* name) nogil
+    int nvtxDomainRangePushEx(nvtxDomainHandle_t domain,
+                              const nvtxEventAttributes_t* attr) nogil
+    int nvtxDomainRangePop(nvtxDomainHandle_t domain) nogil
+    nvtxRangeId_t nvtxDomainRangeStartEx(nvtxDomainHandle_t domain,
+                                         const nvtxEventAttributes_t* attr) nogil
+    void nvtxDomainRangeEnd(nvtxDomainHandle_t domain, nvtxRangeId_t id) nogil
+    void nvtxDomainMarkEx(nvtxDomainHandle_t domain, const nvtxEventAttributes_t* attr) nogil
+    nvtxStringHandle_t nvtxDomainRegisterStringW(nvtxDomainHandle_t domain,
+                                                 const wchar_t* string) nogil
+    void nvtxDomainNameCategoryW(nvtxDomainHandle_t domain, unsigned int category,
+                                 const wchar_t* name) nogil
+    void nvtxNameCuStreamA(cydriver.CUstream stream, const char* name) nogil
+    void nvtxNameCuStreamW(cydriver.CUstream stream, const wchar_t* name) nogil
+    void nvtxNameCuContextA(cydriver.CUcontext context, const char* name) nogil
+    void nvtxNameCuContextW(cydriver.CUcontext context, const wchar_t* name) nogil
+    void greenres_nvtx_attr_init(nvtxEventAttributes_t* a) nogil
+    void greenres_nvtx_attr_ascii(nvtxEventAttributes_t* a, const char* message) nogil
+    void greenres_nvtx_attr_wide(nvtxEventAttributes_t* a, const wchar_t* message) nogil
+    void greenres_nvtx_attr_registered(nvtxEventAttributes_t* a,
+                                       nvtxStringHandle_t message) nogil
+    void greenres_nvtx_attr_color(nvtxEventAttributes_t* a, unsigned int argb) nogil
+    void greenres_nvtx_attr_category(nvtxEventAttributes_t* a, unsigned int category) nogil
+
+    ctypedef struct greenres_device_range:
+        int captured
+    greenres_device_range* greenres_device_range_new(
+        nvtxDomainHandle_t domain, const nvtxEventAttributes_t* attr, const void* text,
+        size_t text_bytes, int wide) nogil
+    void greenres_device_range_retain(greenres_device_range* r) nogil
+    void greenres_device_range_release(greenres_device_range* r) nogil
+    void greenres_device_range_abandon(greenres_device_range* r) nogil
+    void greenres_device_range_start_once(void* data) noexcept nogil
+    void greenres_device_range_end_once(void* data) noexcept nogil
+    void greenres_device_range_start_replayed(void* data) noexcept nogil
+    void greenres_device_range_end_replayed(void* data) noexcept nogil
+    void greenres_device_range_graph_release(void* data) noexcept nogil
+
+
 # A failed driver call of a nogil path, raised as DriverError once the path is done.
 cdef struct Failure:
     cydriver.CUresult error
@@ -86,6 +137,11 @@ cdef struct PartState:
     cydriver.CUstream from_streams[GREENRES_MAX_NESTING]
     cydriver.CUcontext below[GREENRES_MAX_NESTING]   # the context current before each enter
     char has_from[GREENRES_MAX_NESTING]
+    # NVTX annotation (when the layout was created with it): the range of an enter, and a
+    # handoff mark to every partition of the layout (by index; the last: to any other stream)
+    int nvtx
+    nvtxEventAttributes_t nvtx_range
+    nvtxEventAttributes_t* nvtx_handoff
 
 
 # Events for handoff, claimed lock-free: a slot is busy only between one record and one
@@ -116,4 +172,4 @@ cdef int enter_partition(PartState* p, cydriver.CUstream from_stream, bint resol
 cdef int exit_partition(PartState* p, Failure* failure, StackRepair* repair,
                         void** unpinned) noexcept nogil
 cdef int pooled_handoff(EventPool* pool, cydriver.CUstream src, cydriver.CUstream dst,
-                        Failure* failure) noexcept nogil
+                        const nvtxEventAttributes_t* mark, Failure* failure) noexcept nogil

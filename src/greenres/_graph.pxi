@@ -32,6 +32,8 @@ cdef class Graph(_Resource):
     cdef bint _left_pool       # close() stopped using the pool (retries only free it)
     cdef bint _initialized
     cdef readonly bint keep_graph
+    cdef readonly str name
+    cdef nvtxRangeId_t _nvtx_capture  # the NVTX range of a capture of an annotated layout
     cdef object __weakref__
 
     def __cinit__(self):
@@ -42,10 +44,12 @@ cdef class Graph(_Resource):
         self._owns_pool = False
         self._initialized = False
 
-    def __init__(self, keep_graph=False, pool=None):
+    def __init__(self, keep_graph=False, pool=None, *, name=None):
         if self._initialized:
             raise UsageError("greenres.Graph.__init__ was called on a graph made already")
         keep_graph = _require_bool("keep_graph", keep_graph)
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"'name' must be a str or None (got {name!r})")
         if pool is not None and not isinstance(pool, GraphPool):
             raise TypeError(
                 f"'pool' must be a greenres.GraphPool (another graph's pool()) or None "
@@ -55,6 +59,7 @@ cdef class Graph(_Resource):
             (<GraphPool>pool)._add_user()
             self._pool = pool
         self.keep_graph = keep_graph
+        self.name = name if name is not None else f"graph{next(_graph_numbers)}"
         self._initialized = True
 
     cdef str _describe(self):
@@ -176,6 +181,10 @@ cdef class Graph(_Resource):
                 self._core = (<Stream>stream)._core
                 self._s = (<Stream>stream)._s
                 self._core.graphs.add(self)
+                if self._s.nvtx:
+                    where = (<Stream>stream).partition.name
+                    self._nvtx_capture = _nvtx_start_text(
+                        f"capture {self.name} on {where}", where)
         finally:
             _admissions_end(&a)
 
@@ -214,6 +223,9 @@ cdef class Graph(_Resource):
             check(err, "cuStreamEndCapture")
         self._capturing = False
         self._graph = graph
+        if self._nvtx_capture:
+            nvtxDomainRangeEnd(greenres_nvtx_domain, self._nvtx_capture)
+            self._nvtx_capture = 0
         if destroyed != cydriver.CUDA_SUCCESS:
             raise DestroyError("the discarded capture of a greenres.Graph",
                                [_failure_of(destroyed, "cuGraphDestroy")])
@@ -319,6 +331,8 @@ cdef class Graph(_Resource):
             exec_ = self._exec
             with nogil:
                 err = cydriver.cuGraphLaunch(exec_, s)
+            if err == cydriver.CUDA_SUCCESS and self._core is not None and self._s.nvtx:
+                _nvtx_mark_text(f"replay {self.name} ({self._s_name()})")
             if err != cydriver.CUDA_SUCCESS:
                 if made_here:
                     with nogil:
@@ -465,8 +479,19 @@ cdef class Graph(_Resource):
     cdef bint _warn_unclosed(self):
         return self._capturing or self._graph != NULL or self._exec != NULL
 
+    cdef str _s_name(self):
+        """The name of the partition the graph was captured in."""
+        cdef int i
+        for i in range(self._core.count):
+            if self._core.states[i] == self._s:
+                return self._core.names[i]
+        return "?"
+
     def __repr__(self):
         state = ("closed" if self._is_closed() else "capturing" if self._capturing
                  else "instantiated" if self._exec != NULL
                  else "captured" if self._graph != NULL else "empty")
         return f"<greenres.Graph {state}>"
+
+
+cdef object _graph_numbers = iter(range(2**63))

@@ -2,11 +2,11 @@
 # Handoff between streams (pooled or temporary events), and the partition a thread is in.
 
 
-cdef int _handoff_admitted(_LayoutCore core, cydriver.CUstream src,
-                           cydriver.CUstream dst) except -1:
+cdef int _handoff_admitted(_LayoutCore core, cydriver.CUstream src, cydriver.CUstream dst,
+                           const nvtxEventAttributes_t* mark=NULL) except -1:
     """``dst`` waits for ``src``'s work so far, through ``core``'s event pool when there is
     one (the caller admitted the operation on ``core`` and on the streams), else through a
-    temporary event of the current context."""
+    temporary event of the current context. ``mark``: the NVTX mark of an annotated layout."""
     cdef int code = POOL_EXHAUSTED
     cdef Failure failure
     cdef cydriver.CUevent event = NULL
@@ -14,7 +14,7 @@ cdef int _handoff_admitted(_LayoutCore core, cydriver.CUstream src,
     cdef cydriver.CUresult err, destroyed
     if core is not None:
         with nogil:
-            code = pooled_handoff(core.pool, src, dst, &failure)
+            code = pooled_handoff(core.pool, src, dst, mark, &failure)
         if code == 0:
             return 0
         if code == DRIVER_FAILED:
@@ -108,6 +108,6 @@ def handoff(src, dst):
             core = (<Stream>src)._core
         elif isinstance(dst, Stream):
             core = (<Stream>dst)._core
-        _handoff_admitted(core, s, d)
+        _handoff_admitted(core, s, d, _handoff_mark(src, dst))
     finally:
         _admissions_end(&a)

@@ -101,6 +101,8 @@ cdef int enter_partition(PartState* p, cydriver.CUstream from_stream, bint resol
     p.below[depth] = current
     p.depth = depth + 1
     greenres_stack_push(p)
+    if p.nvtx:
+        nvtxDomainRangePushEx(greenres_nvtx_domain, &p.nvtx_range)
     return 0
 
 
@@ -110,6 +112,8 @@ cdef inline void _exit_bookkeeping(PartState* p, int depth, void** unpinned) noe
     the caller (who drops it): once ownership is given up, another thread may enter and
     pin it again at once."""
     greenres_stack_pop()
+    if p.nvtx:
+        nvtxDomainRangePop(greenres_nvtx_domain)
     p.depth = depth
     if depth == 0:
         unpinned[0] = p.entered_by
@@ -219,8 +223,9 @@ cdef int exit_partition(PartState* p, Failure* failure, StackRepair* repair,
 
 
 cdef int pooled_handoff(EventPool* pool, cydriver.CUstream src, cydriver.CUstream dst,
-                        Failure* failure) noexcept nogil:
-    """``dst`` waits for the work queued on ``src`` so far, through a pooled event.
+                        const nvtxEventAttributes_t* mark, Failure* failure) noexcept nogil:
+    """``dst`` waits for the work queued on ``src`` so far, through a pooled event; an NVTX
+    ``mark`` (NULL: none) says so once it is done.
 
     Stream-level calls only (cuEventRecord + cuStreamWaitEvent), so it is capture-safe.
     Returns 0, POOL_EXHAUSTED or DRIVER_FAILED. The caller admitted the operation on the
@@ -243,6 +248,8 @@ cdef int pooled_handoff(EventPool* pool, cydriver.CUstream src, cydriver.CUstrea
     greenres_release(&pool.slots[slot].busy)
     if err != cydriver.CUDA_SUCCESS:
         return _fail(failure, err, "cuStreamWaitEvent")
+    if mark != NULL:
+        nvtxDomainMarkEx(greenres_nvtx_domain, mark)
     return 0
 
 

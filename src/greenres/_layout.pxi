@@ -69,7 +69,7 @@ cdef class Layout:
         raise TypeError("greenres.Layout objects are made by greenres.Layout.create(plan)")
 
     @staticmethod
-    def create(plan, device=0):
+    def create(plan, device=0, *, name=None, nvtx=None):
         """Create every partition of a plan on ``device`` (an ordinal or a Device).
 
         ``plan``: a ``greenres.Plan``, a ``greenres.ModalPlan`` (every mode is created now;
@@ -78,6 +78,13 @@ cdef class Layout:
         made from ONE split of the device, as its recipe (``plan.recipe``) says:
         ``cuDevSmResourceSplitByCount`` into minimum-size groups handed out in declaration
         order (several per partition), or ``cuDevSmResourceSplit`` for structured plans.
+
+        ``name``: the layout's name in NVTX names and messages (default ``layout<N>``).
+        ``nvtx``: annotate it for NVTX (None: ``greenres.configure(nvtx=...)`` or
+        ``GREENRES_NVTX``): its green contexts and streams are named
+        ``<name>/<partition>/stream<i>``, and enter/exit, handoffs, mode switches, graph
+        captures and replays, creation and close are ranges or marks of the ``greenres``
+        domain (docs/nvtx.md).
 
         Raises:
             PlanError: when the plan was made for another device, or the driver does not
@@ -91,6 +98,9 @@ cdef class Layout:
         cdef Layout layout
         cdef cydriver.CUdevice cu_device = dev._device
         cdef int j
+        cdef nvtxRangeId_t creating = 0
+        name = _layout_name(name)
+        annotate = _nvtx_setting(nvtx)
         if isinstance(plan, Mapping):
             plans, default = {None: plan_counts(plan, dev)}, None
             recipes = {None: plans[None].recipe}  # made from this device just now: it fits
@@ -101,8 +111,12 @@ cdef class Layout:
         core = _LayoutCore()
         core.ordinal = dev.ordinal
         core.device = cu_device
+        core.name = name
+        core.nvtx = annotate
         core.allocate(names)
         modes = {}
+        if annotate:
+            creating = _nvtx_start_text(f"create {name} ({len(names)} partitions)", None)
         try:
             with nogil:
                 check(cydriver.cuDevicePrimaryCtxRetain(&core.primary, cu_device),
@@ -118,6 +132,8 @@ cdef class Layout:
                     _create_partitions(core, dev, recipe, plans[mode], first, parts)
                     modes[mode] = tuple(parts)
                     first += len(parts)
+                if annotate:
+                    _nvtx_annotate_partitions(core, [p for ps in modes.values() for p in ps])
                 _pop_context()
             except BaseException:
                 _pop_if_current(core.primary)
@@ -130,6 +146,9 @@ cdef class Layout:
             except BaseException as error:
                 _warn_resource(f"greenres.Layout.create failed and left handles: {error}")
             raise
+        finally:
+            if annotate:
+                nvtxDomainRangeEnd(greenres_nvtx_domain, creating)
         layout = Layout.__new__(Layout)
         layout._core = core
         layout.device = dev
@@ -154,6 +173,16 @@ cdef class Layout:
     cdef _check_open(self):
         if self._is_closed():
             raise ClosedError("the layout is closed")
+
+    @property
+    def name(self):
+        """The layout's name (``Layout.create(name=...)``, default ``layout<N>``)."""
+        return self._core.name if self._core is not None else None
+
+    @property
+    def nvtx(self):
+        """True when the layout is annotated for NVTX."""
+        return self._core is not None and self._core.nvtx
 
     @property
     def plan(self):
@@ -257,6 +286,8 @@ cdef class Layout:
                     q._fence_wait(p)
         finally:
             greenres_end(&s.inflight)
+        if self._core.nvtx:
+            _nvtx_mark_text(f"switch {self._core.name}: {self._mode} -> {mode}")
         self._select(mode)
         return self._current
 
@@ -357,4 +388,25 @@ cdef class Layout:
         state = "closed" if self._is_closed() else ", ".join(
             f"{p.name}={p.sm_count}" for p in self._current)
         mode = f" mode={self._mode!r}" if self._mode is not None else ""
-        return f"<greenres.Layout device={self.device.ordinal}{mode} [{state}]>"
+        return f"<greenres.Layout {self.name} device={self.device.ordinal}{mode} [{state}]>"
+
+
+cdef object _layout_numbers = iter(range(2**63))
+
+
+def _layout_name(name):
+    if name is None:
+        return f"layout{next(_layout_numbers)}"
+    if not isinstance(name, str):
+        raise TypeError(f"'name' must be a str or None (got {name!r})")
+    if not name.strip() or "/" in name:
+        raise ValueError(f"'name' must be a non-empty str without '/' (got {name!r})")
+    return name
+
+
+def _nvtx_setting(nvtx):
+    if nvtx is None:
+        from greenres._config import nvtx_default
+
+        return nvtx_default()
+    return _require_bool("nvtx", nvtx)

@@ -21,6 +21,7 @@ cdef class GreenContext:
     cdef list _extra_streams   # the streams the plan asked for beyond the default one
     cdef object _layout_ref
     cdef object _scope         # the reusable object enter() returns
+    cdef int _next_stream_number   # for the NVTX names of streams made later
     cdef object __weakref__
 
     def __init__(self, *args, **kwargs):
@@ -147,6 +148,10 @@ cdef class GreenContext:
         s = Stream.__new__(Stream)
         (<Stream>s)._init(self._core, self, handle, actual, True)
         self._core.extra_streams[self._index][<uintptr_t>handle] = weakref.ref(s)
+        if self._s.nvtx:
+            (<Stream>s)._number = self._next_stream_number
+            self._next_stream_number += 1
+            _nvtx_name_stream(handle, f"{self._core.name}/{self.name}/stream{(<Stream>s)._number}")
         return s
 
     @property

@@ -101,6 +101,7 @@ cdef class Stream(_Resource):
     cdef readonly GreenContext partition
     cdef readonly int priority
     cdef bint _owned          # created by create_stream (else the partition's default)
+    cdef int _number          # its number in the partition (NVTX: <layout>/<part>/stream<n>)
     cdef object __weakref__
 
     def __init__(self, *args, **kwargs):
@@ -208,7 +209,7 @@ cdef class Stream(_Resource):
         _admissions_init(&a)
         try:
             _use_streams(other, "other", self, "self", &a, &src, &dst)
-            _handoff_admitted(self._core, src, dst)
+            _handoff_admitted(self._core, src, dst, _handoff_mark(other, self))
         finally:
             _admissions_end(&a)
 
