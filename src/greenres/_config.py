@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["configure", "nvtx_default"]
+__all__ = ["configure", "hot_path_gil", "nvtx_default"]
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")
 _nvtx: bool | None = None  # None: as GREENRES_NVTX says
+_hot_path_gil = "hold"
 
 
 def nvtx_default() -> bool:
@@ -28,20 +29,45 @@ def nvtx_default() -> bool:
     raise ValueError(f"GREENRES_NVTX must be 1 or 0 (got {value!r})")
 
 
-def configure(*, nvtx: bool | None = None) -> dict[str, bool]:
-    """Set process-wide defaults; returns the previous ones (a dict of what was given).
+def hot_path_gil() -> str:
+    """``"hold"`` or ``"release"``: what the hot paths do with the GIL (:func:`configure`)."""
+    return _hot_path_gil
+
+
+def configure(*, nvtx: bool | None = None, hot_path_gil: str | None = None) -> dict:
+    """Set process-wide settings; returns the previous values of those given (a dict).
 
     ``nvtx``: annotate layouts created from now on for NVTX (partition ranges, handoff
-    marks, named streams and green contexts; see docs/nvtx.md); None leaves it as it is.
+    marks, named streams and green contexts; see docs/nvtx.md).
+
+    ``hot_path_gil``: ``"hold"`` (the default) keeps the GIL across the driver calls of the
+    hot paths (enter, exit, handoff, event record and wait, stream query, graph launch),
+    which do not wait for the device; ``"release"`` releases it around them, which costs
+    two GIL hand-overs per call but lets other Python threads run meanwhile
+    (docs/benchmarks.md, "The GIL policy", has the numbers behind the default). Calls that
+    can wait for the device always release it. Applies at once, to every layout.
+
+    None leaves a setting as it is.
 
     Raises:
         TypeError: for a setting of the wrong type.
+        ValueError: for an unknown ``hot_path_gil``.
     """
-    global _nvtx
-    previous = {}
+    global _nvtx, _hot_path_gil
+    previous: dict = {}
+    if nvtx is not None and not isinstance(nvtx, bool):
+        raise TypeError(f"'nvtx' must be a bool or None (got {nvtx!r})")
+    if hot_path_gil is not None and hot_path_gil not in ("hold", "release"):
+        raise ValueError(f"'hot_path_gil' must be 'hold' or 'release' (got {hot_path_gil!r})")
     if nvtx is not None:
-        if not isinstance(nvtx, bool):
-            raise TypeError(f"'nvtx' must be a bool or None (got {nvtx!r})")
         previous["nvtx"] = nvtx_default()
         _nvtx = nvtx
+    if hot_path_gil is not None:
+        previous["hot_path_gil"] = _hot_path_gil
+        _hot_path_gil = hot_path_gil
+        import sys
+
+        driver = sys.modules.get("greenres._driver")
+        if driver is not None:  # loaded: tell it now (else it reads this when it loads)
+            driver._set_hot_path_gil(hot_path_gil)
     return previous

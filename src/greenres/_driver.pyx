@@ -61,3 +61,8 @@ include "_graph_pool.pxi"
 include "_capture.pxi"
 include "_graph.pxi"
 include "_nvtx.pxi"
+
+# Settings made with greenres.configure() before the runtime was loaded.
+from greenres import _config as _settings  # noqa: E402
+
+_set_hot_path_gil(_settings.hot_path_gil())

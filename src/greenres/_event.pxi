@@ -92,7 +92,10 @@ cdef class Event(_Resource):
         try:
             s = _use_stream(stream, "stream", &a)
             e = self._admitted(&a)
-            with nogil:
+            if _hot_path_releases_gil:
+                with nogil:
+                    err = cydriver.cuEventRecord(e, s)
+            else:
                 err = cydriver.cuEventRecord(e, s)
         finally:
             _admissions_end(&a)
@@ -109,7 +112,10 @@ cdef class Event(_Resource):
         try:
             s = _use_stream(stream, "stream", &a)
             e = self._admitted(&a)
-            with nogil:
+            if _hot_path_releases_gil:
+                with nogil:
+                    err = cydriver.cuStreamWaitEvent(s, e, 0)
+            else:
                 err = cydriver.cuStreamWaitEvent(s, e, 0)
         finally:
             _admissions_end(&a)
@@ -122,9 +128,12 @@ cdef class Event(_Resource):
         cdef cydriver.CUresult err
         _admissions_init(&a)
         e = self._admitted(&a)
-        with nogil:
+        if _hot_path_releases_gil:
+            with nogil:
+                err = cydriver.cuEventQuery(e)
+        else:
             err = cydriver.cuEventQuery(e)
-            _admissions_end(&a)
+        _admissions_end(&a)
         if err == cydriver.CUDA_ERROR_NOT_READY:
             return False
         check(err, "cuEventQuery")

@@ -329,7 +329,10 @@ cdef class Graph(_Resource):
                 self._instantiate()
                 made_here = True
             exec_ = self._exec
-            with nogil:
+            if _hot_path_releases_gil:
+                with nogil:
+                    err = cydriver.cuGraphLaunch(exec_, s)
+            else:
                 err = cydriver.cuGraphLaunch(exec_, s)
             if err == cydriver.CUDA_SUCCESS and self._core is not None and self._s.nvtx:
                 _nvtx_mark_text(f"replay {self.name} ({self._s_name()})")

@@ -13,7 +13,10 @@ cdef int _handoff_admitted(_LayoutCore core, cydriver.CUstream src, cydriver.CUs
     cdef cydriver.CUcontext current = NULL
     cdef cydriver.CUresult err, destroyed
     if core is not None:
-        with nogil:
+        if _hot_path_releases_gil:
+            with nogil:
+                code = pooled_handoff(core.pool, src, dst, mark, &failure)
+        else:
             code = pooled_handoff(core.pool, src, dst, mark, &failure)
         if code == 0:
             return 0

@@ -5,6 +5,23 @@
 # callers get plain codes.
 
 
+# The GIL policy of the hot paths (enter, exit, handoff, event record and wait, stream
+# query, graph launch): their driver calls do not wait for the device, and releasing and
+# taking the GIL back around them costs more than the calls themselves (docs/benchmarks.md,
+# "The GIL policy"), so by default they run with the GIL held. Calls that can wait for the
+# device (synchronize, blocking copies) always release it.
+# greenres.configure(hot_path_gil="release") releases it around the hot paths too.
+cdef bint _hot_path_releases_gil = False
+
+
+def _set_hot_path_gil(str policy):
+    """Called by greenres.configure(hot_path_gil=...)."""
+    global _hot_path_releases_gil
+    if policy not in ("hold", "release"):
+        raise ValueError(f"'hot_path_gil' must be 'hold' or 'release' (got {policy!r})")
+    _hot_path_releases_gil = policy == "release"
+
+
 # Codes the nogil functions return (the Python wrappers raise the fitting error).
 cdef enum:
     OWNED_ELSEWHERE = 1
@@ -15,6 +32,7 @@ cdef enum:
     POOL_EXHAUSTED = 6
     DRIVER_FAILED = 7
     ADMIT_CLOSED = 8     # the layout was closed (the wrappers raise ClosedError)
+    ADMIT_WAIT = 9       # a close() of the layout is deciding: wait for it, then retry
 
 # What an exit had to undo on this thread's context stack (ContextStackWarning).
 cdef enum:
@@ -45,10 +63,13 @@ cdef int enter_partition(PartState* p, cydriver.CUstream from_stream, bint resol
     ``resolve``: find the caller's stream here (the stream of the partition this thread is
     in, else the legacy stream of the current context when it is the device's primary
     context, else none: nothing to order after). Returns 0 or a code; on any failure
-    nothing changed. The caller admitted the operation on the partition's lifetime."""
+    nothing changed. The claim of the owner word admits the enter on the layout's lifetime
+    (greenres_runtime.h, "lifetimes"): ADMIT_CLOSED or ADMIT_WAIT when the layout is closed
+    or being closed; a nested enter owns the partition already, and no close can destroy
+    it meanwhile."""
     cdef uintptr_t me = greenres_thread_token()
     cdef bint claimed = False
-    cdef int depth
+    cdef int depth, state
     cdef char has_from = 1
     cdef PartState* outer
     cdef cydriver.CUcontext current = NULL
@@ -56,7 +77,13 @@ cdef int enter_partition(PartState* p, cydriver.CUstream from_stream, bint resol
     cdef cydriver.CUresult err
     if greenres_owner(&p.owner) != me:
         if not greenres_claim(&p.owner, me):
+            if greenres_gate_state(p.gate) == GREENRES_CLOSED:
+                return ADMIT_CLOSED
             return OWNED_ELSEWHERE
+        state = greenres_gate_state(p.gate)
+        if state != GREENRES_OPEN:
+            greenres_release(&p.owner)
+            return ADMIT_CLOSED if state == GREENRES_CLOSED else ADMIT_WAIT
         claimed = True
         p.owner_ident = greenres_thread_ident()
     depth = p.depth
@@ -176,7 +203,8 @@ cdef int exit_partition(PartState* p, Failure* failure, StackRepair* repair,
     as it was at enter (repaired when code inside changed it: ``repair`` says how). Returns
     0 or a code; on a failure nothing changed (a failed final wait pushes the context back),
     so the exit can be retried. The outermost exit stores the reference that pinned the
-    partition in ``*unpinned``. The caller admitted the operation on the partition."""
+    partition in ``*unpinned``. Owning the partition is the exit's admission: no close can
+    destroy it until the owner word is given up, after the last driver call."""
     cdef uintptr_t me = greenres_thread_token()
     cdef int depth
     cdef char has_from
@@ -186,6 +214,8 @@ cdef int exit_partition(PartState* p, Failure* failure, StackRepair* repair,
     cdef int code
     repair.kind = REPAIR_NONE
     if greenres_owner(&p.owner) != me or p.depth == 0:
+        if greenres_gate_state(p.gate) == GREENRES_CLOSED:
+            return ADMIT_CLOSED
         return NOT_OWNER
     if greenres_stack_top() != <void*>p:
         return OUT_OF_ORDER

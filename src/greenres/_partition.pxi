@@ -58,30 +58,30 @@ cdef class GreenContext:
             raise self._closed_error()
         return 0
 
-    cdef int _enter(self, cydriver.CUstream caller, bint resolve,
-                    bint layout_held=False) except -1:
-        """enter_partition without the GIL, admitted on the partition's lifetime (at once
-        when the caller holds an admission on the same layout, for ``from_stream``). The
-        outermost enter pins the partition: the entering thread's nesting stack points at
-        its state until it is exited."""
+    cdef int _enter(self, cydriver.CUstream caller, bint resolve) except -1:
+        """enter_partition, with the GIL held or released as the hot-path policy says
+        (greenres.configure(hot_path_gil=...)). The outermost enter pins the partition: the
+        entering thread's nesting stack points at its state until it is exited."""
         cdef PartState* s = self._s
         cdef Failure failure
         cdef int code
-        with nogil:
-            if layout_held:
-                greenres_readmit(&s.inflight)
-            if layout_held or greenres_admit(s.gate, &s.inflight):
+        if _hot_path_releases_gil:
+            with nogil:
                 code = enter_partition(s, caller, resolve, &failure)
-                greenres_end(&s.inflight)
-            else:
-                code = ADMIT_CLOSED
+        else:
+            code = enter_partition(s, caller, resolve, &failure)
         if code:
-            return self._enter_failed(code, &failure)
+            return self._enter_failed(code, caller, resolve, &failure)
         if s.depth == 1:
             _pin(s, self)
         return 0
 
-    cdef int _enter_failed(self, int code, Failure* failure) except -1:
+    cdef int _enter_failed(self, int code, cydriver.CUstream caller, bint resolve,
+                           Failure* failure) except -1:
+        if code == ADMIT_WAIT:  # a close() is deciding: wait for it without the GIL, retry
+            with nogil:
+                greenres_gate_wait(self._s.gate)
+            return self._enter(caller, resolve)
         if code == ADMIT_CLOSED:
             raise self._closed_error()
         if code == DRIVER_FAILED:
@@ -95,12 +95,11 @@ cdef class GreenContext:
         cdef int code
         cdef void* unpinned = NULL
         repair.kind = REPAIR_NONE
-        with nogil:
-            if greenres_admit(s.gate, &s.inflight):
+        if _hot_path_releases_gil:
+            with nogil:
                 code = exit_partition(s, &failure, &repair, &unpinned)
-                greenres_end(&s.inflight)
-            else:
-                code = ADMIT_CLOSED
+        else:
+            code = exit_partition(s, &failure, &repair, &unpinned)
         if code == ADMIT_CLOSED:
             raise self._closed_error()
         if unpinned != NULL:
@@ -277,11 +276,14 @@ cdef class GreenContext:
         cdef Admissions a
         if resolve:
             self._enter(NULL, True)
+        elif type(from_stream) is int and 0 <= from_stream < _HANDLE_LIMIT:
+            # the common raw handle: nothing to admit, nothing else to check
+            self._enter(<cydriver.CUstream><uintptr_t>from_stream, False)
         else:
             _admissions_init(&a)
             try:
                 caller = _use_stream(from_stream, "from_stream", &a, self.device.ordinal)
-                self._enter(caller, False, _holds(&a, self._s.gate))
+                self._enter(caller, False)
             finally:
                 _admissions_end(&a)
         if self._scope is None:

@@ -194,9 +194,12 @@ cdef class Stream(_Resource):
         _admissions_init(&a)
         self._admit_use(&a)
         h = self._handle
-        with nogil:
+        if _hot_path_releases_gil:
+            with nogil:
+                err = cydriver.cuStreamQuery(h)
+        else:
             err = cydriver.cuStreamQuery(h)
-            _admissions_end(&a)
+        _admissions_end(&a)
         if err == cydriver.CUDA_ERROR_NOT_READY:
             return False
         check(err, "cuStreamQuery")

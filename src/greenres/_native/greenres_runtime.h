@@ -58,10 +58,13 @@ static inline unsigned long greenres_thread_ident(void) { return PyThread_get_th
 /* The owner word of a partition: 0 when free, else the owning thread's token. Only the
    owner writes the rest of the partition's hot state, so this one atomic is the whole
    synchronisation of enter/exit (no lock, nothing shared between partitions). */
+/* Sequentially consistent: an enter claims the owner word and then reads the layout's
+   gate, a close writes the gate and then reads the owner words (lifetimes, below), so one
+   of them always sees the other. */
 static inline int greenres_claim(uintptr_t* owner, uintptr_t me) {
     uintptr_t expected = 0;
-    return __atomic_compare_exchange_n(owner, &expected, me, 0, __ATOMIC_ACQ_REL,
-                                       __ATOMIC_ACQUIRE);
+    return __atomic_compare_exchange_n(owner, &expected, me, 0, __ATOMIC_SEQ_CST,
+                                       __ATOMIC_SEQ_CST);
 }
 static inline uintptr_t greenres_owner(const uintptr_t* owner) {
     return __atomic_load_n(owner, __ATOMIC_ACQUIRE);
@@ -85,6 +88,12 @@ static inline void greenres_release(uintptr_t* owner) {
  * The counter is incremented before the gate is read, and close() writes the gate before
  * it reads the counters, both sequentially consistent: an operation either sees CLOSING,
  * or close() sees its increment (the store-load order that needs the full fence).
+ *
+ * Enter and exit count nothing: a partition's owner word admits them. An enter claims the
+ * owner word and then reads the gate (backing off when it is not open); close() reads the
+ * owner words after closing the gate and refuses while one is set; an exit runs while its
+ * thread owns the partition and gives the word up after its last driver call. So the hot
+ * path makes no atomic operation beyond the one claim of an outermost enter.
  */
 enum { GREENRES_OPEN = 0, GREENRES_CLOSING = 1, GREENRES_CLOSED = 2 };
 
