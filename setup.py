@@ -89,8 +89,12 @@ def _cythonized():
     driver = Extension(
         "greenres._driver",
         sources=["src/greenres/_driver.pyx"],
-        include_dirs=["src/greenres/_native"],
-        depends=sorted(glob.glob("src/greenres/*.pxi") + glob.glob("src/greenres/_native/*.h")),
+        include_dirs=["src/greenres/_native", "src/greenres/include"],
+        depends=sorted(
+            glob.glob("src/greenres/*.pxi")
+            + glob.glob("src/greenres/_native/*.h")
+            + glob.glob("src/greenres/include/*.h")
+        ),
         language="c++",
         extra_compile_args=["-std=c++17", "-O2", *SANITIZE_FLAGS],
         extra_link_args=SANITIZE_FLAGS,

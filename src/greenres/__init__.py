@@ -66,6 +66,13 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
+
+def get_include() -> str:
+    """The folder of ``greenres_api.h``, the C-level entry for C, C++ and Cython callers
+    (``include_dirs=[greenres.get_include()]``; Cython: ``cimport greenres.api``)."""
+    return _os.path.join(_os.path.dirname(__file__), "include")
+
+
 #: Names of the compiled runtime (greenres._driver), loaded on first use.
 _RUNTIME_NAMES = frozenset(
     {
@@ -163,6 +170,7 @@ __all__ = [
     "current_partition",
     "device_count",
     "driver_version",
+    "get_include",
     "handoff",
     "isolation_context",
     "isolation_key",

@@ -67,6 +67,7 @@ cdef class _LayoutCore(_Resource):
         memset(self.pool, 0, sizeof(EventPool))
         for i in range(count):
             self.states[i] = _new_part_state(&self._gate)
+            self.states[i].pool = self.pool
             self.count += 1
             self.names.append(names[i])
             self.extra_streams.append({})

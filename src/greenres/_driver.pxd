@@ -119,9 +119,13 @@ cdef struct Failure:
 # is written only by the thread that owns the partition (or under the GIL while nobody does,
 # or by close() once nothing is in flight). Allocated 64-byte aligned: the counter and the
 # owner word of two partitions never share a cache line.
+cdef struct EventPool
+
+
 cdef struct PartState:
     long inflight                   # operations in flight on the partition (lifetime protocol)
     const int* gate                 # the layout's lifetime gate
+    EventPool* pool                 # the layout's handoff events
     cydriver.CUgreenCtx green
     cydriver.CUcontext ctx
     cydriver.CUstream stream

@@ -61,6 +61,7 @@ include "_graph_pool.pxi"
 include "_capture.pxi"
 include "_graph.pxi"
 include "_nvtx.pxi"
+include "_capi.pxi"
 
 # Settings made with greenres.configure() before the runtime was loaded.
 from greenres import _config as _settings  # noqa: E402

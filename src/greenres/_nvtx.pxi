@@ -266,6 +266,30 @@ cdef class DeviceRange:
         return f"<greenres.nvtx.DeviceRange {self.message!r}{' ended' if self._ended else ''}>"
 
 
+# cuStreamGetCaptureInfo's 12.3 ABI (with edge data) is spelled `cuStreamGetCaptureInfo_v3`
+# in cuda-bindings 12.x and `cuStreamGetCaptureInfo` in 13.x, with no name common to both;
+# asking the driver for it by version works against either.
+ctypedef cydriver.CUresult (*capture_info_fn)(
+    cydriver.CUstream, cydriver.CUstreamCaptureStatus*, cydriver.cuuint64_t*, cydriver.CUgraph*,
+    const cydriver.CUgraphNode**, const cydriver.CUgraphEdgeData**, size_t*) noexcept nogil
+
+cdef capture_info_fn _capture_info = NULL
+
+
+cdef capture_info_fn _capture_info_function() except NULL:
+    global _capture_info
+    cdef void* pfn = NULL
+    cdef cydriver.CUdriverProcAddressQueryResult found
+    if _capture_info == NULL:
+        check(cydriver.cuGetProcAddress(b"cuStreamGetCaptureInfo", &pfn, 12030,
+                                        cydriver.CU_GET_PROC_ADDRESS_DEFAULT, &found),
+              "cuGetProcAddress")
+        if found != cydriver.CU_GET_PROC_ADDRESS_SUCCESS or pfn == NULL:
+            raise DriverTooOldError("cuStreamGetCaptureInfo (CUDA 12.3 ABI) is not available")
+        _capture_info = <capture_info_fn>pfn
+    return _capture_info
+
+
 cdef int _enqueue_range(greenres_device_range* r, cydriver.CUstream stream,
                         bint start) except -1:
     """Queue the start or end of ``r`` on ``stream`` (the caller admitted the stream): a
@@ -278,9 +302,10 @@ cdef int _enqueue_range(greenres_device_range* r, cydriver.CUstream stream,
     cdef cydriver.cuuint64_t capture_id = 0
     cdef const cydriver.CUgraphNode* deps = NULL
     cdef size_t ndeps = 0
+    cdef const cydriver.CUgraphEdgeData* edges = NULL
+    cdef capture_info_fn capture_info = _capture_info_function()
     with nogil:
-        err = cydriver.cuStreamGetCaptureInfo_v2(stream, &status, &capture_id, &graph, &deps,
-                                                 &ndeps)
+        err = capture_info(stream, &status, &capture_id, &graph, &deps, &edges, &ndeps)
     check(err, "cuStreamGetCaptureInfo")
     if status == cydriver.CU_STREAM_CAPTURE_STATUS_ACTIVE:
         greenres_device_range_retain(r)  # the user object's reference
