@@ -1,8 +1,9 @@
 """Extensions only; metadata lives in pyproject.toml.
 
-Two native pieces are built:
+Three native pieces are built:
   greenres._driver        the Cython runtime core (C++, cimports cuda.bindings.cydriver)
   greenres/sim/libcuda.so.1  the simulated CUDA driver (plain C++ shared library)
+  greenres/benchmark/libgreenres_floor.so  the benchmarks' C floor (plain C shared library)
 
 GREENRES_SANITIZE=1 builds both with AddressSanitizer and UndefinedBehaviorSanitizer (run
 them with the ASan runtime preloaded: scripts/sanitize does both).
@@ -17,6 +18,10 @@ from setuptools.command.build_ext import build_ext
 
 SIM_LIBRARY = "greenres.sim.libcuda"
 SIM_FILENAME = "libcuda.so.1"
+FLOOR_LIBRARY = "greenres.benchmark.libgreenres_floor"
+FLOOR_FILENAME = "libgreenres_floor.so"
+# Plain shared libraries (no PyInit_ symbol), each with the file name it is loaded by.
+PLAIN_LIBRARIES = {SIM_LIBRARY: SIM_FILENAME, FLOOR_LIBRARY: FLOOR_FILENAME}
 
 
 def _nvidia_include(subdir, header="cuda.h", wheel="nvidia-cuda-runtime"):
@@ -41,7 +46,8 @@ def _bindings_major():
 
 
 class BuildExt(build_ext):
-    """Resolves header folders at build time and names the simulated driver libcuda.so.1."""
+    """Resolves header folders at build time and names the plain shared libraries (the
+    simulated driver is libcuda.so.1)."""
 
     def build_extensions(self):
         cuda13 = _nvidia_include("cu13")
@@ -59,13 +65,13 @@ class BuildExt(build_ext):
     def get_ext_fullpath(self, ext_name):
         # cuda-bindings dlopens "libcuda.so.1"; the loader matches an already loaded
         # library by its soname, and the file keeps the same name to avoid surprises.
-        if ext_name == SIM_LIBRARY:
+        if ext_name in PLAIN_LIBRARIES:
             fullpath = super().get_ext_fullpath(ext_name)
-            return os.path.join(os.path.dirname(fullpath), SIM_FILENAME)
+            return os.path.join(os.path.dirname(fullpath), PLAIN_LIBRARIES[ext_name])
         return super().get_ext_fullpath(ext_name)
 
     def get_export_symbols(self, ext):
-        if ext.name == SIM_LIBRARY:
+        if ext.name in PLAIN_LIBRARIES:
             return []  # a plain shared library: no PyInit_ symbol to export
         return super().get_export_symbols(ext)
 
@@ -115,8 +121,19 @@ simulated_driver = Extension(
     extra_link_args=["-Wl,-soname,libcuda.so.1", "-pthread", *SANITIZE_FLAGS],
 )
 
+# The benchmarks' C floor: the driver calls greenres makes, timed in C (greenres.benchmark).
+benchmark_floor = Extension(
+    FLOOR_LIBRARY,
+    sources=["src/greenres/benchmark/floor.c"],
+    include_dirs=["src/greenres/include"],
+    depends=["src/greenres/include/greenres_api.h"],
+    language="c",
+    extra_compile_args=["-O2", "-pthread", *SANITIZE_FLAGS],
+    extra_link_args=["-pthread", *SANITIZE_FLAGS],
+)
+
 setup(
-    ext_modules=[*_cythonized(), simulated_driver],
+    ext_modules=[*_cythonized(), simulated_driver, benchmark_floor],
     cmdclass={"build_ext": BuildExt},
     # A sanitized build keeps its objects apart: a later plain build must not reuse them.
     options={"build": {"build_base": "build/sanitized" if SANITIZE_FLAGS else "build/plain"}},

@@ -20,8 +20,6 @@ import os
 import sys
 import time
 
-import _common as C
-
 
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as f:
@@ -50,13 +48,25 @@ def _enter_cycles(gr, n: int) -> None:
                 pass
 
 
+def _simulator(profile: str):
+    """Install the simulated driver unless GREENRES_SIM says otherwise (``off``: the real
+    driver); greenres.sim, or None on a real driver."""
+    env = os.environ.setdefault("GREENRES_SIM", profile)
+    import greenres.sim as sim
+
+    if env.strip().lower() in ("", "0", "false", "off"):
+        return None
+    sim.install_from_env()
+    return sim
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layouts", type=int, default=10_000)
     parser.add_argument("--enters", type=int, default=1_000_000)
     parser.add_argument("--max-rss-growth-mb", type=float, default=5.0)
     args = parser.parse_args(argv)
-    sim = C.setup("h100")
+    sim = _simulator("h100")
     import greenres as gr
     from greenres.spec import ModalSpec, Partition, PartitionSpec
 

@@ -1,0 +1,89 @@
+"""handoff between two partitions' streams: greenres (pooled event), cuda.core with a
+reused event, ``cuda.bindings``, against the C floor (record + wait)."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from cuda.bindings import driver as cu
+
+from . import _loops as L
+from ._floor import checked
+from ._report import Target, ratio_row, skipped_row
+from ._timing import interleaved, ns_per_cycle
+
+GREENRES, FLOOR = "greenres.handoff(Stream, Stream)", "C floor, record + wait"
+BINDINGS, CORE = "cuda.bindings record + wait", "cuda.core dst.wait(src.record(event))"
+
+
+def run(session, report) -> None:
+    cycles = session.settings.cycles
+    size = session.device.sm_facts().min_partition_size
+    layout = session.layout({"a": size, "b": size})
+    src, dst = layout["a"].stream, layout["b"].stream
+    src_h, dst_h = src.handle, dst.handle
+    event = session.event()
+    loops = {
+        GREENRES: partial(L.greenres_handoff, src=src, dst=dst),
+        BINDINGS: partial(
+            L.bindings_handoff, src=cu.CUstream(src_h), dst=cu.CUstream(dst_h), event=event
+        ),
+    }
+    core_event = None
+    try:
+        from cuda.core import Device, Stream
+    except ImportError:
+        Device = None
+    if Device is not None:
+        device = Device(session.device.ordinal)
+        device.set_current()
+        core_event = device.create_event()
+        loops[CORE] = partial(
+            L.cuda_core_handoff,
+            src=Stream.from_handle(src_h),
+            dst=Stream.from_handle(dst_h),
+            event=core_event,
+        )
+    methods = {name: ns_per_cycle(loop, cycles) for name, loop in loops.items()}
+
+    def floor_loop(n):
+        return session.floor.lib.floor_handoff(src_h, dst_h, int(event), n)
+
+    loops[FLOOR] = floor_loop
+    methods[FLOOR] = lambda: checked(floor_loop(cycles), FLOOR)
+
+    def drain():
+        session.drain(src_h, dst_h)
+
+    calls = {}
+    for name, loop in loops.items():
+        calls[name] = session.calls_per_cycle(loop)
+        drain()
+    results = interleaved(methods, session.settings.rounds, between=drain)
+    report.add_contenders(results, calls)
+    report.rows.append(
+        ratio_row(
+            "handoff_vs_floor",
+            "`handoff(Stream, Stream)` vs the C floor",
+            results,
+            GREENRES,
+            FLOOR,
+            Target("<=", 1.5, "x"),
+        )
+    )
+    case = "cuda.core with a reused event / greenres handoff"
+    if core_event is None:
+        report.rows.append(
+            skipped_row(
+                "cuda_core_handoff_vs_greenres",
+                case,
+                Target(">=", 2, "x"),
+                "cuda.core is not installed",
+            )
+        )
+    else:
+        report.rows.append(
+            ratio_row(
+                "cuda_core_handoff_vs_greenres", case, results, CORE, GREENRES, Target(">=", 2, "x")
+            )
+        )
