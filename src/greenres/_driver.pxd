@@ -52,11 +52,32 @@ cdef extern from "greenres_runtime.h":
 
     enum:
         GREENRES_MAX_NESTING  # a compile-time constant: it sizes the arrays below
+    ctypedef struct greenres_thread_state
+    greenres_thread_state* greenres_this_thread() nogil
+    uintptr_t greenres_token_of(const greenres_thread_state* t) nogil
+    int greenres_push_on(greenres_thread_state* t, void* p) nogil
+    void* greenres_top_of(const greenres_thread_state* t) nogil
+    void greenres_pop_on(greenres_thread_state* t) nogil
+    int greenres_depth_of(const greenres_thread_state* t) nogil
     int greenres_stack_push(void* p) nogil
     void* greenres_stack_top() nogil
     void greenres_stack_pop() nogil
     int greenres_stack_depth() nogil
     void* greenres_stack_at(int i) nogil
+
+    ctypedef cydriver.CUresult (*greenres_record_fn)(
+        cydriver.CUevent, cydriver.CUstream) noexcept nogil
+    ctypedef cydriver.CUresult (*greenres_wait_fn)(
+        cydriver.CUstream, cydriver.CUevent, unsigned int) noexcept nogil
+    ctypedef cydriver.CUresult (*greenres_push_fn)(cydriver.CUcontext) noexcept nogil
+    ctypedef cydriver.CUresult (*greenres_context_out_fn)(cydriver.CUcontext*) noexcept nogil
+    ctypedef struct greenres_hot_calls:
+        greenres_record_fn event_record
+        greenres_wait_fn stream_wait_event
+        greenres_push_fn ctx_push_current
+        greenres_context_out_fn ctx_pop_current
+        greenres_context_out_fn ctx_get_current
+    greenres_hot_calls greenres_hot
 
 
 cdef extern from "greenres_nvtx.h":

@@ -19,6 +19,7 @@ functions over a plain ``PartState`` struct: no Python object is touched between
 driver calls and no lock is taken; a partition's owner thread is one atomic word.
 """
 
+import os
 import warnings
 import weakref
 

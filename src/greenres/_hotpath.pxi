@@ -22,6 +22,49 @@ def _set_hot_path_gil(str policy):
     _hot_path_releases_gil = policy == "release"
 
 
+# The hot paths' driver functions, resolved once (greenres_runtime.h, "hot driver calls").
+cdef bint _hot_calls_resolved = False
+
+
+cdef int _resolve_hot_calls() except -1:
+    """Ask the loaded driver for the hot paths' functions; called before the first layout
+    is made (with the GIL, so once). Per-thread default stream semantics as cuda.bindings
+    chooses them (CUDA_PYTHON_CUDA_PER_THREAD_DEFAULT_STREAM), so that a NULL stream means
+    the same to greenres' calls as to everyone else's in the process."""
+    global _hot_calls_resolved, greenres_hot
+    if _hot_calls_resolved:
+        return 0
+    cdef int version = 0
+    cdef cydriver.cuuint64_t flags = cydriver.CU_GET_PROC_ADDRESS_DEFAULT
+    if os.environ.get("CUDA_PYTHON_CUDA_PER_THREAD_DEFAULT_STREAM"):
+        flags = cydriver.CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM
+    check(cydriver.cuDriverGetVersion(&version), "cuDriverGetVersion")
+    cdef greenres_hot_calls calls
+    calls.event_record = <greenres_record_fn>_driver_function(b"cuEventRecord", version, flags)
+    calls.stream_wait_event = <greenres_wait_fn>_driver_function(b"cuStreamWaitEvent", version,
+                                                                 flags)
+    calls.ctx_push_current = <greenres_push_fn>_driver_function(b"cuCtxPushCurrent", version,
+                                                                flags)
+    calls.ctx_pop_current = <greenres_context_out_fn>_driver_function(b"cuCtxPopCurrent",
+                                                                      version, flags)
+    calls.ctx_get_current = <greenres_context_out_fn>_driver_function(b"cuCtxGetCurrent",
+                                                                      version, flags)
+    greenres_hot = calls
+    _hot_calls_resolved = True
+    return 0
+
+
+cdef void* _driver_function(const char* name, int version, cydriver.cuuint64_t flags) except NULL:
+    cdef void* pfn = NULL
+    cdef cydriver.CUdriverProcAddressQueryResult found
+    check(cydriver.cuGetProcAddress(name, &pfn, version, flags, &found), "cuGetProcAddress")
+    if found != cydriver.CU_GET_PROC_ADDRESS_SUCCESS or pfn == NULL:
+        raise DriverError("cuGetProcAddress", <int>cydriver.CUDA_ERROR_NOT_FOUND,
+                          "CUDA_ERROR_NOT_FOUND",
+                          f"the driver has no {name.decode()} (query result {<int>found})")
+    return pfn
+
+
 # Codes the nogil functions return (the Python wrappers raise the fitting error).
 cdef enum:
     OWNED_ELSEWHERE = 1
@@ -67,7 +110,8 @@ cdef int enter_partition(PartState* p, cydriver.CUstream from_stream, bint resol
     (greenres_runtime.h, "lifetimes"): ADMIT_CLOSED or ADMIT_WAIT when the layout is closed
     or being closed; a nested enter owns the partition already, and no close can destroy
     it meanwhile."""
-    cdef uintptr_t me = greenres_thread_token()
+    cdef greenres_thread_state* t = greenres_this_thread()
+    cdef uintptr_t me = greenres_token_of(t)
     cdef bint claimed = False
     cdef int depth, state
     cdef char has_from = 1
@@ -87,16 +131,16 @@ cdef int enter_partition(PartState* p, cydriver.CUstream from_stream, bint resol
         claimed = True
         p.owner_ident = greenres_thread_ident()
     depth = p.depth
-    if depth >= GREENRES_MAX_NESTING or greenres_stack_depth() >= GREENRES_MAX_NESTING:
+    if depth >= GREENRES_MAX_NESTING or greenres_depth_of(t) >= GREENRES_MAX_NESTING:
         if claimed:
             greenres_release(&p.owner)
         return TOO_DEEP
     # The context current now is what exit restores if code inside changes the stack.
-    err = cydriver.cuCtxGetCurrent(&current)
+    err = greenres_hot.ctx_get_current(&current)
     if err != cydriver.CUDA_SUCCESS:
         return _enter_failed(p, claimed, failure, err, "cuCtxGetCurrent")
     if resolve:
-        outer = <PartState*>greenres_stack_top()
+        outer = <PartState*>greenres_top_of(t)
         if outer != NULL:
             if outer.device != p.device:
                 # Events of one device cannot be recorded on another device's stream.
@@ -112,33 +156,34 @@ cdef int enter_partition(PartState* p, cydriver.CUstream from_stream, bint resol
             from_stream = NULL
             has_from = current != NULL and current == p.primary
     if has_from:
-        err = cydriver.cuEventRecord(p.enter_event, from_stream)
+        err = greenres_hot.event_record(p.enter_event, from_stream)
         if err != cydriver.CUDA_SUCCESS:
             return _enter_failed(p, claimed, failure, err, "cuEventRecord")
-    err = cydriver.cuCtxPushCurrent(p.ctx)
+    err = greenres_hot.ctx_push_current(p.ctx)
     if err != cydriver.CUDA_SUCCESS:
         return _enter_failed(p, claimed, failure, err, "cuCtxPushCurrent")
     if has_from:
-        err = cydriver.cuStreamWaitEvent(p.stream, p.enter_event, 0)
+        err = greenres_hot.stream_wait_event(p.stream, p.enter_event, 0)
         if err != cydriver.CUDA_SUCCESS:
-            cydriver.cuCtxPopCurrent(&popped)
+            greenres_hot.ctx_pop_current(&popped)
             return _enter_failed(p, claimed, failure, err, "cuStreamWaitEvent")
     p.from_streams[depth] = from_stream
     p.has_from[depth] = has_from
     p.below[depth] = current
     p.depth = depth + 1
-    greenres_stack_push(p)
+    greenres_push_on(t, p)
     if p.nvtx:
         nvtxDomainRangePushEx(greenres_nvtx_domain, &p.nvtx_range)
     return 0
 
 
-cdef inline void _exit_bookkeeping(PartState* p, int depth, void** unpinned) noexcept nogil:
+cdef inline void _exit_bookkeeping(greenres_thread_state* t, PartState* p, int depth,
+                                   void** unpinned) noexcept nogil:
     """The partition's context was popped: drop it from this thread's stack, and give up
     ownership when that was the outermost enter, handing the reference that pinned it to
     the caller (who drops it): once ownership is given up, another thread may enter and
     pin it again at once."""
-    greenres_stack_pop()
+    greenres_pop_on(t)
     if p.nvtx:
         nvtxDomainRangePop(greenres_nvtx_domain)
     p.depth = depth
@@ -164,12 +209,12 @@ cdef int _restore_stack(PartState* p, cydriver.CUcontext popped, cydriver.CUcont
         repair.kind = REPAIR_POPPED if below == NULL else REPAIR_LOST
         return 0
     for i in range(GREENRES_MAX_NESTING):
-        err = cydriver.cuCtxGetCurrent(&current)
+        err = greenres_hot.ctx_get_current(&current)
         if err != cydriver.CUDA_SUCCESS:
             return _fail(failure, err, "cuCtxGetCurrent")
         if current == p.ctx:
             # What was popped had been pushed over the partition's context: pop that too.
-            err = cydriver.cuCtxPopCurrent(&popped)
+            err = greenres_hot.ctx_pop_current(&popped)
             if err != cydriver.CUDA_SUCCESS:
                 return _fail(failure, err, "cuCtxPopCurrent")
             repair.kind = REPAIR_PUSHED
@@ -181,13 +226,13 @@ cdef int _restore_stack(PartState* p, cydriver.CUcontext popped, cydriver.CUcont
         if popped == below:
             # What was popped is the context that was under the partition's: the
             # partition's context had been popped inside already. Put it back.
-            err = cydriver.cuCtxPushCurrent(popped)
+            err = greenres_hot.ctx_push_current(popped)
             if err != cydriver.CUDA_SUCCESS:
                 return _fail(failure, err, "cuCtxPushCurrent")
             repair.popped -= 1
             repair.kind = REPAIR_POPPED
             return 0
-        err = cydriver.cuCtxPopCurrent(&popped)
+        err = greenres_hot.ctx_pop_current(&popped)
         if err != cydriver.CUDA_SUCCESS:
             repair.kind = REPAIR_LOST  # the stack ran out before `below` came back
             return 0
@@ -205,7 +250,8 @@ cdef int exit_partition(PartState* p, Failure* failure, StackRepair* repair,
     so the exit can be retried. The outermost exit stores the reference that pinned the
     partition in ``*unpinned``. Owning the partition is the exit's admission: no close can
     destroy it until the owner word is given up, after the last driver call."""
-    cdef uintptr_t me = greenres_thread_token()
+    cdef greenres_thread_state* t = greenres_this_thread()
+    cdef uintptr_t me = greenres_token_of(t)
     cdef int depth
     cdef char has_from
     cdef cydriver.CUcontext popped = NULL
@@ -217,19 +263,19 @@ cdef int exit_partition(PartState* p, Failure* failure, StackRepair* repair,
         if greenres_gate_state(p.gate) == GREENRES_CLOSED:
             return ADMIT_CLOSED
         return NOT_OWNER
-    if greenres_stack_top() != <void*>p:
+    if greenres_top_of(t) != <void*>p:
         return OUT_OF_ORDER
     depth = p.depth - 1
     has_from = p.has_from[depth]
     if has_from:
-        err = cydriver.cuEventRecord(p.exit_event, p.stream)
+        err = greenres_hot.event_record(p.exit_event, p.stream)
         if err != cydriver.CUDA_SUCCESS:
             return _fail(failure, err, "cuEventRecord")
-    err = cydriver.cuCtxPopCurrent(&popped)
+    err = greenres_hot.ctx_pop_current(&popped)
     if err != cydriver.CUDA_SUCCESS:
         # A failed pop changes nothing, unless there was nothing of the partition's to
         # pop (the stack was emptied inside): then that is what is repaired.
-        if cydriver.cuCtxGetCurrent(&current) != cydriver.CUDA_SUCCESS or current != NULL:
+        if greenres_hot.ctx_get_current(&current) != cydriver.CUDA_SUCCESS or current != NULL:
             return _fail(failure, err, "cuCtxPopCurrent")
         popped = NULL
     if popped != p.ctx:
@@ -239,16 +285,16 @@ cdef int exit_partition(PartState* p, Failure* failure, StackRepair* repair,
     if has_from:
         # After the pop: a NULL caller stream is the legacy stream of the context current
         # under the partition.
-        err = cydriver.cuStreamWaitEvent(p.from_streams[depth], p.exit_event, 0)
+        err = greenres_hot.stream_wait_event(p.from_streams[depth], p.exit_event, 0)
         if err != cydriver.CUDA_SUCCESS:
             # Undo the pop so that a failed exit changes nothing (the partition stays
             # entered and current; exit again to retry). After a repair, or if the context
             # cannot be pushed back, the exit stands, so that greenres agrees with the driver.
             if repair.kind != REPAIR_NONE \
-                    or cydriver.cuCtxPushCurrent(p.ctx) != cydriver.CUDA_SUCCESS:
-                _exit_bookkeeping(p, depth, unpinned)
+                    or greenres_hot.ctx_push_current(p.ctx) != cydriver.CUDA_SUCCESS:
+                _exit_bookkeeping(t, p, depth, unpinned)
             return _fail(failure, err, "cuStreamWaitEvent")
-    _exit_bookkeeping(p, depth, unpinned)
+    _exit_bookkeeping(t, p, depth, unpinned)
     return 0
 
 
@@ -270,11 +316,11 @@ cdef int pooled_handoff(EventPool* pool, cydriver.CUstream src, cydriver.CUstrea
             break
     if slot < 0:
         return POOL_EXHAUSTED
-    err = cydriver.cuEventRecord(pool.events[slot], src)
+    err = greenres_hot.event_record(pool.events[slot], src)
     if err != cydriver.CUDA_SUCCESS:
         greenres_release(&pool.slots[slot].busy)
         return _fail(failure, err, "cuEventRecord")
-    err = cydriver.cuStreamWaitEvent(dst, pool.events[slot], 0)
+    err = greenres_hot.stream_wait_event(dst, pool.events[slot], 0)
     greenres_release(&pool.slots[slot].busy)
     if err != cydriver.CUDA_SUCCESS:
         return _fail(failure, err, "cuStreamWaitEvent")

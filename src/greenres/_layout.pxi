@@ -108,6 +108,7 @@ cdef class Layout:
             plans, default = _plans_of(plan)
             recipes = _check_plans_fit(plans, dev)
         names = [r.name for recipe in recipes.values() for r in recipe.partitions]
+        _resolve_hot_calls()  # before any partition exists (the hot paths call through them)
         core = _LayoutCore()
         core.ordinal = dev.ordinal
         core.device = cu_device

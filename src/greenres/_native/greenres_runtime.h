@@ -1,6 +1,7 @@
 /* The C helper layer of greenres' runtime (greenres._driver): views of CUDA structs that
  * 12.x headers lack, thread identity, the atomic words of the hot path (partition owner,
- * lifetime gates, in-flight counters) and the per-thread stack of entered partitions.
+ * lifetime gates, in-flight counters), the per-thread stack of entered partitions and the
+ * driver functions of the hot paths.
  *
  * Include it from exactly one translation unit (the greenres._driver module): the nesting
  * stack is a `static thread_local`, so a second includer would get a second, empty stack.
@@ -46,9 +47,16 @@ typedef CUresult (*greenres_green_id_fn)(CUgreenCtx, unsigned long long*);
 /* ------------------------------------------------------------------ threads */
 
 /* Thread identity without a syscall: the address of a thread_local is unique among live
-   threads. */
-static thread_local char greenres_tls_anchor;
-static inline uintptr_t greenres_thread_token(void) { return (uintptr_t)&greenres_tls_anchor; }
+   threads. It and the nesting stack (below) are one thread_local, so that a hot path finds
+   all of its per-thread state through one TLS address lookup (in a shared library each
+   thread_local variable costs a __tls_get_addr call). */
+#define GREENRES_MAX_NESTING 64
+typedef struct {
+    void* stack[GREENRES_MAX_NESTING];
+    int top;
+} greenres_thread_state;
+static thread_local greenres_thread_state greenres_tls;
+static inline uintptr_t greenres_thread_token(void) { return (uintptr_t)&greenres_tls; }
 /* The Python thread ident (threading.get_ident()) of the calling thread; no GIL needed.
    Kept only to name the thread in error messages. */
 static inline unsigned long greenres_thread_ident(void) { return PyThread_get_thread_ident(); }
@@ -155,24 +163,54 @@ static inline void greenres_wait_idle(const long* inflight) {
 /* Per-thread stack of entered partitions: gives the caller's stream of a nested enter and
    rejects exits out of order, with no driver call. Entries are PartState pointers; an
    entered partition keeps the core that owns its PartState alive (the runtime holds a
-   reference while the partition is entered), so an entry never points at freed memory. */
-#define GREENRES_MAX_NESTING 64
-static thread_local void* greenres_tls_stack[GREENRES_MAX_NESTING];
-static thread_local int greenres_tls_top = 0;
-static inline int greenres_stack_push(void* p) {
-    if (greenres_tls_top >= GREENRES_MAX_NESTING) return 0;
-    greenres_tls_stack[greenres_tls_top++] = p;
+   reference while the partition is entered), so an entry never points at freed memory.
+   It lives in greenres_tls (with the thread identity, above). */
+/* The hot paths look the calling thread's state up once (greenres_this_thread) and pass
+   it on: every lookup of a thread_local is a __tls_get_addr call here, and the compiler
+   cannot reuse one across the driver calls in between. */
+static inline greenres_thread_state* greenres_this_thread(void) { return &greenres_tls; }
+static inline uintptr_t greenres_token_of(const greenres_thread_state* t) { return (uintptr_t)t; }
+static inline int greenres_push_on(greenres_thread_state* t, void* p) {
+    if (t->top >= GREENRES_MAX_NESTING) return 0;
+    t->stack[t->top++] = p;
     return 1;
 }
-static inline void* greenres_stack_top(void) {
-    return greenres_tls_top ? greenres_tls_stack[greenres_tls_top - 1] : NULL;
+static inline void* greenres_top_of(const greenres_thread_state* t) {
+    return t->top ? t->stack[t->top - 1] : NULL;
 }
-static inline void greenres_stack_pop(void) {
-    if (greenres_tls_top) --greenres_tls_top;
+static inline void greenres_pop_on(greenres_thread_state* t) {
+    if (t->top) --t->top;
 }
-static inline int greenres_stack_depth(void) { return greenres_tls_top; }
+static inline int greenres_depth_of(const greenres_thread_state* t) { return t->top; }
+
+static inline int greenres_stack_push(void* p) { return greenres_push_on(&greenres_tls, p); }
+static inline void* greenres_stack_top(void) { return greenres_top_of(&greenres_tls); }
+static inline void greenres_stack_pop(void) { greenres_pop_on(&greenres_tls); }
+static inline int greenres_stack_depth(void) { return greenres_tls.top; }
 static inline void* greenres_stack_at(int i) {
-    return (i >= 0 && i < greenres_tls_top) ? greenres_tls_stack[i] : NULL;
+    greenres_thread_state* t = &greenres_tls;
+    return (i >= 0 && i < t->top) ? t->stack[i] : NULL;
 }
+
+/* ------------------------------------------------------------------ hot driver calls */
+
+/* The driver functions the hot paths call (enter, exit, pooled handoff), as pointers the
+   driver gave through cuGetProcAddress, resolved once before the first layout is made
+   (_resolve_hot_calls in _hotpath.pxi). Called directly rather than through
+   cuda.bindings.cydriver, whose two dispatch layers cost ~35 instructions a call, a fifth
+   of a simulated driver call (docs/benchmarks.md, "Where the time goes"). Written once
+   with the GIL held, before any partition exists; read only afterwards. */
+typedef CUresult (*greenres_record_fn)(CUevent, CUstream);
+typedef CUresult (*greenres_wait_fn)(CUstream, CUevent, unsigned int);
+typedef CUresult (*greenres_push_fn)(CUcontext);
+typedef CUresult (*greenres_context_out_fn)(CUcontext*);
+typedef struct {
+    greenres_record_fn event_record;
+    greenres_wait_fn stream_wait_event;
+    greenres_push_fn ctx_push_current;
+    greenres_context_out_fn ctx_pop_current;
+    greenres_context_out_fn ctx_get_current;
+} greenres_hot_calls;
+static greenres_hot_calls greenres_hot;
 
 #endif /* GREENRES_RUNTIME_H */

@@ -5,11 +5,18 @@ succeed); greenres' raise on any error."""
 
 from __future__ import annotations
 
+import gc
+import operator
+import threading
+
 from cuda.bindings import driver as cu
 
 import greenres as gr
 
 __all__ = [
+    "PYTHON_FLOOR_ENTER_EXIT",
+    "PYTHON_FLOOR_HANDOFF",
+    "PYTHON_FLOOR_WITH",
     "bindings_enter_exit",
     "bindings_handoff",
     "cuda_core_enter_exit",
@@ -103,3 +110,37 @@ def cuda_core_handoff(n: int, src, dst, event) -> None:
     s, d, e = src, dst, event
     for _ in range(n):
         d.wait(s.record(e))
+
+
+# ------------------------------------------------------------------- Python's own cost
+# The same loops calling C builtins that do (almost) nothing, with the same arguments: what
+# any Python API costs before it does its work. With the C floor, this bounds the ratio a
+# Python caller can reach (docs/benchmarks.md, "What Python costs").
+
+
+def python_floor_enter_exit(n: int, caller: int) -> None:
+    """A one-argument and a no-argument builtin call per cycle (``abs``, ``gc.isenabled``)."""
+    enter, exit_ = abs, gc.isenabled
+    for _ in range(n):
+        enter(caller)
+        exit_()
+
+
+def python_floor_handoff(n: int, src, dst) -> None:
+    """A two-argument builtin call per cycle (``operator.is_``)."""
+    call = operator.is_
+    for _ in range(n):
+        call(src, dst)
+
+
+def python_floor_with(n: int) -> None:
+    """``with`` on an uncontended ``threading.Lock`` (C ``__enter__``/``__exit__``)."""
+    lock = threading.Lock()
+    for _ in range(n):
+        with lock:
+            pass
+
+
+PYTHON_FLOOR_ENTER_EXIT = "Python's own cost: loop + abs(caller) + gc.isenabled()"
+PYTHON_FLOOR_HANDOFF = "Python's own cost: loop + operator.is_(src, dst)"
+PYTHON_FLOOR_WITH = "Python's own cost: loop + `with` on a threading.Lock"

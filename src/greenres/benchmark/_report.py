@@ -65,6 +65,14 @@ def value_row(row_id, case, values, target, note="") -> Row:
     return Row(row_id, case, measured, target, status, quartiles(list(values)), note)
 
 
+def bound_row(row_id, case, results, python_cost, floor, note="") -> Row:
+    """The best ratio to ``floor`` a Python caller can reach: per round, (Python's own cost
+    of the loop and calls + the floor) / the floor. A target below it cannot be met from
+    Python on this driver and machine."""
+    per_round = [(p + f) / f for p, f in zip(results[python_cost], results[floor], strict=True)]
+    return value_row(row_id, case, per_round, None, note)
+
+
 def skipped_row(row_id, case, target, why) -> Row:
     return Row(row_id, case, None, target, "SKIP", None, why)
 

@@ -10,7 +10,7 @@ from cuda.bindings import driver as cu
 
 from . import _loops as L
 from ._floor import checked
-from ._report import Target, ratio_row, skipped_row
+from ._report import Target, bound_row, ratio_row, skipped_row
 from ._timing import interleaved, ns_per_cycle
 
 FLOOR, FLOOR_RESOLVE = "C floor, 7 calls", "C floor, 7 calls (legacy stream)"
@@ -35,6 +35,8 @@ def run(session, report) -> None:
     loops = {
         GREENRES: partial(L.greenres_enter_exit, part=part, caller=caller_h),
         WITH: partial(L.greenres_with, part=part),
+        L.PYTHON_FLOOR_ENTER_EXIT: partial(L.python_floor_enter_exit, caller=caller_h),
+        L.PYTHON_FLOOR_WITH: L.python_floor_with,
         BINDINGS: partial(
             L.bindings_enter_exit,
             caller=caller,
@@ -105,6 +107,23 @@ def run(session, report) -> None:
             BINDINGS,
             GREENRES,
             Target(">=", 10, "x"),
+        ),
+    ]
+    report.rows += [
+        bound_row(
+            "enter_exit_python_bound",
+            "the best `enter`+`exit` ratio a Python API can reach: (Python's own cost + floor)"
+            " / floor",
+            results,
+            L.PYTHON_FLOOR_ENTER_EXIT,
+            FLOOR,
+        ),
+        bound_row(
+            "with_python_bound",
+            "the best `with` ratio a Python API can reach: (Python's own cost + floor) / floor",
+            results,
+            L.PYTHON_FLOOR_WITH,
+            FLOOR_RESOLVE,
         ),
     ]
     core_case = "cuda.core's nearest path / greenres enter+exit"

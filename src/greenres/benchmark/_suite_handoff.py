@@ -9,7 +9,7 @@ from cuda.bindings import driver as cu
 
 from . import _loops as L
 from ._floor import checked
-from ._report import Target, ratio_row, skipped_row
+from ._report import Target, bound_row, ratio_row, skipped_row
 from ._timing import interleaved, ns_per_cycle
 
 GREENRES, FLOOR = "greenres.handoff(Stream, Stream)", "C floor, record + wait"
@@ -25,6 +25,7 @@ def run(session, report) -> None:
     event = session.event()
     loops = {
         GREENRES: partial(L.greenres_handoff, src=src, dst=dst),
+        L.PYTHON_FLOOR_HANDOFF: partial(L.python_floor_handoff, src=src, dst=dst),
         BINDINGS: partial(
             L.bindings_handoff, src=cu.CUstream(src_h), dst=cu.CUstream(dst_h), event=event
         ),
@@ -69,6 +70,15 @@ def run(session, report) -> None:
             GREENRES,
             FLOOR,
             Target("<=", 1.5, "x"),
+        )
+    )
+    report.rows.append(
+        bound_row(
+            "handoff_python_bound",
+            "the best handoff ratio a Python API can reach: (Python's own cost + floor) / floor",
+            results,
+            L.PYTHON_FLOOR_HANDOFF,
+            FLOOR,
         )
     )
     case = "cuda.core with a reused event / greenres handoff"
