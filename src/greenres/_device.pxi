@@ -9,10 +9,13 @@ cdef greenres_green_id_fn _green_ctx_get_id = NULL
 
 
 cdef int _ensure_init() except -1:
+    """cuInit, then the hot paths' driver functions (before any Device, so before any
+    layout and partition: the hot paths call through them)."""
     global _initialized
     if not _initialized:
         with nogil:
             check(cydriver.cuInit(0), "cuInit")
+        _resolve_hot_calls()
         _initialized = True
     return 0
 

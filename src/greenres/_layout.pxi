@@ -97,7 +97,6 @@ cdef class Layout:
         cdef _LayoutCore core
         cdef Layout layout
         cdef cydriver.CUdevice cu_device = dev._device
-        cdef int j
         cdef nvtxRangeId_t creating = 0
         name = _layout_name(name)
         annotate = _nvtx_setting(nvtx)
@@ -108,7 +107,6 @@ cdef class Layout:
             plans, default = _plans_of(plan)
             recipes = _check_plans_fit(plans, dev)
         names = [r.name for recipe in recipes.values() for r in recipe.partitions]
-        _resolve_hot_calls()  # before any partition exists (the hot paths call through them)
         core = _LayoutCore()
         core.ordinal = dev.ordinal
         core.device = cu_device
@@ -125,8 +123,7 @@ cdef class Layout:
             core.primary_retained = True
             _push_primary(core.primary)
             try:
-                for j in range(POOL_SIZE):
-                    core.pool.events[j] = _new_event(cydriver.CU_EVENT_DISABLE_TIMING)
+                _fill_pool(core.pool)
                 first = 0
                 for mode, recipe in recipes.items():
                     parts = []
