@@ -32,7 +32,12 @@ def _check_plans_fit(dict plans, Device device):
     its counts would not be what the driver makes (a plan file from another machine)."""
     recipes = {mode: plan.recipe for mode, plan in plans.items()}
     need_uncoscheduled = any(r.granularity.uncoscheduled is not None for r in recipes.values())
-    actual = device._granularity(need_uncoscheduled)
+    need_workqueues = any(
+        r.granularity.workqueue_max_concurrency is not None for r in recipes.values())
+    if need_workqueues and driver_version() < WORKQUEUES:
+        raise _too_old("a plan with workqueue budgets (CU_DEV_RESOURCE_TYPE_WORKQUEUE_CONFIG)",
+                       WORKQUEUES)
+    actual = device._granularity(need_uncoscheduled, need_workqueues)
     for mode, recipe in recipes.items():
         differences = recipe.granularity.differences(actual)
         if differences:

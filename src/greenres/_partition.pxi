@@ -2,6 +2,9 @@
 # Partitions (GreenContext): streams, enter/exit, isolation keys.
 
 
+_SCOPE_NAMES = {value: name for name, value in WORKQUEUE_SCOPE_VALUES.items()}
+
+
 cdef class GreenContext:
     """One partition: a green context on a disjoint set of SMs, with its streams.
 
@@ -215,6 +218,31 @@ cdef class GreenContext:
         device = self.device.sm_resource
         return SmResource(greenres_sm_prefix_of(&held).smCount, device.min_partition_size,
                           device.alignment)
+
+    @property
+    def workqueue(self):
+        """``(scope, limit)`` of the workqueue configuration the driver reports for this
+        green context (CUDA 13.1; scope ``"device_ctx"`` or ``"balanced"``), or None on an
+        older driver."""
+        cdef cydriver.CUdevResource held
+        cdef cydriver.CUgreenCtx green
+        cdef cydriver.CUresult err
+        cdef greenres_wq_config* config
+        cdef Admissions a
+        if driver_version() < WORKQUEUES:
+            return None
+        _admissions_init(&a)
+        self._admit(&a)
+        green = self._s.green
+        memset(&held, 0, sizeof(held))
+        with nogil:
+            err = cydriver.cuGreenCtxGetDevResource(green, &held,
+                                                    GREENRES_RESOURCE_TYPE_WORKQUEUE_CONFIG)
+            _admissions_end(&a)
+        check(err, "cuGreenCtxGetDevResource")
+        config = greenres_wq_config_of(&held)
+        return (_SCOPE_NAMES.get(config.sharingScope, str(config.sharingScope)),
+                config.wqConcurrencyLimit)
 
     @property
     def stream(self):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from greenres.cuda_versions import STRUCTURED_SPLIT
+from greenres.cuda_versions import STRUCTURED_SPLIT, WORKQUEUES
 from greenres.errors import PlanError
 
 if TYPE_CHECKING:
@@ -15,12 +15,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "missing_structured_split",
+    "missing_workqueues",
     "plan_error",
     "remainder_note",
     "share_reason",
     "sms",
     "total_violation",
     "violations_text",
+    "workqueue_limit_violation",
 ]
 
 
@@ -32,6 +34,36 @@ def missing_structured_split(facts: SmFacts) -> str:
     if facts.driver_version < STRUCTURED_SPLIT:
         return f"the driver is {facts.driver_version_text} on {facts.device_name}"
     return f"the loaded cuda-bindings do not expose cuDevSmResourceSplit on {facts.device_name}"
+
+
+def missing_workqueues(facts: SmFacts, names: list[str]) -> str:
+    who = ", ".join(map(repr, names))
+    needs = (
+        f"workqueue budgets (partitions {who}) need the workqueue-config resource of CUDA "
+        f"13.1 ({WORKQUEUES})"
+    )
+    if facts.driver_version < WORKQUEUES:
+        return (
+            f"{needs}; the driver is {facts.driver_version_text} ({facts.driver_version}) on "
+            f"{facts.device_name}"
+        )
+    return (
+        f"{needs}; the facts of {facts.device_name} (driver {facts.driver_version_text}) "
+        "report none (workqueue_max_concurrency=0)"
+    )
+
+
+def workqueue_limit_violation(facts: SmFacts, name: str, limit: int) -> str:
+    return (
+        f"{name} asks workqueue_limit {limit}; {facts.device_name} takes at most "
+        f"{facts.workqueue_max_concurrency} concurrent stream-ordered workloads "
+        "(workqueue_max_concurrency, CUDA_DEVICE_MAX_CONNECTIONS)"
+    )
+
+
+def balanced_reason(share: int, left: int, count: int) -> str:
+    whom = "the balanced partition" if count == 1 else f"each of {count} balanced partitions"
+    return f"{share} for {whom} without a limit, of the {left} connections left"
 
 
 def share_reason(grain: _Grain, share: _Share, granted: int, trimmed: bool) -> str:

@@ -30,6 +30,7 @@ from greenres.plan import MECHANISMS, ModalPlan, Plan, PlannedPartition
 from greenres.recipe import (
     GROUP_BACKFILL,
     SPLIT_IGNORE_SM_COSCHEDULING,
+    WORKQUEUE_SCOPE_VALUES,
     Granularity,
     PartitionRecipe,
     SplitRecipe,
@@ -43,6 +44,9 @@ from greenres.spec import (
 )
 
 __all__ = ["auto_uses_groups", "plan_counts", "plan_modes", "plan_spec"]
+
+
+_NO_QUEUE = ("", 0, "")
 
 
 @lru_cache(maxsize=4096)
@@ -155,9 +159,12 @@ def plan_spec(spec: Any, device_or_facts: Any, mechanism: str) -> Plan:
     if auto_structured and auto_uses_groups(spec, facts, grain, units):
         grain = _Grain(spec, facts, "groups")
         units, reasons, error = _size(spec, facts, grain)
+    queues, queue_violations = _plan_workqueues(spec, facts)
     if error is not None:
         raise PlanError(error)
-    return _assemble(spec, facts, grain, units, reasons)
+    if queue_violations:
+        raise PlanError(words.violations_text(spec, facts, grain, queue_violations))
+    return _assemble(spec, facts, grain, units, reasons, queues)
 
 
 def plan_modes(spec: Any, device_or_facts: Any, mechanism: str) -> ModalPlan:
@@ -302,6 +309,55 @@ def _give_back(units: dict[str, int], shares: list[_Share], excess: int) -> set[
     return trimmed
 
 
+# ----------------------------------------------------------------------------- workqueues
+
+# A planned workqueue configuration: (scope name, limit, reason).
+_Queue = tuple[str, int, str]
+
+
+def _plan_workqueues(spec: PartitionSpec, facts: SmFacts) -> tuple[dict[str, _Queue], list[str]]:
+    """Every partition's workqueue configuration (only those that ask for one) and the
+    violations of the device's maximum concurrency.
+
+    A scope without a limit: ``"device_ctx"`` takes the device's maximum (the driver's
+    default); ``"balanced"`` shares what the balanced partitions with limits leave, evenly
+    (at least 1 each). A limit without a scope is ``"device_ctx"``.
+
+    Raises:
+        DriverTooOldError: when a partition asks for one and the facts have no
+            workqueue-config resource (a driver older than 13.1).
+    """
+    asked = [(p.name, *spec.workqueue_of(p)) for p in spec.partitions]
+    if spec.remainder == "own":
+        asked.append((REMAINDER_PARTITION_NAME, *spec.workqueue_of(None)))
+    asked = [item for item in asked if item[1] is not None or item[2] is not None]
+    if not asked:
+        return {}, []
+    most = facts.workqueue_max_concurrency
+    if most == 0:
+        raise DriverTooOldError(words.missing_workqueues(facts, [name for name, _, _ in asked]))
+    violations = [
+        words.workqueue_limit_violation(facts, name, limit)
+        for name, _scope, limit in asked
+        if limit is not None and limit > most
+    ]
+    open_balanced = sum(1 for _n, scope, limit in asked if scope == "balanced" and limit is None)
+    given = sum(limit for _n, scope, limit in asked if scope == "balanced" and limit is not None)
+    left = max(most - given, 0)
+    share = max(1, left // open_balanced) if open_balanced else 0
+    queues: dict[str, _Queue] = {}
+    for name, scope, limit in asked:
+        scope = scope or "device_ctx"
+        reason = ""
+        if limit is None:
+            if scope == "balanced":
+                limit, reason = share, words.balanced_reason(share, left, open_balanced)
+            else:
+                limit, reason = most, "the device's maximum"
+        queues[name] = (scope, limit, reason)
+    return queues, violations
+
+
 # ----------------------------------------------------------------------------- assembly
 
 
@@ -311,6 +367,7 @@ def _assemble(
     grain: _Grain,
     units: dict[str, int],
     reasons: dict[str, str],
+    queues: dict[str, _Queue],
 ) -> Plan:
     """Lay the units out on the one split: the plan and, from the same numbers, its recipe.
 
@@ -378,22 +435,25 @@ def _assemble(
                 note = words.remainder_note(grain, policy, extra_units, split_remainder)
                 reason = f"{reason}; {note}" if reason else note
         streams, priority = p.streams, p.priority
+        scope, limit, queue_reason = queues.get(name, _NO_QUEUE)
         # positional, in field order: this runs for every partition of every plan
         planned.append(
             PlannedPartition(
                 name, p.request, sm_count, groups, result_sms, takes_remainder, reason,
-                streams, priority,
+                streams, priority, False, p.role, scope, limit, queue_reason,
             )
         )  # fmt: skip
         recipes.append(
             PartitionRecipe(
-                name, first_result, groups, takes_remainder, sm_count, streams, priority
+                name, first_result, groups, takes_remainder, sm_count, streams, priority,
+                WORKQUEUE_SCOPE_VALUES.get(scope, -1), limit,
             )
-        )
+        )  # fmt: skip
         group_sm_counts.append(result_sms)
         first_result += groups
     if policy == "own":
         groups = extra_units if by_groups else 0
+        scope, limit, queue_reason = queues.get(REMAINDER_PARTITION_NAME, _NO_QUEUE)
         planned.append(
             PlannedPartition(
                 name=REMAINDER_PARTITION_NAME,
@@ -404,6 +464,9 @@ def _assemble(
                 includes_split_remainder=split_remainder > 0,
                 reason=words.remainder_note(grain, policy, extra_units, split_remainder, own=True),
                 is_remainder=True,
+                workqueue_scope=scope,
+                workqueue_limit=limit,
+                workqueue_reason=queue_reason,
             )
         )
         recipes.append(
@@ -415,9 +478,13 @@ def _assemble(
                 sm_count=extra_sms,
                 streams=1,
                 priority=0,
+                workqueue_scope=WORKQUEUE_SCOPE_VALUES.get(scope, -1),
+                workqueue_limit=limit,
             )
         )
-    granularity = Granularity.from_facts(facts, coscheduling=spec.coscheduling)
+    granularity = Granularity.from_facts(
+        facts, coscheduling=spec.coscheduling, workqueues=bool(queues)
+    )
     if by_groups:
         recipe = SplitRecipe(
             mechanism="groups",

@@ -116,6 +116,7 @@ def cmd_info(args: argparse.Namespace) -> int:
                 "alignment": facts.alignment,
                 "driver_version": facts.driver_version,
                 "structured_split": facts.structured_split,
+                "workqueue_max_concurrency": facts.workqueue_max_concurrency,
             }
             for ordinal, facts in enumerate(all_facts)
         ]
@@ -128,7 +129,13 @@ def cmd_info(args: argparse.Namespace) -> int:
             f"  {facts.sm_count} SMs; partitions of at least {facts.min_partition_size} SMs "
             f"in multiples of {facts.alignment}\n"
             f"  driver {facts.driver_version_text}; "
-            f"structured split (CUDA 13.1): {'yes' if facts.structured_split else 'no'}"
+            f"structured split (CUDA 13.1): {'yes' if facts.structured_split else 'no'}\n"
+            f"  workqueues (CUDA 13.1): "
+            + (
+                f"at most {facts.workqueue_max_concurrency} concurrent stream-ordered workloads"
+                if facts.workqueue_max_concurrency
+                else "none"
+            )
         )
     return EXIT_OK
 

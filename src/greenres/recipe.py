@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = [
     "GROUP_BACKFILL",
     "SPLIT_IGNORE_SM_COSCHEDULING",
+    "WORKQUEUE_SCOPE_VALUES",
     "Granularity",
     "PartitionRecipe",
     "SplitRecipe",
@@ -32,6 +33,8 @@ __all__ = [
 SPLIT_IGNORE_SM_COSCHEDULING = 0x1
 #: ``CU_DEV_SM_RESOURCE_GROUP_BACKFILL`` (13.1), a flag of one structured group.
 GROUP_BACKFILL = 0x1
+#: ``CUdevWorkqueueConfigScope`` (13.1) of each scope name of a spec.
+WORKQUEUE_SCOPE_VALUES = {"device_ctx": 0, "balanced": 1}
 
 
 @frozen
@@ -47,6 +50,9 @@ class Granularity:
             ``IGNORE_SM_COSCHEDULING`` flag, for recipes that split without co-scheduling;
             None when the recipe does not depend on it (measuring it takes two split
             queries).
+        workqueue_max_concurrency: the device's workqueue maximum concurrency, for
+            recipes with workqueue configurations (their limits were checked against it);
+            None when the recipe has none.
     """
 
     compute_capability: tuple[int, int]
@@ -54,12 +60,16 @@ class Granularity:
     min_partition_size: int
     alignment: int
     uncoscheduled: tuple[int, int] | None = None
+    workqueue_max_concurrency: int | None = None
 
     @classmethod
-    def from_facts(cls, facts: SmFacts, *, coscheduling: bool = True) -> Granularity:
+    def from_facts(
+        cls, facts: SmFacts, *, coscheduling: bool = True, workqueues: bool = False
+    ) -> Granularity:
         """The granularity part of :class:`~greenres.facts.SmFacts`: with the
         un-co-scheduled pair only when ``coscheduling`` is False (what a recipe of a spec
-        with ``coscheduling=False`` depends on)."""
+        with ``coscheduling=False`` depends on), and the workqueue maximum only with
+        ``workqueues``."""
         return cls(
             compute_capability=facts.compute_capability,
             sm_count=facts.sm_count,
@@ -68,6 +78,7 @@ class Granularity:
             uncoscheduled=None
             if coscheduling
             else (facts.uncoscheduled_min_partition_size, facts.uncoscheduled_alignment),
+            workqueue_max_concurrency=facts.workqueue_max_concurrency if workqueues else None,
         )
 
     def differences(self, device: Granularity) -> list[str]:
@@ -95,6 +106,14 @@ class Granularity:
                 ("uncoscheduled_min_partition_size", self.uncoscheduled[0], theirs[0]),
                 ("uncoscheduled_alignment", self.uncoscheduled[1], theirs[1]),
             ]
+        if self.workqueue_max_concurrency is not None:
+            pairs.append(
+                (
+                    "workqueue_max_concurrency",
+                    self.workqueue_max_concurrency,
+                    device.workqueue_max_concurrency,
+                )
+            )
         out = []
         for name, planned, actual in pairs:
             if planned != actual:
@@ -123,6 +142,9 @@ class PartitionRecipe:
         sm_count: the SMs the driver must report for its green context.
         streams: streams created in it (the default stream included).
         priority: the priority of those streams.
+        workqueue_scope: the ``CUdevWorkqueueConfigScope`` of the workqueue-config
+            resource its descriptor takes (:data:`WORKQUEUE_SCOPE_VALUES`); -1 for none.
+        workqueue_limit: that resource's ``wqConcurrencyLimit`` (0 for none).
     """
 
     name: str
@@ -132,6 +154,8 @@ class PartitionRecipe:
     sm_count: int
     streams: int
     priority: int
+    workqueue_scope: int = -1
+    workqueue_limit: int = 0
 
     @property
     def results(self) -> range:

@@ -7,21 +7,55 @@
 // one split).
 #include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <map>
+#include <tuple>
 
 #include "resources.h"
 
 using namespace sim;
+
+int sim::max_connections() {
+    // cuda.h: "The maximum concurrency limit depends on CUDA_DEVICE_MAX_CONNECTIONS".
+    // The CUDA C programming guide documents 8 by default and 1 to 32.
+    static const int value = [] {
+        const char* text = getenv("CUDA_DEVICE_MAX_CONNECTIONS");
+        if (text == nullptr || *text == 0) return 8;
+        char* end = nullptr;
+        long v = strtol(text, &end, 10);
+        if (*end != 0 || v < 1) return 8;  // guess: an unreadable value is ignored
+        return (int)std::min(v, 32L);
+    }();
+    return value;
+}
 
 namespace {
 
 std::atomic<unsigned long long> g_next_split{1};
 
 CUresult check_resource_type(CUdevResourceType type) {
-    // guess: workqueue resources (13.1) are not simulated and answer like an
-    // unsupported type.
-    if (type != CU_DEV_RESOURCE_TYPE_SM) return CUDA_ERROR_INVALID_RESOURCE_TYPE;
-    return CUDA_SUCCESS;
+    if (type == CU_DEV_RESOURCE_TYPE_SM) return CUDA_SUCCESS;
+    // The workqueue types arrived with 13.1: an older driver does not know them.
+    if ((type == CU_DEV_RESOURCE_TYPE_WORKQUEUE_CONFIG || type == CU_DEV_RESOURCE_TYPE_WORKQUEUE) &&
+        g_driver_version >= 13010)
+        return CUDA_SUCCESS;
+    return CUDA_ERROR_INVALID_RESOURCE_TYPE;
+}
+
+bool is_workqueue_type(CUdevResourceType type) {
+    return type == CU_DEV_RESOURCE_TYPE_WORKQUEUE_CONFIG || type == CU_DEV_RESOURCE_TYPE_WORKQUEUE;
+}
+
+// The workqueue resources of a context: a green context's own configuration, or
+// the default (device scope, the maximum concurrency) of any other context.
+void fill_context_wq(CUdevResource* out, CUdevResourceType type, const Context& c) {
+    WqConfig config;
+    if (c.kind == CtxKind::Green && c.green->wq_set) {
+        config.set = true;
+        config.limit = c.green->wq_limit;
+        config.scope = c.green->wq_scope;
+    }
+    fill_wq_resource(out, type, c.device, config, c.id);
 }
 
 void fill_queried(CUdevResource* out, int device, const SmSet& sms) {
@@ -62,6 +96,13 @@ SIM_EXPORT CUresult cuDeviceGetDevResource(CUdevice device, CUdevResource* resou
     if (!valid_device(device)) return CUDA_ERROR_INVALID_DEVICE;
     CUresult r = check_resource_type(type);
     if (r != CUDA_SUCCESS) return r;
+    // cuda.h: a pre-existing workqueue "can be retrieved from existing contexts or green
+    // contexts"; guess: a device has none to give.
+    if (type == CU_DEV_RESOURCE_TYPE_WORKQUEUE) return CUDA_ERROR_INVALID_RESOURCE_TYPE;
+    if (type == CU_DEV_RESOURCE_TYPE_WORKQUEUE_CONFIG) {
+        fill_wq_resource(resource, type, device, WqConfig{}, 0);
+        return CUDA_SUCCESS;
+    }
     fill_queried(resource, device, all_sms(device));
     return CUDA_SUCCESS;
 }
@@ -74,6 +115,10 @@ SIM_EXPORT CUresult cuCtxGetDevResource(CUcontext hCtx, CUdevResource* resource,
     if (r0 != CUDA_SUCCESS) return r0;
     CUresult r = check_resource_type(type);
     if (r != CUDA_SUCCESS) return r;
+    if (is_workqueue_type(type)) {
+        fill_context_wq(resource, type, *c);
+        return CUDA_SUCCESS;
+    }
     fill_queried(resource, c->device, c->kind == CtxKind::Green ? c->green->sms : all_sms(c->device));
     return CUDA_SUCCESS;
 }
@@ -86,7 +131,24 @@ SIM_EXPORT CUresult cuGreenCtxGetDevResource(CUgreenCtx hCtx, CUdevResource* res
     if (g == nullptr) return CUDA_ERROR_INVALID_CONTEXT;
     CUresult r = check_resource_type(type);
     if (r != CUDA_SUCCESS) return r;
+    if (is_workqueue_type(type)) {
+        fill_context_wq(resource, type, *g->ctx);
+        return CUDA_SUCCESS;
+    }
     fill_queried(resource, g->device, g->sms);
+    return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuStreamGetDevResource(CUstream hStream, CUdevResource* resource, CUdevResourceType type) {
+    SIM_ENTER_INIT("cuStreamGetDevResource");
+    if (resource == nullptr) return CUDA_ERROR_INVALID_VALUE;
+    CUresult r = check_resource_type(type);
+    if (r != CUDA_SUCCESS) return r;
+    // cuda.h: INVALID_RESOURCE_TYPE "if type is CU_DEV_RESOURCE_TYPE_WORKQUEUE_CONFIG or
+    // CU_DEV_RESOURCE_TYPE_WORKQUEUE".
+    if (is_workqueue_type(type)) return CUDA_ERROR_INVALID_RESOURCE_TYPE;
+    RESOLVE(hStream, s, false);
+    fill_queried(resource, s->ctx->device, s->green != nullptr ? s->green->sms : all_sms(s->ctx->device));
     return CUDA_SUCCESS;
 }
 
@@ -212,27 +274,70 @@ SIM_EXPORT CUresult cuDevResourceGenerateDesc(CUdevResourceDesc* phDesc, CUdevRe
     if (phDesc == nullptr || resources == nullptr || nbResources == 0) return CUDA_ERROR_INVALID_VALUE;
     SmSet all;
     ResInfo first{};
+    bool have_sms = false;
     unsigned first_align = 0;
+    WqConfig wq;
+    int wq_device = -1;
     for (unsigned i = 0; i < nbResources; ++i) {
+        const CUdevResource& res = resources[i];
+        if (is_workqueue_type(res.type)) {
+            CUresult r = check_resource_type(res.type);
+            if (r != CUDA_SUCCESS) return r;
+            // guess: one workqueue resource (a configuration or a workqueue) per descriptor.
+            if (wq.set) return CUDA_ERROR_INVALID_RESOURCE_CONFIGURATION;
+            ResInfo info = res_info(res);
+            if (res.type == CU_DEV_RESOURCE_TYPE_WORKQUEUE_CONFIG) {
+                // cuda.h: "a new configuration can be used or an existing one queried",
+                // so a configuration filled in by the caller is accepted. guess: the
+                // errors for a device, scope or limit that cannot be.
+                const CUdevWorkqueueConfigResource& config = res.wqConfig;
+                if (!valid_device(config.device)) return CUDA_ERROR_INVALID_VALUE;
+                if (config.sharingScope != CU_WORKQUEUE_SCOPE_DEVICE_CTX &&
+                    config.sharingScope != CU_WORKQUEUE_SCOPE_GREEN_CTX_BALANCED)
+                    return CUDA_ERROR_INVALID_VALUE;
+                if (config.wqConcurrencyLimit == 0) return CUDA_ERROR_INVALID_VALUE;
+                // cuda.h: "Configurations may exceed this concurrency limit": accepted.
+                wq.limit = config.wqConcurrencyLimit;
+                wq.scope = config.sharingScope;
+                wq_device = config.device;
+            } else {
+                // An opaque handle: only what this driver made (guess: INVALID_VALUE).
+                if (info.magic != kResMagic || info.origin != kOriginWorkqueue || !valid_device(info.device))
+                    return CUDA_ERROR_INVALID_VALUE;
+                wq.limit = info.wq_limit;
+                wq.scope = info.wq_scope;
+                wq.shared_from = info.wq_context;
+                wq_device = info.device;
+            }
+            wq.set = true;
+            continue;
+        }
         ResInfo info;
         SmSet sms;
-        CUresult r = read_sm_resource(&resources[i], &info, &sms);
+        CUresult r = read_sm_resource(&res, &info, &sms);
         if (r != CUDA_SUCCESS) return r;
         if (sms.none()) return CUDA_ERROR_INVALID_RESOURCE_CONFIGURATION;  // guess: empty remainder
-        if (i == 0) {
+        if (!have_sms) {
             first = info;
-            first_align = resources[i].sm.smCoscheduledAlignment;
+            first_align = res.sm.smCoscheduledAlignment;
+            have_sms = true;
         } else {
             // cuda.h: same device, same split API instance, same alignment.
             if (info.device != first.device) return CUDA_ERROR_INVALID_RESOURCE_CONFIGURATION;
             if (info.origin == kOriginQueried || first.origin == kOriginQueried || info.split_id != first.split_id)
                 return CUDA_ERROR_INVALID_RESOURCE_CONFIGURATION;
-            if (resources[i].sm.smCoscheduledAlignment != first_align) return CUDA_ERROR_INVALID_RESOURCE_CONFIGURATION;
+            if (res.sm.smCoscheduledAlignment != first_align) return CUDA_ERROR_INVALID_RESOURCE_CONFIGURATION;
             // guess: the same group twice is a configuration error.
             if ((all & sms).any()) return CUDA_ERROR_INVALID_RESOURCE_CONFIGURATION;
         }
         all |= sms;
     }
+    // guess: a descriptor of workqueue resources alone is refused (the simulator's green
+    // contexts always have SMs).
+    if (!have_sms) return CUDA_ERROR_INVALID_RESOURCE_CONFIGURATION;
+    // cuda.h: "If multiple resources are provided in resources, the device they came from
+    // must be the same".
+    if (wq.set && wq_device != first.device) return CUDA_ERROR_INVALID_RESOURCE_CONFIGURATION;
     // cuda.h has no call that destroys a descriptor: each stays valid for the
     // life of the process. A descriptor is only (device, SM set), so equal ones
     // share one object: a program that makes a descriptor per layout, again
@@ -241,17 +346,20 @@ SIM_EXPORT CUresult cuDevResourceGenerateDesc(CUdevResourceDesc* phDesc, CUdevRe
     for (int i = 0; i < kMaxSms; ++i)
         if (all.test(i)) key[i / 64] |= 1ULL << (i % 64);
     static auto* mu = new std::mutex;
-    static auto* known = new std::map<std::pair<int, std::array<uint64_t, kMaxSms / 64>>, Desc*>;
+    using DescKey = std::tuple<int, std::array<uint64_t, kMaxSms / 64>, WqConfig>;
+    static auto* known = new std::map<DescKey, Desc*>;
     std::lock_guard<std::mutex> lk(*mu);
-    Desc*& desc = (*known)[{first.device, key}];
+    const DescKey desc_key{first.device, key, wq};
+    Desc*& desc = (*known)[desc_key];
     if (desc == nullptr) {
         desc = make_object<Desc>();
         if (desc == nullptr) {
-            known->erase({first.device, key});
+            known->erase(desc_key);
             return CUDA_ERROR_OUT_OF_MEMORY;
         }
         desc->device = first.device;
         desc->sms = all;
+        desc->wq = wq;
     }
     *phDesc = handle_of<CUdevResourceDesc>(desc);
     return CUDA_SUCCESS;

@@ -318,6 +318,10 @@ struct GreenCtx : Object {
     unsigned long long id = 0;
     int device = 0;
     SmSet sms;
+    // Its workqueue configuration (13.1): from the descriptor; the default when unset.
+    bool wq_set = false;
+    unsigned wq_limit = 0;
+    int wq_scope = 0;
     Context* ctx = nullptr;                    // what cuCtxFromGreenCtx returns
     std::mutex mu;                             // guards streams, waits
     std::vector<Stream*> streams;              // streams made with cuGreenCtxStreamCreate or while current

@@ -84,6 +84,17 @@ def _modal_plan():
     return spec.plan(greenres.Device(0))
 
 
+def _workqueue_plan():
+    spec = PartitionSpec(
+        partitions=(
+            Partition("a", sms=16, workqueue_scope="balanced", workqueue_limit=2),
+            Partition("b", sms=16, workqueue_scope="device_ctx"),
+            Partition("c", sms=16),
+        )
+    )
+    return spec.plan(greenres.Device(0))
+
+
 def _captured(layout, keep=False):
     graph = Graph(keep_graph=keep)
     with graph.capture(layout["a"].stream):
@@ -167,6 +178,9 @@ def _close_retry(key):
 OPERATIONS = {
     "layout create": Operation(lambda: {}, _layout_create, _close_all),
     "modal layout create": Operation(lambda: {"plan": _modal_plan()}, _modal_create, _close_all),
+    "layout create with workqueues": Operation(
+        lambda: {"plan": _workqueue_plan()}, _modal_create, _close_all
+    ),
     "layout close": Operation(
         _with_layout(stream=lambda layout: layout["a"].create_stream()),
         lambda s: s["layout"].close(),
