@@ -6,6 +6,7 @@ from collections.abc import Iterator, Mapping
 from types import TracebackType
 from typing import Any, Literal, Protocol, TypeAlias
 
+from greenres.comm import NcclConfig
 from greenres.facts import SmFacts
 from greenres.isolation import IsolationSchema
 from greenres.plan import ModalPlan, Plan, PlannedPartition
@@ -53,6 +54,7 @@ class Device:
 class Layout:
     device: Device
     def __init__(self, *args: Any, **kwargs: Any) -> None: ...  # raises TypeError
+
     @staticmethod
     def create(
         plan_or_counts: Plan | ModalPlan | Mapping[str, int], device: int | Device = 0
@@ -112,6 +114,8 @@ class GreenContext:
     def sm_resource(self) -> SmResource: ...
     @property
     def workqueue(self) -> tuple[str, int] | None: ...
+    def guard(self, from_stream: Any = None, warn: bool = True) -> ContextGuard: ...
+    def nccl_config(self, communicators: int = 1) -> NcclConfig: ...
     @property
     def stream(self) -> Stream: ...
     @property
@@ -211,3 +215,21 @@ class Graph:
     def close(self) -> None: ...
     def __enter__(self) -> Graph: ...
     def __exit__(self, *exc: object) -> Literal[False]: ...
+
+class StackReport:
+    expected: tuple[int, ...]
+    found: tuple[int, ...]
+    left_pushed: tuple[int, ...]
+    pushed_back: tuple[int, ...]
+    @property
+    def clean(self) -> bool: ...
+
+class ContextGuard:
+    partition: GreenContext
+    report: StackReport | None
+    warn: bool
+    def __init__(
+        self, partition: GreenContext, from_stream: Any = None, warn: bool = True
+    ) -> None: ...
+    def __enter__(self) -> ContextGuard: ...
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool: ...

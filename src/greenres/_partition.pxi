@@ -333,6 +333,22 @@ cdef class GreenContext:
         """
         self._exit()
 
+    def guard(self, from_stream=None, warn=True):
+        """A :class:`ContextGuard` for code of a foreign library that pushes contexts and
+        does not pop them: ``with part.guard() as g:`` enters the partition, and at the end
+        gives this thread its whole context stack back before exiting; ``g.report`` says
+        what was undone (a ContextStackWarning too, unless ``warn=False``)."""
+        self._check_open()
+        return ContextGuard(self, from_stream, warn)
+
+    def nccl_config(self, communicators=1):
+        """The NCCL CTA settings that keep ``communicators`` concurrent communicators
+        inside this communication partition (``role="comm"``): a
+        :class:`greenres.comm.NcclConfig` (docs/runtime.md, "Communication partitions")."""
+        from greenres.comm import nccl_config
+
+        return nccl_config(self, communicators)
+
     @cython.binding(False)  # a plain method descriptor: no CyFunction/PyMethod layer
     def __enter__(self):
         self._enter(NULL, True)

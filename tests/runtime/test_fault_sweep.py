@@ -95,6 +95,15 @@ def _workqueue_plan():
     return spec.plan(greenres.Device(0))
 
 
+def _guarded(state):
+    # A foreign library leaves a context pushed inside the partition (and reports a failed
+    # push of its own as a DriverError, as greenres would).
+    with state["layout"]["a"].guard(warn=False):
+        (err,) = cu.cuCtxPushCurrent(state["layout"]["b"].context_handle)
+        if err != cu.CUresult.CUDA_SUCCESS:
+            raise DriverError("cuCtxPushCurrent", int(err), err.name, "injected")
+
+
 def _captured(layout, keep=False):
     graph = Graph(keep_graph=keep)
     with graph.capture(layout["a"].stream):
@@ -201,6 +210,7 @@ OPERATIONS = {
         after_failure=_exit_after_failure,
     ),
     "with": Operation(_with_layout(), _with, _close_all, after_failure=_with_after_failure),
+    "guard": Operation(_with_layout(), _guarded, _close_all, after_failure=_with_after_failure),
     "handoff Stream to Stream": Operation(
         _with_layout(),
         lambda s: greenres.handoff(s["layout"]["a"].stream, s["layout"]["b"].stream),
