@@ -8,6 +8,7 @@ from typing import Any, Literal, Protocol, TypeAlias
 
 from greenres.comm import NcclConfig
 from greenres.facts import SmFacts
+from greenres.graph_cache import GraphCache
 from greenres.isolation import IsolationSchema
 from greenres.plan import ModalPlan, Plan, PlannedPartition
 
@@ -54,7 +55,8 @@ class Device:
 class Layout:
     device: Device
     def __init__(self, *args: Any, **kwargs: Any) -> None: ...  # raises TypeError
-
+    @property
+    def graphs(self) -> GraphCache: ...
     @staticmethod
     def create(
         plan_or_counts: Plan | ModalPlan | Mapping[str, int], device: int | Device = 0

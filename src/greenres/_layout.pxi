@@ -68,10 +68,30 @@ cdef class Layout:
     cdef dict _by_name         # of the current mode
     cdef tuple _current
     cdef object _mode
+    cdef object _graphs        # the GraphCache of `graphs`, made on first use
     cdef object __weakref__
 
     def __init__(self, *args, **kwargs):
         raise TypeError("greenres.Layout objects are made by greenres.Layout.create(plan)")
+
+    @property
+    def graphs(self):
+        """The layout's :class:`greenres.graph_cache.GraphCache`: graphs captured once per
+        (name, mode, partition, isolation key) and replayed after :meth:`switch`; closed
+        with the layout."""
+        self._check_open()
+        if self._graphs is None:
+            from greenres.graph_cache import GraphCache
+
+            self._graphs = GraphCache(self)
+        return self._graphs
+
+    cdef int _close_graphs(self) except -1:
+        """After the core is closed (which destroyed the cached graphs' work): free the
+        cache's Graph objects."""
+        if self._graphs is not None:
+            self._graphs.close()
+        return 0
 
     @staticmethod
     def create(plan, device=0, *, name=None, nvtx=None):
@@ -340,6 +360,7 @@ cdef class Layout:
         if self._core is None:
             return
         self._core._close(_require_bool("abort_captures", abort_captures))
+        self._close_graphs()
 
     def __enter__(self):
         self._check_open()
@@ -366,6 +387,7 @@ cdef class Layout:
                 )
             else:
                 self._core._close(True)
+                self._close_graphs()
         except BaseException as error:
             _warn_resource(f"greenres.Layout not closed after an exception: {error}")
         return False

@@ -104,6 +104,17 @@ def _guarded(state):
             raise DriverError("cuCtxPushCurrent", int(err), err.name, "injected")
 
 
+def _cached_replay(state):
+    # the graph cache of a layout: capture once on the partition's stream, then replay
+    state["layout"].graphs.replay("step", lambda stream: None, "a")
+
+
+def _cache_after_failure(state, error):
+    cache = state["layout"].graphs
+    assert cache.replays == 0, f"a failed cached replay counted ({error})"
+    cache.clear()
+
+
 def _captured(layout, keep=False):
     graph = Graph(keep_graph=keep)
     with graph.capture(layout["a"].stream):
@@ -210,6 +221,9 @@ OPERATIONS = {
         after_failure=_exit_after_failure,
     ),
     "with": Operation(_with_layout(), _with, _close_all, after_failure=_with_after_failure),
+    "graph cache replay": Operation(
+        _with_layout(), _cached_replay, _close_all, after_failure=_cache_after_failure
+    ),
     "guard": Operation(_with_layout(), _guarded, _close_all, after_failure=_with_after_failure),
     "handoff Stream to Stream": Operation(
         _with_layout(),
