@@ -58,6 +58,8 @@ def make_converter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=True)
     for primitive in (int, float, str, bool):
         converter.register_structure_hook(primitive, _passthrough)
+    # Partition.locality_domain: an index or "spread"; the validator checks which.
+    converter.register_structure_hook_func(lambda type_: type_ == (int | str | None), _passthrough)
 
     def selection(kind: type):
         def structure(value: Any, _type: Any) -> Any:
@@ -150,6 +152,7 @@ def make_converter() -> cattrs.Converter:
             workqueue_scope=omitted,
             workqueue_limit=omitted,
             workqueue_reason=omitted,
+            locality_domain=omitted,
         ),
     )
     converter.register_unstructure_hook(
@@ -159,6 +162,8 @@ def make_converter() -> cattrs.Converter:
             converter,
             compute_capability=override(unstruct_hook=list),
             workqueue_max_concurrency=omitted,
+            locality_domain_count=omitted,
+            locality_domain_sm_count=omitted,
         ),
     )
     return converter

@@ -2,6 +2,11 @@
 # Driver initialisation, newer functions resolved at run time, and Device.
 
 
+# CUdevice_attribute values of CUDA 13.4 (the 12.9 header the module is written against
+# lacks them).
+cdef int _ATTRIBUTE_LOCALITY_DOMAIN_COUNT = 149
+cdef int _ATTRIBUTE_LOCALITY_DOMAIN_SMS = 157
+
 cdef bint _initialized = False
 cdef bint _resolved = False
 cdef greenres_split_fn _structured_split = NULL
@@ -226,7 +231,19 @@ cdef class Device:
         check(err, "cuDeviceGetDevResource")
         return greenres_wq_config_of(&resource).wqConcurrencyLimit
 
-    def _granularity(self, bint uncoscheduled, bint workqueues=False):
+    @property
+    def locality_domains(self):
+        """``(count, sm_count)``: the device's locality domains and the SMs of each
+        (``CU_DEVICE_ATTRIBUTE_LOCALITY_DOMAIN_COUNT`` and ``..._MULTIPROCESSOR_COUNT``,
+        CUDA 13.4); ``(0, 0)`` on an older driver."""
+        if driver_version() < LOCALITY_DOMAINS:
+            return (0, 0)
+        return (
+            self._attribute(<cydriver.CUdevice_attribute>_ATTRIBUTE_LOCALITY_DOMAIN_COUNT),
+            self._attribute(<cydriver.CUdevice_attribute>_ATTRIBUTE_LOCALITY_DOMAIN_SMS),
+        )
+
+    def _granularity(self, bint uncoscheduled, bint workqueues=False, bint locality=False):
         """The device's :class:`greenres.recipe.Granularity` (what a recipe is checked
         against); ``uncoscheduled`` also measures the granularity without co-scheduling
         (two split queries), ``workqueues`` the workqueue maximum concurrency."""
@@ -249,6 +266,7 @@ cdef class Device:
             alignment=resource.alignment,
             uncoscheduled=loose,
             workqueue_max_concurrency=self.workqueue_max_concurrency if workqueues else None,
+            locality=self.locality_domains if locality else None,
         )
 
     def sm_facts(self):
@@ -261,6 +279,7 @@ cdef class Device:
         from greenres.facts import SmFacts
 
         granularity = self._granularity(True)
+        domains = self.locality_domains
         return SmFacts(
             device_name=self.name,
             compute_capability=granularity.compute_capability,
@@ -273,6 +292,8 @@ cdef class Device:
             structured_split=structured_split_available(),
             total_memory=self.total_memory,
             workqueue_max_concurrency=self.workqueue_max_concurrency,
+            locality_domain_count=domains[0],
+            locality_domain_sm_count=domains[1],
         )
 
     def __eq__(self, other):

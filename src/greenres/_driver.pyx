@@ -28,7 +28,12 @@ from libc.stdint cimport uintptr_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memset
 
-from greenres.cuda_versions import GREEN_CONTEXT_ID, STRUCTURED_SPLIT, WORKQUEUES
+from greenres.cuda_versions import (
+    GREEN_CONTEXT_ID,
+    LOCALITY_DOMAINS,
+    STRUCTURED_SPLIT,
+    WORKQUEUES,
+)
 from greenres.devices import documented_granularity
 from greenres.errors import (
     ClosedError,
@@ -41,7 +46,11 @@ from greenres.errors import (
     UsageError,
 )
 from greenres.facts import version_text
-from greenres.recipe import SPLIT_IGNORE_SM_COSCHEDULING, WORKQUEUE_SCOPE_VALUES
+from greenres.recipe import (
+    GROUP_LOCALITY_DOMAIN_ID,
+    SPLIT_IGNORE_SM_COSCHEDULING,
+    WORKQUEUE_SCOPE_VALUES,
+)
 
 # One extension module, one file per concept. The files share module-level C state (the
 # driver functions resolved at run time, the hot-path structs) and call each other's cdef

@@ -37,7 +37,10 @@ def _check_plans_fit(dict plans, Device device):
     if need_workqueues and driver_version() < WORKQUEUES:
         raise _too_old("a plan with workqueue budgets (CU_DEV_RESOURCE_TYPE_WORKQUEUE_CONFIG)",
                        WORKQUEUES)
-    actual = device._granularity(need_uncoscheduled, need_workqueues)
+    need_locality = any(r.granularity.locality is not None for r in recipes.values())
+    if need_locality and driver_version() < LOCALITY_DOMAINS:
+        raise _too_old("a plan with locality domains", LOCALITY_DOMAINS)
+    actual = device._granularity(need_uncoscheduled, need_workqueues, need_locality)
     for mode, recipe in recipes.items():
         differences = recipe.granularity.differences(actual)
         if differences:

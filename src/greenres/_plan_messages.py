@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from greenres.cuda_versions import STRUCTURED_SPLIT, WORKQUEUES
+from greenres.cuda_versions import LOCALITY_DOMAINS, STRUCTURED_SPLIT, WORKQUEUES
 from greenres.errors import PlanError
 
 if TYPE_CHECKING:
@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from greenres.spec import PartitionSpec
 
 __all__ = [
+    "missing_locality_domains",
     "missing_structured_split",
     "missing_workqueues",
     "plan_error",
@@ -50,6 +51,30 @@ def missing_workqueues(facts: SmFacts, names: list[str]) -> str:
     return (
         f"{needs}; the facts of {facts.device_name} (driver {facts.driver_version_text}) "
         "report none (workqueue_max_concurrency=0)"
+    )
+
+
+def missing_locality_domains(facts: SmFacts, names: list[str]) -> str:
+    who = ", ".join(map(repr, names))
+    needs = f"locality domains (partitions {who}) need CUDA 13.4 ({LOCALITY_DOMAINS})"
+    if facts.driver_version < LOCALITY_DOMAINS:
+        return (
+            f"{needs}; the driver is {facts.driver_version_text} ({facts.driver_version}) on "
+            f"{facts.device_name}"
+        )
+    if not facts.structured_split:
+        return f"{needs} and the structured split; {missing_structured_split(facts)}"
+    return (
+        f"{needs}; the facts of {facts.device_name} (driver {facts.driver_version_text}) "
+        "report none (locality_domain_count=0)"
+    )
+
+
+def domain_violation(facts: SmFacts, domain: int, names: list[str], need: int, room: int) -> str:
+    return (
+        f"locality domain {domain} gets {', '.join(names)}: {sms(need)}, but a locality "
+        f"domain of {facts.device_name} has {sms(facts.locality_domain_sm_count)} "
+        f"({room} usable at this granularity)"
     )
 
 

@@ -36,6 +36,9 @@ cdef int _split_device(Device device, object recipe, cydriver.CUdevResource* res
     sizes = recipe.group_sm_counts
     if len(sizes) != wanted:
         raise PlanError(f"the plan has {len(sizes)} split groups but says {wanted}")
+    domains = recipe.group_localities
+    if domains and len(domains) != wanted:
+        raise PlanError(f"the plan has {len(domains)} group domains but says {wanted}")
     params = <greenres_group_params*>calloc(max(wanted, 1), sizeof(greenres_group_params))
     if params == NULL:
         raise MemoryError()
@@ -44,6 +47,11 @@ cdef int _split_device(Device device, object recipe, cydriver.CUdevResource* res
             params[k].smCount = sizes[k]
             params[k].coscheduledSmCount = recipe.coscheduled_sm_count
             params[k].flags = recipe.group_flags
+            if domains and domains[k] >= 0:
+                # 13.4: the group's SMs from one locality domain (or any: ID_ANY); the
+                # field localityDomainId is the first reserved word of the 13.1 layout
+                params[k].flags |= GROUP_LOCALITY_DOMAIN_ID
+                params[k].reserved[0] = domains[k]
         with nogil:
             check(_structured_split(results, wanted, &device_resource, remainder, flags,
                                     params),

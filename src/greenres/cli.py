@@ -117,6 +117,8 @@ def cmd_info(args: argparse.Namespace) -> int:
                 "driver_version": facts.driver_version,
                 "structured_split": facts.structured_split,
                 "workqueue_max_concurrency": facts.workqueue_max_concurrency,
+                "locality_domain_count": facts.locality_domain_count,
+                "locality_domain_sm_count": facts.locality_domain_sm_count,
             }
             for ordinal, facts in enumerate(all_facts)
         ]
@@ -135,6 +137,12 @@ def cmd_info(args: argparse.Namespace) -> int:
                 f"at most {facts.workqueue_max_concurrency} concurrent stream-ordered workloads"
                 if facts.workqueue_max_concurrency
                 else "none"
+            )
+            + "\n  locality domains (CUDA 13.4): "
+            + (
+                f"{facts.locality_domain_count} of {facts.locality_domain_sm_count} SMs each"
+                if facts.locality_domain_count
+                else "not reported"
             )
         )
     return EXIT_OK

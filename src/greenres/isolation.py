@@ -303,6 +303,8 @@ def _partition_form(plan: Plan, planned: PlannedPartition) -> dict[str, Any]:
     # other partition stay what they were before workqueues existed.
     if planned.workqueue_scope:
         form["workqueue"] = {"scope": planned.workqueue_scope, "limit": planned.workqueue_limit}
+    if planned.locality_domain is not None:  # likewise
+        form["locality_domain"] = planned.locality_domain
     return form
 
 

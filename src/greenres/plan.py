@@ -70,6 +70,8 @@ class PlannedPartition:
         workqueue_limit: the planned ``wqConcurrencyLimit`` (0 without a configuration).
         workqueue_reason: how the limit was chosen when the spec left it open ("" when
             the spec gave it).
+        locality_domain: the CUDA 13.4 locality domain its SMs come from (an index or
+            ``"spread"``), as the spec asks; None without one.
     """
 
     name: str
@@ -86,6 +88,7 @@ class PlannedPartition:
     workqueue_scope: str = ""
     workqueue_limit: int = 0
     workqueue_reason: str = ""
+    locality_domain: int | str | None = None
 
 
 def _fingerprint_payload(plan: Plan) -> dict[str, Any]:
@@ -116,6 +119,9 @@ def _fingerprint_payload(plan: Plan) -> dict[str, Any]:
     workqueues = [[p.name, p.workqueue_scope, p.workqueue_limit] for p in plan.partitions]
     if any(scope for _name, scope, _limit in workqueues):
         payload["workqueues"] = workqueues
+    domains = [[p.name, p.locality_domain] for p in plan.partitions]
+    if any(domain is not None for _name, domain in domains):  # likewise
+        payload["locality_domains"] = domains
     return payload
 
 
@@ -266,6 +272,7 @@ class Plan:
             tail = f"remainder: given to {policy!r}"
         lines += ["", f"{tail}; {self.total_sm_count} of {facts.sm_count} SMs in partitions"]
         lines += self._workqueue_lines()
+        lines += self._locality_lines()
         comm = [p.name for p in self.partitions if p.role == "comm"]
         if comm:
             lines.append(
@@ -273,6 +280,28 @@ class Plan:
                 "from their SM counts: GreenContext.nccl_config())"
             )
         return "\n".join(lines)
+
+    def _locality_lines(self) -> list[str]:
+        """The locality-domain part of :meth:`explain`."""
+        placed = [p for p in self.partitions if p.locality_domain is not None]
+        if not placed:
+            return []
+        facts = self.facts
+        lines = [
+            f"locality domains (CUDA 13.4; {facts.locality_domain_count} of "
+            f"{facts.locality_domain_sm_count} SMs each):"
+        ]
+        for domain in sorted({p.locality_domain for p in placed}, key=str):
+            names = [p for p in placed if p.locality_domain == domain]
+            used = sum(p.sm_count for p in names)
+            who = ", ".join(f"{p.name} {p.sm_count}" for p in names)
+            if domain == "spread":
+                lines.append(f"  spread over every domain: {who}")
+            else:
+                lines.append(
+                    f"  domain {domain}: {who} ({used} of {facts.locality_domain_sm_count} SMs)"
+                )
+        return lines
 
     def _workqueue_lines(self) -> list[str]:
         """The workqueue part of :meth:`explain`: one line per configured partition, and

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GROUP_BACKFILL",
+    "GROUP_LOCALITY_DOMAIN_ID",
+    "LOCALITY_DOMAIN_ANY",
     "SPLIT_IGNORE_SM_COSCHEDULING",
     "WORKQUEUE_SCOPE_VALUES",
     "Granularity",
@@ -33,6 +35,10 @@ __all__ = [
 SPLIT_IGNORE_SM_COSCHEDULING = 0x1
 #: ``CU_DEV_SM_RESOURCE_GROUP_BACKFILL`` (13.1), a flag of one structured group.
 GROUP_BACKFILL = 0x1
+#: ``CU_DEV_SM_RESOURCE_GROUP_LOCALITY_DOMAIN_ID`` (13.4), a flag of one structured group.
+GROUP_LOCALITY_DOMAIN_ID = 0x2
+#: ``CU_DEV_SM_RESOURCE_GROUP_LOCALITY_DOMAIN_ID_ANY``: a group's SMs from any domain.
+LOCALITY_DOMAIN_ANY = 0xFFFFFFFF
 #: ``CUdevWorkqueueConfigScope`` (13.1) of each scope name of a spec.
 WORKQUEUE_SCOPE_VALUES = {"device_ctx": 0, "balanced": 1}
 
@@ -53,6 +59,8 @@ class Granularity:
         workqueue_max_concurrency: the device's workqueue maximum concurrency, for
             recipes with workqueue configurations (their limits were checked against it);
             None when the recipe has none.
+        locality: ``(locality_domain_count, locality_domain_sm_count)`` for recipes that
+            place groups in locality domains; None otherwise.
     """
 
     compute_capability: tuple[int, int]
@@ -61,10 +69,16 @@ class Granularity:
     alignment: int
     uncoscheduled: tuple[int, int] | None = None
     workqueue_max_concurrency: int | None = None
+    locality: tuple[int, int] | None = None
 
     @classmethod
     def from_facts(
-        cls, facts: SmFacts, *, coscheduling: bool = True, workqueues: bool = False
+        cls,
+        facts: SmFacts,
+        *,
+        coscheduling: bool = True,
+        workqueues: bool = False,
+        locality: bool = False,
     ) -> Granularity:
         """The granularity part of :class:`~greenres.facts.SmFacts`: with the
         un-co-scheduled pair only when ``coscheduling`` is False (what a recipe of a spec
@@ -79,6 +93,9 @@ class Granularity:
             if coscheduling
             else (facts.uncoscheduled_min_partition_size, facts.uncoscheduled_alignment),
             workqueue_max_concurrency=facts.workqueue_max_concurrency if workqueues else None,
+            locality=(facts.locality_domain_count, facts.locality_domain_sm_count)
+            if locality
+            else None,
         )
 
     def differences(self, device: Granularity) -> list[str]:
@@ -114,6 +131,12 @@ class Granularity:
                     device.workqueue_max_concurrency,
                 )
             )
+        if self.locality is not None:
+            theirs = device.locality or (None, None)
+            pairs += [
+                ("locality_domain_count", self.locality[0], theirs[0]),
+                ("locality_domain_sm_count", self.locality[1], theirs[1]),
+            ]
         out = []
         for name, planned, actual in pairs:
             if planned != actual:
@@ -179,6 +202,9 @@ class SplitRecipe:
         coscheduled_sm_count: ``"structured"``: every group's ``coscheduledSmCount``
             (0: the device's default).
         group_flags: ``"structured"``: every group's flags (:data:`GROUP_BACKFILL`).
+        group_localities: ``"structured"``: each group's ``localityDomainId`` (its flags
+            then also have :data:`GROUP_LOCALITY_DOMAIN_ID`; :data:`LOCALITY_DOMAIN_ANY`
+            for ``"spread"``), -1 for a group without; empty when no group has one.
         partitions: the green contexts, in plan order.
         granularity: the device facts the recipe was made for.
     """
@@ -192,3 +218,4 @@ class SplitRecipe:
     group_flags: int
     partitions: tuple[PartitionRecipe, ...]
     granularity: Granularity
+    group_localities: tuple[int, ...] = ()

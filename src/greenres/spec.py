@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from greenres.plan import ModalPlan, Plan
 
 __all__ = [
+    "LOCALITY_SPREAD",
     "MAX_STREAMS",
     "MAX_WORKQUEUE_LIMIT",
     "REMAINDER_KEYWORDS",
@@ -72,6 +73,9 @@ MAX_WORKQUEUE_LIMIT = 32
 #: collective-communication kernels (NCCL), whose runtime object says how to keep NCCL
 #: inside its SMs (``GreenContext.nccl_config()``).
 ROLES = ("compute", "comm")
+#: ``locality_domain="spread"``: SMs from the union of the device's locality domains
+#: (``CU_DEV_SM_RESOURCE_GROUP_LOCALITY_DOMAIN_ID_ANY``, CUDA 13.4).
+LOCALITY_SPREAD = "spread"
 
 
 def _share_to_float(value: Any) -> Any:
@@ -134,6 +138,20 @@ _workqueue_limit = int_at_least(1, optional=True, maximum=MAX_WORKQUEUE_LIMIT)
 _role = _one_of(ROLES, optional=False)
 
 
+def _to_domain(value: Any) -> Any:
+    return nfc(value) if isinstance(value, str) else as_int(value)
+
+
+def _check_domain(_instance: Any, attribute: Any, value: Any) -> None:
+    if value is None or (isinstance(value, str) and value == LOCALITY_SPREAD):
+        return
+    if not is_int(value) or not 0 <= value <= C_INT_MAX:
+        raise SpecError(
+            f"'{attribute.name}' must be a domain index from 0 to {C_INT_MAX}, "
+            f"{LOCALITY_SPREAD!r} or None (got {value_text(value)})"
+        )
+
+
 @frozen
 class Partition:
     """One partition of a device, as declared.
@@ -158,6 +176,8 @@ class Partition:
         workqueue_limit: the expected maximum of concurrent stream-ordered workloads
             (``wqConcurrencyLimit``), 1 to :data:`MAX_WORKQUEUE_LIMIT`; None takes the
             spec's, or lets the planner choose (docs/planning.md, "Workqueues").
+        locality_domain: the CUDA 13.4 locality domain its SMs come from, by index, or
+            ``"spread"`` (from any domain; :data:`LOCALITY_SPREAD`); None: no constraint.
 
     The integer fields take any integer-like value (``numpy.int64``, anything with
     ``__index__``; not a bool) and store it as an int.
@@ -172,6 +192,9 @@ class Partition:
     role: str = field(default="compute", converter=nfc, validator=_role)
     workqueue_scope: str | None = field(default=None, converter=nfc, validator=_workqueue_scope)
     workqueue_limit: int | None = field(default=None, converter=as_int, validator=_workqueue_limit)
+    locality_domain: int | str | None = field(
+        default=None, converter=_to_domain, validator=_check_domain
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.sms is not None and self.share is not None:

@@ -58,9 +58,24 @@ void fill_context_wq(CUdevResource* out, CUdevResourceType type, const Context& 
     fill_wq_resource(out, type, c.device, config, c.id);
 }
 
+// The one locality domain all of `sms` lie in, or -1 (several, or none).
+int single_domain(const Device& d, const SmSet& sms) {
+    int domain = -1;
+    for (int i = 0; i < d.sm_count; ++i) {
+        if (!sms.test(i)) continue;
+        int here = d.domain_of(i);
+        if (domain >= 0 && here != domain) return -1;
+        domain = here;
+    }
+    return domain;
+}
+
 void fill_queried(CUdevResource* out, int device, const SmSet& sms) {
     const Device& d = *g_devices[device];
-    fill_sm_resource(out, device, sms, 0, kOriginQueried, -1, (unsigned)d.min_partition, (unsigned)d.alignment, 0);
+    // guess: on a device of several domains (13.4+), SMs of one domain say so.
+    int domain = d.locality_domains > 1 && g_driver_version >= 13040 ? single_domain(d, sms) : -1;
+    fill_sm_resource(out, device, sms, 0, kOriginQueried, -1, (unsigned)d.min_partition, (unsigned)d.alignment,
+                     domain >= 0 ? CU_DEV_SM_RESOURCE_GROUP_LOCALITY_DOMAIN_ID : 0, domain >= 0 ? domain : 0);
 }
 
 // The splittable input of a split call, or an error.
@@ -216,23 +231,46 @@ SIM_EXPORT CUresult cuDevSmResourceSplit(CUdevResource* result, unsigned int nbG
     const unsigned known = CU_DEV_SM_RESOURCE_GROUP_BACKFILL | CU_DEV_SM_RESOURCE_GROUP_LOCALITY_DOMAIN_ID |
                            CU_DEV_SM_RESOURCE_GROUP_LOCALITY_DOMAIN_SUPPLEMENTAL_SMS;
     std::vector<int> ids = ids_of(sms);
-    std::vector<unsigned> counts(nbGroups), aligns(nbGroups);
-    size_t pos = 0;
+    std::vector<unsigned> counts(nbGroups), aligns(nbGroups), domains(nbGroups);
+    std::vector<SmSet> taken(nbGroups);
+    SmSet used;
+    const bool knows_domains = g_driver_version >= 13040;
+    const unsigned per_domain = (unsigned)d.domain_sm_count();
     // Everything is computed first so an error leaves no side effect.
     for (unsigned i = 0; i < nbGroups; ++i) {
         const auto& p = groupParams[i];
         for (unsigned k = 0; k < 11; ++k)
             if (p.reserved[k] != 0) return CUDA_ERROR_INVALID_VALUE;  // "must be zero-initialized"
         if (p.flags & ~known) return CUDA_ERROR_INVALID_VALUE;
-        // One locality domain (0) in the simulator.
-        if ((p.flags & CU_DEV_SM_RESOURCE_GROUP_LOCALITY_DOMAIN_ID) && p.localityDomainId != 0 &&
-            p.localityDomainId != CU_DEV_SM_RESOURCE_GROUP_LOCALITY_DOMAIN_ID_ANY)
+        const bool in_domain = p.flags & CU_DEV_SM_RESOURCE_GROUP_LOCALITY_DOMAIN_ID;
+        const bool supplemental = p.flags & CU_DEV_SM_RESOURCE_GROUP_LOCALITY_DOMAIN_SUPPLEMENTAL_SMS;
+        const bool any_domain = p.localityDomainId == CU_DEV_SM_RESOURCE_GROUP_LOCALITY_DOMAIN_ID_ANY;
+        // guess: before 13.4 the locality flags are unknown flags; SUPPLEMENTAL_SMS is a
+        // modifier of LOCALITY_DOMAIN_ID; a domain the device does not have is a
+        // configuration error.
+        if ((in_domain || supplemental) && !knows_domains) return CUDA_ERROR_INVALID_VALUE;
+        if (supplemental && !in_domain) return CUDA_ERROR_INVALID_VALUE;
+        if (in_domain && !any_domain && p.localityDomainId >= (unsigned)d.locality_domains)
             return CUDA_ERROR_INVALID_RESOURCE_CONFIGURATION;
         unsigned cs = p.coscheduledSmCount ? p.coscheduledSmCount : (unsigned)d.alignment;
         // guess: a co-scheduled count must be even and at most the documented maximum.
         if (cs > max_cs || cs % 2 != 0) return CUDA_ERROR_INVALID_RESOURCE_CONFIGURATION;
         bool backfill = p.flags & CU_DEV_SM_RESOURCE_GROUP_BACKFILL;
-        unsigned left = (unsigned)(ids.size() - pos);
+        // The SMs this group may take: free ones, of its domain when it names one (only
+        // the first LOCALITY_DOMAIN_MULTIPROCESSOR_COUNT of them without SUPPLEMENTAL_SMS).
+        std::vector<int> pool;
+        std::vector<unsigned> seen_in_domain(d.locality_domains, 0);
+        for (int id : ids) {
+            int domain = d.domain_of(id);
+            unsigned rank = seen_in_domain[domain]++;
+            if (used.test(id)) continue;
+            if (in_domain && !any_domain) {
+                if (domain != (int)p.localityDomainId) continue;
+                if (!supplemental && rank >= per_domain) continue;
+            }
+            pool.push_back(id);
+        }
+        unsigned left = (unsigned)pool.size();
         unsigned count = p.smCount;
         if (count != 0) {
             if (count < 2 || count > n || count % 2 != 0 || (!backfill && count % cs != 0) || count < cs)
@@ -243,26 +281,30 @@ SIM_EXPORT CUresult cuDevSmResourceSplit(CUdevResource* result, unsigned int nbG
             count = backfill ? left / 2 * 2 : left / cs * cs;
             if (result != nullptr && (count == 0 || count < cs)) return CUDA_ERROR_INVALID_RESOURCE_CONFIGURATION;
         }
+        for (unsigned k = 0; k < count; ++k) {
+            taken[i].set(pool[k]);
+            used.set(pool[k]);
+        }
         counts[i] = count;
         aligns[i] = cs;
-        pos += count;
+        domains[i] = in_domain && !any_domain ? p.localityDomainId : 0;
     }
     unsigned long long split = g_next_split.fetch_add(1, std::memory_order_relaxed);
-    pos = 0;
     for (unsigned i = 0; i < nbGroups; ++i) {
         if (groupParams[i].smCount == 0) groupParams[i].smCount = counts[i];
         if (result != nullptr)
-            fill_sm_resource(&result[i], info.device, set_of(ids, pos, pos + counts[i]), split, kOriginGroup, (int)i,
-                             (unsigned)d.min_partition, aligns[i], groupParams[i].flags);
-        pos += counts[i];
+            fill_sm_resource(&result[i], info.device, taken[i], split, kOriginGroup, (int)i, (unsigned)d.min_partition,
+                             aligns[i], groupParams[i].flags, domains[i]);
     }
     if (remainder != nullptr) {
-        if (pos == ids.size()) {
+        SmSet rest = sms & ~used;
+        if (rest.none()) {
             memset(remainder, 0, sizeof *remainder);  // cuda.h: the remainder may be _TYPE_INVALID
         } else {
-            // guess: the (unstructured) remainder reports the device's alignment.
-            fill_sm_resource(remainder, info.device, set_of(ids, pos, ids.size()), split, kOriginRemainder, -1,
-                             (unsigned)d.min_partition, (unsigned)d.alignment, 0);
+            // guess: the (unstructured) remainder reports the device's alignment and no
+            // locality domain.
+            fill_sm_resource(remainder, info.device, rest, split, kOriginRemainder, -1, (unsigned)d.min_partition,
+                             (unsigned)d.alignment, 0);
         }
     }
     return CUDA_SUCCESS;
@@ -276,6 +318,7 @@ SIM_EXPORT CUresult cuDevResourceGenerateDesc(CUdevResourceDesc* phDesc, CUdevRe
     ResInfo first{};
     bool have_sms = false;
     unsigned first_align = 0;
+    unsigned first_domain = 0;
     WqConfig wq;
     int wq_device = -1;
     for (unsigned i = 0; i < nbResources; ++i) {
@@ -320,6 +363,7 @@ SIM_EXPORT CUresult cuDevResourceGenerateDesc(CUdevResourceDesc* phDesc, CUdevRe
         if (!have_sms) {
             first = info;
             first_align = res.sm.smCoscheduledAlignment;
+            first_domain = res.sm.localityDomainId;
             have_sms = true;
         } else {
             // cuda.h: same device, same split API instance, same alignment.
@@ -327,6 +371,9 @@ SIM_EXPORT CUresult cuDevResourceGenerateDesc(CUdevResourceDesc* phDesc, CUdevRe
             if (info.origin == kOriginQueried || first.origin == kOriginQueried || info.split_id != first.split_id)
                 return CUDA_ERROR_INVALID_RESOURCE_CONFIGURATION;
             if (res.sm.smCoscheduledAlignment != first_align) return CUDA_ERROR_INVALID_RESOURCE_CONFIGURATION;
+            // cuda.h (13.4): "and localityDomainId values".
+            if (g_driver_version >= 13040 && res.sm.localityDomainId != first_domain)
+                return CUDA_ERROR_INVALID_RESOURCE_CONFIGURATION;
             // guess: the same group twice is a configuration error.
             if ((all & sms).any()) return CUDA_ERROR_INVALID_RESOURCE_CONFIGURATION;
         }

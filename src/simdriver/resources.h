@@ -66,7 +66,8 @@ inline SmSet mask_to_set(const uint64_t* mask) {
 }
 
 inline void fill_sm_resource(CUdevResource* out, int device, const SmSet& sms, unsigned long long split_id,
-                             int origin, int index, unsigned min_part, unsigned align, unsigned flags) {
+                             int origin, int index, unsigned min_part, unsigned align, unsigned flags,
+                             unsigned domain = 0) {
     memset(out, 0, sizeof *out);
     out->type = CU_DEV_RESOURCE_TYPE_SM;
     ResInfo info{};
@@ -82,7 +83,7 @@ inline void fill_sm_resource(CUdevResource* out, int device, const SmSet& sms, u
     out->sm.minSmPartitionSize = min_part;
     out->sm.smCoscheduledAlignment = align;
     out->sm.flags = flags;
-    out->sm.localityDomainId = 0;
+    out->sm.localityDomainId = domain;
 }
 
 // Reads back a resource made by this driver; INVALID_VALUE when it was not, or
