@@ -129,3 +129,37 @@ def test_a_failed_capture_caches_nothing(memory):
             cache.replay("step", broken, old)
         with pytest.raises(TypeError):
             cache.replay(3, broken, "decode")
+
+
+@pytest.mark.sim_only
+def test_closing_the_layout_while_another_thread_replays(sim, memory):
+    import threading
+
+    buf = memory.alloc(N)
+    before = live(sim)
+    layout = greenres.Layout.create(_modal_plan())
+    cache = layout.graphs
+    cache.replay("step", lambda s: memset(buf, 5, N, s), "decode")
+    started, outcome = threading.Event(), []
+
+    def replay_until_closed():
+        try:
+            while True:
+                cache.replay("step", lambda s: memset(buf, 5, N, s), "decode")
+                started.set()
+        except ClosedError as error:
+            outcome.append(error)
+        except BaseException as error:  # reported to the main thread
+            outcome.append(error)
+        finally:
+            started.set()
+
+    thread = threading.Thread(target=replay_until_closed)
+    thread.start()
+    started.wait(10)
+    layout.close()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], ClosedError), outcome
+    assert cache.closed and len(cache) == 0
+    assert live(sim) == before
