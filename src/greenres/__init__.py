@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 if TYPE_CHECKING:
     from greenres._driver import (
+        ContextGuard,
         Device,
         DeviceBuffer,
         Event,
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
         GreenContext,
         Layout,
         SmResource,
+        StackReport,
         Stream,
         current_partition,
         device_count,
@@ -76,6 +78,7 @@ def get_include() -> str:
 #: Names of the compiled runtime (greenres._driver), loaded on first use.
 _RUNTIME_NAMES = frozenset(
     {
+        "ContextGuard",
         "Device",
         "DeviceBuffer",
         "Event",
@@ -84,6 +87,7 @@ _RUNTIME_NAMES = frozenset(
         "GreenContext",
         "Layout",
         "SmResource",
+        "StackReport",
         "Stream",
         "current_partition",
         "device_count",
@@ -137,6 +141,7 @@ def __dir__():
 
 __all__ = [
     "ClosedError",
+    "ContextGuard",
     "ContextStackWarning",
     "DestroyError",
     "Device",
@@ -162,6 +167,7 @@ __all__ = [
     "SmFacts",
     "SmResource",
     "SpecError",
+    "StackReport",
     "Stream",
     "ThreadOwnershipError",
     "UsageError",

@@ -32,7 +32,15 @@ def _check_plans_fit(dict plans, Device device):
     its counts would not be what the driver makes (a plan file from another machine)."""
     recipes = {mode: plan.recipe for mode, plan in plans.items()}
     need_uncoscheduled = any(r.granularity.uncoscheduled is not None for r in recipes.values())
-    actual = device._granularity(need_uncoscheduled)
+    need_workqueues = any(
+        r.granularity.workqueue_max_concurrency is not None for r in recipes.values())
+    if need_workqueues and driver_version() < WORKQUEUES:
+        raise _too_old("a plan with workqueue budgets (CU_DEV_RESOURCE_TYPE_WORKQUEUE_CONFIG)",
+                       WORKQUEUES)
+    need_locality = any(r.granularity.locality is not None for r in recipes.values())
+    if need_locality and driver_version() < LOCALITY_DOMAINS:
+        raise _too_old("a plan with locality domains", LOCALITY_DOMAINS)
+    actual = device._granularity(need_uncoscheduled, need_workqueues, need_locality)
     for mode, recipe in recipes.items():
         differences = recipe.granularity.differences(actual)
         if differences:
@@ -63,10 +71,30 @@ cdef class Layout:
     cdef dict _by_name         # of the current mode
     cdef tuple _current
     cdef object _mode
+    cdef object _graphs        # the GraphCache of `graphs`, made on first use
     cdef object __weakref__
 
     def __init__(self, *args, **kwargs):
         raise TypeError("greenres.Layout objects are made by greenres.Layout.create(plan)")
+
+    @property
+    def graphs(self):
+        """The layout's :class:`greenres.graph_cache.GraphCache`: graphs captured once per
+        (name, mode, partition, isolation key) and replayed after :meth:`switch`; closed
+        with the layout."""
+        self._check_open()
+        if self._graphs is None:
+            from greenres.graph_cache import GraphCache
+
+            self._graphs = GraphCache(self)
+        return self._graphs
+
+    cdef int _close_graphs(self) except -1:
+        """After the core is closed (which destroyed the cached graphs' work): free the
+        cache's Graph objects."""
+        if self._graphs is not None:
+            self._graphs.close()
+        return 0
 
     @staticmethod
     def create(plan, device=0, *, name=None, nvtx=None):
@@ -333,6 +361,7 @@ cdef class Layout:
         if self._core is None:
             return
         self._core._close(_require_bool("abort_captures", abort_captures))
+        self._close_graphs()
 
     def __enter__(self):
         self._check_open()
@@ -359,6 +388,7 @@ cdef class Layout:
                 )
             else:
                 self._core._close(True)
+                self._close_graphs()
         except BaseException as error:
             _warn_resource(f"greenres.Layout not closed after an exception: {error}")
         return False

@@ -116,6 +116,9 @@ def cmd_info(args: argparse.Namespace) -> int:
                 "alignment": facts.alignment,
                 "driver_version": facts.driver_version,
                 "structured_split": facts.structured_split,
+                "workqueue_max_concurrency": facts.workqueue_max_concurrency,
+                "locality_domain_count": facts.locality_domain_count,
+                "locality_domain_sm_count": facts.locality_domain_sm_count,
             }
             for ordinal, facts in enumerate(all_facts)
         ]
@@ -128,7 +131,19 @@ def cmd_info(args: argparse.Namespace) -> int:
             f"  {facts.sm_count} SMs; partitions of at least {facts.min_partition_size} SMs "
             f"in multiples of {facts.alignment}\n"
             f"  driver {facts.driver_version_text}; "
-            f"structured split (CUDA 13.1): {'yes' if facts.structured_split else 'no'}"
+            f"structured split (CUDA 13.1): {'yes' if facts.structured_split else 'no'}\n"
+            f"  workqueues (CUDA 13.1): "
+            + (
+                f"at most {facts.workqueue_max_concurrency} concurrent stream-ordered workloads"
+                if facts.workqueue_max_concurrency
+                else "none"
+            )
+            + "\n  locality domains (CUDA 13.4): "
+            + (
+                f"{facts.locality_domain_count} of {facts.locality_domain_sm_count} SMs each"
+                if facts.locality_domain_count
+                else "not reported"
+            )
         )
     return EXIT_OK
 

@@ -178,6 +178,7 @@ const Entry kTable[] = {
     V(cuGreenCtxRecordEvent, 12040, &cuGreenCtxRecordEvent),
     V(cuGreenCtxWaitEvent, 12040, &cuGreenCtxWaitEvent),
     V(cuStreamGetGreenCtx, 12040, &cuStreamGetGreenCtx),
+    V(cuStreamGetDevResource, 13010, &cuStreamGetDevResource),
     V(cuGreenCtxStreamCreate, 12050, &cuGreenCtxStreamCreate),
     V(cuGreenCtxGetId, 12090, &cuGreenCtxGetId),
     // streams
