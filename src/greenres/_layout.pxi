@@ -241,6 +241,16 @@ cdef class Layout:
         except (KeyError, TypeError):
             raise self._unknown_mode(mode) from None
 
+    def to_svg(self):
+        """An SVG picture of the device's SMs per mode, side by side: one cell per SM,
+        coloured by the partition whose green context owns it, at the SM ids the simulated
+        driver reports (a real driver reports counts, not ids: there in split order).
+        See :mod:`greenres.svg`."""
+        self._check_open()
+        from greenres.svg import layout_svg
+
+        return layout_svg(self)
+
     def switch(self, mode):
         """Make ``mode`` current and return its partitions. O(1) in the driver: every mode was
         created by :meth:`create`. Fences with events: every stream of the new mode waits for
