@@ -6,6 +6,8 @@ stream is held behind a gate and the dependent stream must not finish until it o
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from cuda.bindings import driver as cu
 
@@ -18,6 +20,7 @@ from support.streamgate import Gate
 pytestmark = pytest.mark.gpu
 
 N = 1024
+HOLD_S = 0.02  # how long a held stream's dependant must stay busy
 
 
 class CoreLike:
@@ -77,7 +80,11 @@ def assert_ordered(memory, src, dst, order):
         memset(x, 7, N, src)
         order()
         copy(y, x, N, dst)
-        assert not_ready(dst), "dst did not wait for src"
+        # dst must stay busy while src is held; without the wait its copy would be done
+        deadline = time.monotonic() + HOLD_S
+        while time.monotonic() < deadline:
+            assert not_ready(dst), "dst did not wait for src"
+            time.sleep(0.002)
         gate.open()
     sync(dst)
     assert read(y, N) == bytes([7]) * N
@@ -139,7 +146,7 @@ def test_graph_capture_and_replay(memory, form):
             with Gate(b) as gate:
                 memset(x, 5, N, b)
                 graph.replay(form(b))  # queued on b: after b's memset
-                assert not_ready(b)
+                assert not_ready(b)  # b itself is held: this is about the replay's data
                 gate.open()
             sync(b)
             assert read(y, N) == bytes([5]) * N
