@@ -45,7 +45,8 @@ def _cuda_library(name: str) -> str | None:
     }[name]
     done = run_child(["-c", probe], GREENRES_SIM=None)
     if done.returncode != 0:
-        return f"no CUDA build of {name} with a GPU here ({done.stderr.strip()[-200:]})"
+        last = (done.stderr.strip().splitlines() or ["?"])[-1][-200:]
+        return f"no CUDA build of {name} with a GPU here ({last})"
     return None
 
 
