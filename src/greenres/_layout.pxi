@@ -53,6 +53,9 @@ cdef class Layout:
     Made by :meth:`Layout.create`; use as a context manager or call :meth:`close`.
     ``layout["decode"]`` is a :class:`GreenContext`; iteration yields the partitions of the
     current mode in plan order.
+
+    Attributes:
+        device: the :class:`Device` the layout's partitions are on.
     """
 
     cdef _LayoutCore _core

@@ -123,6 +123,10 @@ cdef class Stream(_Resource):
     (``torch.cuda.ExternalStream(s.handle)``) and CuPy can use it.
 
     Made by :attr:`GreenContext.stream` and :meth:`GreenContext.create_stream`.
+
+    Attributes:
+        partition: the :class:`GreenContext` the stream was made in.
+        priority: the stream's priority, as the driver clamped it.
     """
 
     cdef cydriver.CUstream _handle

@@ -294,6 +294,10 @@ class PartitionRef:
     Made by :meth:`Plan.ref`. The runtime's ``GreenContext`` has the same two attributes,
     so either can be passed to :func:`greenres.isolation.isolation_key`.
 
+    Attributes:
+        plan: the :class:`Plan`.
+        planned_partition: one of its partitions.
+
     Raises:
         TypeError: when ``plan`` is not a :class:`Plan` or ``planned_partition`` is not one
             of its partitions.

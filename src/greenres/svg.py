@@ -55,8 +55,13 @@ DROPPED_FILL = "url(#dropped)"
 
 @attrs.frozen
 class MapCell:
-    """One SM: its id (or position in split order), its partition (None: dropped) and
-    whether it comes from the split's remainder output."""
+    """One SM of the picture.
+
+    Attributes:
+        sm: the SM id (or its position in split order).
+        partition: the partition that has it; None for a dropped SM.
+        remainder: True when it comes from the split's remainder output.
+    """
 
     sm: int
     partition: str | None
@@ -65,8 +70,14 @@ class MapCell:
 
 @attrs.frozen
 class ModeMap:
-    """What one panel of the picture shows: a title, the device's SMs, and the legend's
-    partitions (name, SM count, note) in plan order."""
+    """What one panel of the picture shows.
+
+    Attributes:
+        title: the panel's title (``plan``, ``mode NAME``).
+        cells: every SM of the device.
+        partitions: the legend's rows, ``(name, SM count, note)`` in plan order.
+        note: which SMs the cells are (split order, or ids a driver reported).
+    """
 
     title: str
     cells: tuple[MapCell, ...]
