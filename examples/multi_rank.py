@@ -39,6 +39,13 @@ def check(result):
     return values[0] if len(values) == 1 else values
 
 
+def say(stream, text: str) -> None:
+    """Write ``text`` and its newline in one write: the ranks share the launcher's pipes,
+    and print() writes the newline separately, so lines of ranks could interleave."""
+    stream.write(text + "\n")
+    stream.flush()
+
+
 def one_step(layout, rank: int) -> bool:
     """prefill writes this rank's value, decode copies it after a handoff; True when the
     host reads back what was written."""
@@ -79,15 +86,15 @@ def main(argv: list[str] | None = None) -> int:
         with grd.create_layout(spec, broadcast=args.broadcast) as layout:
             parts = ", ".join(f"{p.name} {p.sm_count}" for p in layout)
             ok = one_step(layout, rank)
-            print(
+            say(
+                sys.stdout,
                 f"rank {rank}/{size}: device {layout.device.ordinal} ({layout.device.name}), "
                 f"plan {layout.plan.fingerprint}: {parts}; step {'ok' if ok else 'WRONG'}",
-                flush=True,
             )
             dist.barrier()  # nobody closes while a peer may still use the job's layouts
         return 0 if ok else 1
     except gr.GreenresError as error:
-        print(f"rank {rank}: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+        say(sys.stderr, f"rank {rank}: {type(error).__name__}: {error}")
         return 3
     finally:
         dist.destroy_process_group()

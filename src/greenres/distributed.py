@@ -263,7 +263,8 @@ def plan_for_rank(
 
     ``broadcast=True``: rank ``src``'s plan is sent to every rank as a plan file's text and
     read back with :func:`greenres.serialize.loads_plan` (which re-plans and compares it);
-    the other ranks' ``spec`` is not used and may be None.
+    the other ranks' ``spec`` is not used and may be None. Every rank must pass the same
+    ``broadcast`` and ``src``: they decide how many exchanges the call makes.
 
     Raises:
         LayoutMismatchError: on every rank, when the ranks' plans differ.
