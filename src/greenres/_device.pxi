@@ -72,7 +72,13 @@ def _too_old(feature, int needed):
 
 class SmResource:
     """The SM resource of a device: ``count`` SMs, split in groups of at least
-    ``min_partition_size`` SMs, sized in multiples of ``alignment``."""
+    ``min_partition_size`` SMs, sized in multiples of ``alignment``.
+
+    Attributes:
+        count: the SMs of the resource.
+        min_partition_size: the smallest co-scheduled group the driver makes.
+        alignment: group sizes are multiples of this.
+    """
 
     __slots__ = ("alignment", "count", "min_partition_size")
 
@@ -98,7 +104,11 @@ class SmResource:
 
 
 cdef class Device:
-    """A CUDA device, read through the driver: ``Device(0)``."""
+    """A CUDA device, read through the driver: ``Device(0)``.
+
+    Attributes:
+        ordinal: the device's ordinal (``cuDeviceGet``'s argument).
+    """
 
     cdef readonly int ordinal
     cdef cydriver.CUdevice _device

@@ -61,6 +61,9 @@ cdef class Layout:
     Made by :meth:`Layout.create`; use as a context manager or call :meth:`close`.
     ``layout["decode"]`` is a :class:`GreenContext`; iteration yields the partitions of the
     current mode in plan order.
+
+    Attributes:
+        device: the :class:`Device` the layout's partitions are on.
     """
 
     cdef _LayoutCore _core
@@ -266,6 +269,16 @@ cdef class Layout:
             return self._modes[mode]
         except (KeyError, TypeError):
             raise self._unknown_mode(mode) from None
+
+    def to_svg(self):
+        """An SVG picture of the device's SMs per mode, side by side: one cell per SM,
+        coloured by the partition whose green context owns it, at the SM ids the simulated
+        driver reports (a real driver reports counts, not ids: there in split order).
+        See :mod:`greenres.svg`."""
+        self._check_open()
+        from greenres.svg import layout_svg
+
+        return layout_svg(self)
 
     def switch(self, mode):
         """Make ``mode`` current and return its partitions. O(1) in the driver: every mode was

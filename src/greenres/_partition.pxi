@@ -10,6 +10,13 @@ cdef class GreenContext:
 
     Made by :meth:`Layout.create`. ``with part:`` makes it current on this thread (see
     :meth:`enter`).
+
+    Attributes:
+        name: the partition's name in the plan.
+        sm_count: the SMs of its green context, as the driver reports them.
+        device: the :class:`Device` it is on.
+        plan: the :class:`~greenres.plan.Plan` it was created from (of its mode).
+        planned_partition: its :class:`~greenres.plan.PlannedPartition` in that plan.
     """
 
     cdef _LayoutCore _core

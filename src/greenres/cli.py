@@ -151,7 +151,15 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     spec = _load_spec(args.spec)
     device = _device(args)
-    plan = _plan_for(spec, device.sm_facts(), args.mode)
+    facts = device.sm_facts()
+    plan = _plan_for(spec, facts, args.mode)
+    if args.svg:
+        # a spec with modes and no --mode: every mode side by side
+        from greenres.spec import ModalSpec
+
+        pictured = spec.plan(facts) if isinstance(spec, ModalSpec) and args.mode is None else plan
+        with open(args.svg, "w", encoding="utf-8") as out:
+            out.write(pictured.to_svg())
     if args.json:
         from greenres.serialize import dumps_plan
 
@@ -242,6 +250,12 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("spec", help="path of the spec file")
     plan.add_argument("--mode", help="which mode of a spec with modes (default: its default)")
     plan.add_argument("--json", action="store_true", help="machine-readable output")
+    plan.add_argument(
+        "--svg",
+        metavar="FILE",
+        help="also write a picture of the SM map to FILE (every mode side by side for a "
+        "spec with modes, unless --mode picks one)",
+    )
 
     key = add("key", cmd_key, "Print the isolation key of one partition of a spec.")
     key.add_argument("spec", help="path of the spec file")

@@ -66,7 +66,14 @@ KEY_FORMAT_VERSION = 1
 
 @frozen
 class SelectedRuntimeContext:
-    """Which runtime forms enter the key (all by default)."""
+    """Which runtime forms enter the key (all by default).
+
+    Attributes:
+        partition: the partition's SM count, granularity and the layout's fingerprint.
+        environment: ``CUDA_DEVICE_MAX_CONNECTIONS``, ``CUDA_MPS_ACTIVE_THREAD_PERCENTAGE``
+            and ``CUDA_VISIBLE_DEVICES``.
+        stream_priority: the priority of the partition's streams.
+    """
 
     partition: bool = field(default=True, validator=check_bool)
     environment: bool = field(default=True, validator=check_bool)
@@ -79,7 +86,14 @@ class SelectedRuntimeContext:
 
 @frozen
 class SelectedCompileContext:
-    """Which compile forms enter the key (all by default)."""
+    """Which compile forms enter the key (all by default).
+
+    Attributes:
+        device: the device's name, compute capability and total SMs.
+        driver_version: the CUDA driver's version.
+        bindings_version: cuda-bindings' version.
+        greenres_version: greenres' version.
+    """
 
     device: bool = field(default=True, validator=check_bool)
     driver_version: bool = field(default=True, validator=check_bool)

@@ -325,6 +325,15 @@ class Plan:
             )
         return lines
 
+    def to_svg(self) -> str:
+        """An SVG picture of the device's SMs, one cell per SM coloured by partition, the
+        split's remainder and dropped SMs marked, with a legend (:mod:`greenres.svg`). The
+        cells are in split order: which physical SMs they are, the driver decides (see
+        :meth:`greenres.Layout.to_svg`)."""
+        from greenres.svg import plan_svg
+
+        return plan_svg(self)
+
     def _made_of(self, p: PlannedPartition) -> str:
         parts = []
         if p.groups:
@@ -359,6 +368,10 @@ class PartitionRef:
 
     Made by :meth:`Plan.ref`. The runtime's ``GreenContext`` has the same two attributes,
     so either can be passed to :func:`greenres.isolation.isolation_key`.
+
+    Attributes:
+        plan: the :class:`Plan`.
+        planned_partition: one of its partitions.
 
     Raises:
         TypeError: when ``plan`` is not a :class:`Plan` or ``planned_partition`` is not one
@@ -441,6 +454,12 @@ class ModalPlan:
     def fingerprint(self) -> str:
         """16 hex characters over every mode's name and plan fingerprint."""
         return digest([[m, p.fingerprint] for m, p in self.plans.items()], 16)
+
+    def to_svg(self) -> str:
+        """The SVG picture of every mode's SMs side by side (see :meth:`Plan.to_svg`)."""
+        from greenres.svg import plan_svg
+
+        return plan_svg(self)
 
     def explain(self) -> str:
         """Every mode's :meth:`Plan.explain`, under the mode's name (the default marked)."""
