@@ -366,8 +366,9 @@ cdef class GreenContext:
                     (<Stream>stream)._end()
         return 0
 
-    def isolation_key(self, schema, **kwargs):
-        """This partition's isolation key (see :func:`greenres.isolation.isolation_key`)."""
+    def isolation_key(self, schema=None, **kwargs):
+        """This partition's isolation key (see :func:`greenres.isolation.isolation_key`;
+        ``schema`` defaults to every form)."""
         from greenres.isolation import isolation_key
 
         return isolation_key(schema, partition=self, **kwargs)
