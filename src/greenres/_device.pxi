@@ -61,9 +61,13 @@ def _current_ordinal():
     cdef cydriver.CUdevice candidate
     cdef int count = 0
     cdef int i
+    cdef cydriver.CUresult err
     _ensure_init()
-    if cydriver.cuCtxGetDevice(&current) != cydriver.CUDA_SUCCESS:
+    with nogil:
+        err = cydriver.cuCtxGetDevice(&current)
+    if err == cydriver.CUDA_ERROR_INVALID_CONTEXT:
         return 0  # no current context
+    check(err, "cuCtxGetDevice")
     check(cydriver.cuDeviceGetCount(&count), "cuDeviceGetCount")
     for i in range(count):
         # a CUdevice is an opaque handle: map it back to its ordinal through the driver

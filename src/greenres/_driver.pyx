@@ -28,7 +28,7 @@ from libc.stdint cimport uintptr_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memset
 
-from greenres.cuda_versions import GREEN_CONTEXT_ID, STRUCTURED_SPLIT
+from greenres.cuda_versions import GREEN_CONTEXT_ID, STRUCTURED_SPLIT, TORCH_GREEN_CONTEXTS
 from greenres.devices import documented_granularity
 from greenres.errors import (
     ClosedError,
@@ -54,6 +54,7 @@ include "_core.pxi"
 include "_split.pxi"
 include "_layout.pxi"
 include "_partition.pxi"
+include "_green_seed.pxi"
 include "_handoff.pxi"
 include "_stream.pxi"
 include "_event.pxi"

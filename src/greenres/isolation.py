@@ -347,9 +347,12 @@ def _driver_identity() -> tuple[dict[str, Any], int] | None:
     except ImportError:
         return None
     try:
-        return _driver._current_device_identity()
+        if _driver.device_count() == 0:
+            return None
     except RuntimeError:  # a DriverError (no device, cuInit failed) or no libcuda to load
         return None
+    # a driver is there: a failure now is an error, not "no GPU"
+    return _driver._current_device_identity()
 
 
 def isolation_context(
