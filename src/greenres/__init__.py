@@ -62,6 +62,7 @@ if TYPE_CHECKING:
         current_partition,
         device_count,
         driver_version,
+        graph,
         handoff,
     )
 
@@ -89,6 +90,7 @@ _RUNTIME_NAMES = frozenset(
         "current_partition",
         "device_count",
         "driver_version",
+        "graph",
         "handoff",
     }
 )
@@ -173,6 +175,7 @@ __all__ = [
     "device_count",
     "driver_version",
     "get_include",
+    "graph",
     "handoff",
     "isolation_context",
     "isolation_key",

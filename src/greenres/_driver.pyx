@@ -61,6 +61,7 @@ include "_event.pxi"
 include "_graph_pool.pxi"
 include "_capture.pxi"
 include "_graph.pxi"
+include "_graph_seed.pxi"
 include "_nvtx.pxi"
 include "_capi.pxi"
 

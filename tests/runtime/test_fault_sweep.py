@@ -186,6 +186,16 @@ def _green_close_setup():
     return state
 
 
+def _graph_block(state):
+    state["graph"] = Graph()
+    with greenres.graph(state["graph"], stream=state["layout"]["a"].stream):
+        state["graph"].allocate(512)
+
+
+def _graph_block_after_failure(state, error):
+    assert not state["graph"].capturing and not state["graph"].captured, str(error)
+
+
 def _close_retry(key):
     def retry(state):
         state[key].close()  # retries what a DestroyError left, or closes what a refusal kept
@@ -228,6 +238,9 @@ OPERATIONS = {
     ),
     "GreenContext.Stream": Operation(
         _with_layout(), lambda s: s.update(stream=s["layout"]["a"].Stream()), _close_all
+    ),
+    "greenres.graph block": Operation(
+        _with_layout(), _graph_block, _close_all, after_failure=_graph_block_after_failure
     ),
     "created green context close": Operation(
         _green_close_setup,
