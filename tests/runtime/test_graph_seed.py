@@ -161,27 +161,74 @@ def test_graph_block_captures_on_the_current_partitions_stream(memory):
         g.close()
 
 
-def test_graph_block_default_stream_is_made_once_per_device(memory, primary):
-    g = Graph()
-    first = greenres.graph(g).capture_stream
-    assert greenres.graph(Graph()).capture_stream is first  # made once, lazily
-    x = memory.alloc(N)
-    with greenres.graph(g):
-        memset(x, 9, N, first)
-    g.replay()
-    sync(first)
-    assert read(x, N) == bytes([9]) * N
-    g.close()
-    if greenres.device_count() > 1:
-        device = ok(cu.cuDeviceGet(1))
-        ctx = ok(cu.cuDevicePrimaryCtxRetain(device))
-        ok(cu.cuCtxPushCurrent(ctx))
-        try:
-            other = greenres.graph(Graph()).capture_stream
-            assert other is not first and other.device == 1
-        finally:
-            ok(cu.cuCtxPopCurrent())
-            ok(cu.cuDevicePrimaryCtxRelease(device))
+_DEFAULT_STREAMS = """
+import json, threading
+from cuda.bindings import driver as cu
+import greenres
+from greenres import Graph
+from support.rthelpers import memset, ok, read, sync
+import greenres.sim as sim
+live_counts = sim.live_objects
+
+before = live_counts()
+ok(cu.cuInit(0))
+dev0 = ok(cu.cuDeviceGet(0))
+primary = ok(cu.cuDevicePrimaryCtxRetain(dev0))
+ok(cu.cuCtxPushCurrent(primary))
+made = []
+barrier = threading.Barrier(4)
+
+def ask():
+    ok(cu.cuCtxSetCurrent(primary))
+    barrier.wait()
+    made.append(greenres.graph(Graph()).capture_stream)
+
+threads = [threading.Thread(target=ask) for _ in range(4)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+first = made[0]
+once = all(m is first for m in made) and greenres.graph(Graph()).capture_stream is first
+x = ok(cu.cuMemAlloc(4096))
+memset(int(x), 0, 4096, first)
+g = Graph()
+with greenres.graph(g):
+    memset(int(x), 9, 4096, first)
+sync(first)
+captured_not_run = read(int(x), 4096) == bytes(4096)
+g.replay()
+sync(first)
+replayed = read(int(x), 4096) == bytes([9]) * 4096
+g.close()
+ok(cu.cuMemFree(x))
+dev1 = ok(cu.cuDeviceGet(1))
+other_ctx = ok(cu.cuDevicePrimaryCtxRetain(dev1))
+ok(cu.cuCtxPushCurrent(other_ctx))
+other = greenres.graph(Graph()).capture_stream
+ok(cu.cuCtxPopCurrent())
+ok(cu.cuDevicePrimaryCtxRelease(dev1))
+ok(cu.cuCtxPopCurrent())
+ok(cu.cuDevicePrimaryCtxRelease(dev0))
+after = live_counts()
+kept = {k: after.get(k, 0) - before.get(k, 0) for k in set(after) | set(before)
+        if after.get(k, 0) != before.get(k, 0)}
+print(json.dumps([once, first.device, other is not first, other.device, captured_not_run,
+                  replayed, kept]))
+"""
+
+
+@pytest.mark.sim_only
+def test_graph_block_default_stream_is_made_once_per_device():
+    # in a child: the default streams live for the process (as the seed's class default)
+    once, device, distinct, other_device, captured_not_run, replayed, kept = json.loads(
+        run_python(_DEFAULT_STREAMS, GREENRES_SIM="2xh100")
+    )
+    assert once and device == 0  # four threads asked at once: one stream
+    assert distinct and other_device == 1
+    assert captured_not_run and replayed
+    # what stays for the process: one stream and one primary retain per device used
+    assert kept == {"stream": 2, "primary_context": 2}
 
 
 def test_graph_block_uses_the_class_default_capture_stream(monkeypatch, memory):
@@ -195,8 +242,8 @@ def test_graph_block_uses_the_class_default_capture_stream(monkeypatch, memory):
             g.allocate(512)
             # inside, capture_begin() with no stream means the block's stream
             assert _driver._current_capture_stream() is s
-        monkeypatch.undo()
-        assert _driver._current_capture_stream() is not s  # the block's entry was popped
+        with layout["a"]:  # the block's entry was popped: the partition's stream again
+            assert _driver._current_capture_stream() is layout["a"].stream
         g.close()
         s.close()
 
@@ -260,19 +307,18 @@ def test_graph_checks_its_arguments():
 
 
 def test_graph_blocks_on_many_threads(memory):
-    """Each thread's current capture stream is its own; the default stream is made once
-    however many threads ask at the same time."""
+    """Each thread's current capture stream is its own (the default stream's creation
+    from many threads at once: test_graph_block_default_stream_is_made_once_per_device)."""
     with layout_of({"a": 16, "b": 16}) as layout:
         ctx = ok(cu.cuCtxGetCurrent())
         bufs = {name: memory.alloc(N) for name in ("a", "b")}
-        defaults, errors = [], []
+        errors = []
         barrier = threading.Barrier(2)
 
         def worker(name, value):
             try:
                 ok(cu.cuCtxSetCurrent(ctx))
                 barrier.wait()
-                defaults.append(greenres.graph(Graph()).capture_stream)
                 part = layout[name]
                 for _ in range(20):
                     g = Graph()
@@ -293,7 +339,6 @@ def test_graph_blocks_on_many_threads(memory):
         for t in threads:
             t.join()
         assert not errors, errors
-        assert defaults[0] is defaults[1]
 
 
 _DEFAULT_STREAM_FAULT = """
