@@ -70,7 +70,13 @@ def sm_counts(stdout):
 
 
 def test_every_example_is_tested():
-    tested = {"serving_pipeline.py", "overlap.py", "modes_under_load.py", "multi_rank.py"}
+    tested = {
+        "serving_pipeline.py",
+        "overlap.py",
+        "modes_under_load.py",
+        "multi_rank.py",
+        "torch_style_port.py",
+    }
     assert {p.name for p in EXAMPLES.glob("*.py")} <= tested
 
 
@@ -111,6 +117,16 @@ def test_modes_under_load(delay):
             modal[mode]["decode"].sm_count,
         )
     assert "7 steps, 3 mode switches under load" in out
+
+
+@pytest.mark.parametrize("delay", [0, 300])
+def test_torch_style_port(delay):
+    out = assert_ran(run_example("torch_style_port.py", "--steps", "4", "--sms", "13", delay=delay))
+    granted = PartitionSpec(partitions=(Partition("green_context", sms=13),)).plan(H100)
+    assert f"green context: {granted['green_context'].sm_count} SMs (asked for 13)" in out
+    steps = re.findall(r"^step (\d+): read \[(\d+)\] \(ok\)$", out, re.M)
+    assert steps == [(str(i), str(1000 + i)) for i in range(1, 5)]
+    assert out.rstrip().endswith("4 steps in a torch-style green context, all correct")
 
 
 @pytest.mark.parametrize(
