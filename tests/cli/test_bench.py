@@ -245,3 +245,18 @@ def test_line_chart_is_valid_svg_with_a_marker_per_point():
     assert len(circles) == 4
     with pytest.raises(ValueError, match="no points"):
         line_chart("t", "x", "y", {})
+
+
+@pytest.mark.sim_only
+def test_nvtx_benchmark_runs_with_and_without_a_tool():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_nvtx.py"), "--rounds", "1", "--cycles", "50"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ},
+    )
+    assert out.returncode == 0, out.stderr
+    assert "#### no tool attached" in out.stdout
+    assert "| enter+exit, annotation on |" in out.stdout
+    assert "#### a tool attached (the tests' recorder)" in out.stdout
