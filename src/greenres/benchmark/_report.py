@@ -77,6 +77,14 @@ def skipped_row(row_id, case, target, why) -> Row:
     return Row(row_id, case, None, target, "SKIP", None, why)
 
 
+def cuda_core_row(row_id, case, results, core, greenres, target) -> Row:
+    """A ratio row against a cuda.core contender, skipped when cuda.core is not installed
+    (the contender is then missing from ``results``)."""
+    if core not in results:
+        return skipped_row(row_id, case, target, "cuda.core is not installed")
+    return ratio_row(row_id, case, results, core, greenres, target)
+
+
 @dataclass
 class Report:
     """Everything one ``greenres bench`` run measured."""

@@ -17,6 +17,7 @@ from greenres._bindings import call, primary_context_current
 from greenres._config import hot_path_gil
 
 from ._floor import Floor
+from ._timing import interleaved
 
 __all__ = ["Session", "Settings"]
 
@@ -79,6 +80,16 @@ class Session:
         counts = {k: v / cycles for k, v in self.sim.call_counts().items()}
         self.sim.reset_call_counts()
         return sum(counts.values()), counts
+
+    def measure(self, loops: dict, methods: dict, drain) -> dict[str, list[float]]:
+        """Count each loop's driver calls (simulator only), then time ``methods`` in
+        interleaved rounds, draining after each batch; returns the per-round results and
+        the call counts."""
+        calls = {}
+        for name, loop in loops.items():
+            calls[name] = self.calls_per_cycle(loop)
+            drain()
+        return interleaved(methods, self.settings.rounds, between=drain), calls
 
     @staticmethod
     def drain(*streams) -> None:

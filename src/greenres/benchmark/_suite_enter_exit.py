@@ -10,8 +10,8 @@ from cuda.bindings import driver as cu
 
 from . import _loops as L
 from ._floor import checked
-from ._report import Target, bound_row, ratio_row, skipped_row
-from ._timing import interleaved, ns_per_cycle
+from ._report import Target, bound_row, cuda_core_row, ratio_row
+from ._timing import ns_per_cycle
 
 FLOOR, FLOOR_RESOLVE = "C floor, 7 calls", "C floor, 7 calls (legacy stream)"
 GREENRES, WITH = "greenres enter(stream)/exit()", "greenres `with part:`"
@@ -68,11 +68,7 @@ def run(session, report) -> None:
     def drain():
         session.drain(*streams)
 
-    calls = {}
-    for name, loop in loops.items():
-        calls[name] = session.calls_per_cycle(loop)
-        drain()
-    results = interleaved(methods, session.settings.rounds, between=drain)
+    results, calls = session.measure(loops, methods, drain)
     report.add_contenders(results, calls)
 
     report.rows += [
@@ -126,22 +122,16 @@ def run(session, report) -> None:
             FLOOR_RESOLVE,
         ),
     ]
-    core_case = "cuda.core's nearest path / greenres enter+exit"
-    if core is None:
-        report.rows.append(
-            skipped_row(
-                "cuda_core_vs_greenres",
-                core_case,
-                Target(">=", 5, "x"),
-                "cuda.core is not installed",
-            )
+    report.rows.append(
+        cuda_core_row(
+            "cuda_core_vs_greenres",
+            "cuda.core's nearest path / greenres enter+exit",
+            results,
+            CORE,
+            GREENRES,
+            Target(">=", 5, "x"),
         )
-    else:
-        report.rows.append(
-            ratio_row(
-                "cuda_core_vs_greenres", core_case, results, CORE, GREENRES, Target(">=", 5, "x")
-            )
-        )
+    )
 
 
 def _size(session) -> int:

@@ -10,7 +10,7 @@ from greenres._bindings import call
 
 from ._floor import checked
 from ._report import Target, ratio_row
-from ._timing import interleaved, ns_per_cycle
+from ._timing import ns_per_cycle
 
 GREENRES, FLOOR = "greenres Graph.replay()", "C floor, cuGraphLaunch"
 
@@ -46,9 +46,7 @@ def run(session, report) -> None:
     def drain():
         session.drain(stream_h)
 
-    calls = {GREENRES: session.calls_per_cycle(replay), FLOOR: session.calls_per_cycle(floor_loop)}
-    drain()
-    results = interleaved(methods, session.settings.rounds, between=drain)
+    results, calls = session.measure({GREENRES: replay, FLOOR: floor_loop}, methods, drain)
     report.add_contenders(results, calls)
     report.rows.append(
         ratio_row(

@@ -9,8 +9,8 @@ from cuda.bindings import driver as cu
 
 from . import _loops as L
 from ._floor import checked
-from ._report import Target, bound_row, ratio_row, skipped_row
-from ._timing import interleaved, ns_per_cycle
+from ._report import Target, bound_row, cuda_core_row, ratio_row
+from ._timing import ns_per_cycle
 
 GREENRES, FLOOR = "greenres.handoff(Stream, Stream)", "C floor, record + wait"
 BINDINGS, CORE = "cuda.bindings record + wait", "cuda.core dst.wait(src.record(event))"
@@ -30,20 +30,18 @@ def run(session, report) -> None:
             L.bindings_handoff, src=cu.CUstream(src_h), dst=cu.CUstream(dst_h), event=event
         ),
     }
-    core_event = None
     try:
         from cuda.core import Device, Stream
-    except ImportError:
-        Device = None
-    if Device is not None:
+    except ImportError:  # the cuda.core row is skipped
+        pass
+    else:
         device = Device(session.device.ordinal)
         device.set_current()
-        core_event = device.create_event()
         loops[CORE] = partial(
             L.cuda_core_handoff,
             src=Stream.from_handle(src_h),
             dst=Stream.from_handle(dst_h),
-            event=core_event,
+            event=device.create_event(),
         )
     methods = {name: ns_per_cycle(loop, cycles) for name, loop in loops.items()}
 
@@ -56,11 +54,7 @@ def run(session, report) -> None:
     def drain():
         session.drain(src_h, dst_h)
 
-    calls = {}
-    for name, loop in loops.items():
-        calls[name] = session.calls_per_cycle(loop)
-        drain()
-    results = interleaved(methods, session.settings.rounds, between=drain)
+    results, calls = session.measure(loops, methods, drain)
     report.add_contenders(results, calls)
     report.rows.append(
         ratio_row(
@@ -81,19 +75,13 @@ def run(session, report) -> None:
             FLOOR,
         )
     )
-    case = "cuda.core with a reused event / greenres handoff"
-    if core_event is None:
-        report.rows.append(
-            skipped_row(
-                "cuda_core_handoff_vs_greenres",
-                case,
-                Target(">=", 2, "x"),
-                "cuda.core is not installed",
-            )
+    report.rows.append(
+        cuda_core_row(
+            "cuda_core_handoff_vs_greenres",
+            "cuda.core with a reused event / greenres handoff",
+            results,
+            CORE,
+            GREENRES,
+            Target(">=", 2, "x"),
         )
-    else:
-        report.rows.append(
-            ratio_row(
-                "cuda_core_handoff_vs_greenres", case, results, CORE, GREENRES, Target(">=", 2, "x")
-            )
-        )
+    )

@@ -16,7 +16,7 @@ import greenres as gr
 from greenres.plan import plan_counts
 
 from ._floor import checked
-from ._report import Target, ratio_row, skipped_row, value_row
+from ._report import Target, cuda_core_row, ratio_row, skipped_row, value_row
 from ._timing import interleaved
 
 # What a layout holds besides its partitions' contexts and streams (see _core.pxi): an event
@@ -182,27 +182,16 @@ def _create_rows(session, report) -> None:
                 Target("<=", 1.5, "x"),
             )
         )
-        case = f"cuda.core split/create_context/create_stream of {n} / greenres create+close"
-        if core is None:
-            report.rows.append(
-                skipped_row(
-                    f"create_{n}_cuda_core_vs_greenres",
-                    case,
-                    Target(">=", 1.0, "x"),
-                    "cuda.core is not installed",
-                )
+        report.rows.append(
+            cuda_core_row(
+                f"create_{n}_cuda_core_vs_greenres",
+                f"cuda.core split/create_context/create_stream of {n} / greenres create+close",
+                results,
+                f"cuda.core split+create_context+create_stream, {n}",
+                g,
+                Target(">=", 1.0, "x"),
             )
-        else:
-            report.rows.append(
-                ratio_row(
-                    f"create_{n}_cuda_core_vs_greenres",
-                    case,
-                    results,
-                    f"cuda.core split+create_context+create_stream, {n}",
-                    g,
-                    Target(">=", 1.0, "x"),
-                )
-            )
+        )
 
 
 def _timed(fn, iters):
