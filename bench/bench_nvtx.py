@@ -38,7 +38,7 @@ def measure(rounds: int, cycles: int) -> dict:
     import greenres as gr
     from greenres import nvtx as gnvtx
     from greenres.benchmark import _loops as L
-    from greenres.benchmark import interleaved, ns_per_cycle
+    from greenres.benchmark._timing import interleaved, ns_per_cycle
 
     device = gr.Device(0)
     size = device.sm_facts().min_partition_size

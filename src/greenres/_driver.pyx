@@ -75,6 +75,7 @@ include "_capture.pxi"
 include "_graph.pxi"
 include "_graph_seed.pxi"
 include "_nvtx.pxi"
+include "_nvtx_device.pxi"
 include "_capi.pxi"
 
 # Settings made with greenres.configure() before the runtime was loaded.

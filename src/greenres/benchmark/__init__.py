@@ -30,19 +30,8 @@ from . import (
 )
 from ._report import SCHEMA, Report, Row, Target
 from ._session import Session, Settings
-from ._timing import interleaved, ns_per_cycle
 
-__all__ = [
-    "SCHEMA",
-    "SUITES",
-    "Report",
-    "Row",
-    "Settings",
-    "Target",
-    "interleaved",
-    "ns_per_cycle",
-    "run",
-]
+__all__ = ["SCHEMA", "SUITES", "Report", "Row", "Settings", "Target", "run"]
 
 #: suite name -> module with run(session, report), in report order
 SUITES = {
