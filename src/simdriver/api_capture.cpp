@@ -43,7 +43,7 @@ void invalidate_capture(Capture* c) {
 // A capture's graph that never reaches the user (invalidated or unjoined at
 // the end, or its origin stream gone): once the capture is no longer active,
 // nothing reads it (node additions and joins check the status first).
-static void discard_graph(Graph* g) { reclaim_object(g); }
+static void discard_graph(Graph* g) { end_graph(g); }
 
 void leave_capture(Stream* s, Capture* c) {
     invalidate_capture(c);
@@ -354,6 +354,12 @@ static CUresult instantiate(CUgraphExec* phExec, CUgraph hGraph, unsigned long l
     auto* e = make_object<GraphExec>();
     if (e == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
     std::lock_guard<std::mutex> lk(g->mu);
+    // The exec owns references of its own to the graph's user objects.
+    e->user_refs = std::make_shared<UserRefs>();
+    for (auto& ref : g->user_refs.held) {
+        user_object_retain(ref.first, ref.second);
+        e->user_refs->add(ref.first, ref.second);
+    }
     // Kahn's algorithm in capture order: a valid order that keeps stream order.
     std::unordered_map<Node*, int> indeg;
     std::unordered_map<Node*, std::vector<Node*>> out;
@@ -383,8 +389,11 @@ static CUresult graph_launch(CUgraphExec hExec, CUstream h, bool pt) {
     GraphExec* e = live_exec(hExec);
     if (e == nullptr) return CUDA_ERROR_INVALID_VALUE;
     RESOLVE(h, s, pt);
-    auto ops = e->ops;  // the exec may be destroyed while the launch is queued
-    return submit(s, [ops] { for (auto& op : ops) op(); }, false);
+    // The exec may be destroyed while the launch is queued: the launch holds a
+    // copy of the ops and a share of the exec's user objects.
+    auto ops = e->ops;
+    UserRefsPtr refs = e->user_refs;
+    return submit(s, [ops, refs] { for (auto& op : ops) op(); }, false);
 }
 
 static CUresult graph_upload(CUgraphExec hExec, CUstream h, bool pt) {
@@ -430,7 +439,7 @@ SIM_EXPORT CUresult cuGraphDestroy(CUgraph hGraph) {
         return CUDA_ERROR_INVALID_VALUE;
     }
     g_live[kLiveGraph].fetch_sub(1, std::memory_order_relaxed);
-    reclaim_object(g);  // its nodes are freed when the slot is reused (~Graph)
+    end_graph(g);  // releases its user objects
     return CUDA_SUCCESS;
 }
 
@@ -477,7 +486,8 @@ SIM_EXPORT CUresult cuGraphExecDestroy(CUgraphExec hExec) {
         return CUDA_ERROR_INVALID_VALUE;
     }
     g_live[kLiveExec].fetch_sub(1, std::memory_order_relaxed);
-    reclaim_object(e);  // a queued launch holds a copy of the ops, not the exec
+    e->user_refs.reset();  // released now, or by the last queued launch that shares them
+    reclaim_object(e);     // a queued launch holds a copy of the ops, not the exec
     return CUDA_SUCCESS;
 }
 

@@ -26,7 +26,7 @@ namespace sim {
 
 Slab g_slabs[kSlabKinds];
 const char* const kSlabNames[kSlabKinds] = {
-    "context", "green context", "stream", "event", "graph", "graph exec", "resource descriptor",
+    "context", "green context", "stream", "event", "graph", "graph exec", "resource descriptor", "user object",
 };
 
 namespace {
@@ -43,6 +43,7 @@ constexpr size_t kReserve[kSlabKinds] = {
     1 * kGiB,  // graphs
     1 * kGiB,  // graph execs
     1 * kGiB,  // resource descriptors
+    1 * kGiB,  // user objects
 };
 constexpr size_t kMinReserve = size_t(16) << 20;
 constexpr size_t kChunk = size_t(256) << 10;  // made accessible at a time
@@ -135,7 +136,7 @@ SIM_EXPORT int greenres_sim_arena_stats(int kind, const char** name, unsigned lo
     if (kind < 0 || kind >= kSlabKinds) return -1;
     static const size_t kSlot[kSlabKinds] = {
         slot_size<Context>(), slot_size<GreenCtx>(), slot_size<Stream>(), slot_size<Event>(),
-        slot_size<Graph>(),   slot_size<GraphExec>(), slot_size<Desc>(),
+        slot_size<Graph>(),   slot_size<GraphExec>(), slot_size<Desc>(), slot_size<UserObject>(),
     };
     SlabAlloc& a = g_alloc[kind];
     std::lock_guard<std::mutex> lk(a.mu);

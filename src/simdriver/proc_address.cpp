@@ -289,6 +289,12 @@ const Entry kTable[] = {
     V(cuGraphUpload, 11010, &cuGraphUpload),
     PZ(cuGraphUpload, 11010, &graph_upload_ptsz),
     V(cuGraphExecDestroy, 10000, &cuGraphExecDestroy),
+    // user objects
+    V(cuUserObjectCreate, 11030, &cuUserObjectCreate),
+    V(cuUserObjectRetain, 11030, &cuUserObjectRetain),
+    V(cuUserObjectRelease, 11030, &cuUserObjectRelease),
+    V(cuGraphRetainUserObject, 11030, &cuGraphRetainUserObject),
+    V(cuGraphReleaseUserObject, 11030, &cuGraphReleaseUserObject),
 };
 
 CUresult lookup(const char* symbol, void** out, int version, cuuint64_t flags, CUdriverProcAddressQueryResult* status) {

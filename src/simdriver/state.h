@@ -110,6 +110,7 @@ enum Magic : uint32_t {
     kMagicGraph = 0x53477270,
     kMagicExec = 0x53457865,
     kMagicDesc = 0x53447363,
+    kMagicUser = 0x5355736f,      // "SUso"
 };
 
 struct Object {
@@ -169,7 +170,8 @@ inline bool drop_ref(Object* o) { return o->refs.fetch_sub(1, std::memory_order_
 // (arena.cpp). What a handle check reads (base, committed) changes only when a
 // slab grows, so the hot path loads two read-mostly words, takes no lock and
 // touches no shared counter.
-enum SlabKind { kSlabContext, kSlabGreen, kSlabStream, kSlabEvent, kSlabGraph, kSlabExec, kSlabDesc, kSlabKinds };
+enum SlabKind { kSlabContext, kSlabGreen, kSlabStream, kSlabEvent, kSlabGraph, kSlabExec, kSlabDesc, kSlabUser,
+                kSlabKinds };
 struct alignas(64) Slab {
     std::atomic<size_t> committed{0};    // bytes from base that are mapped (zero-filled past the last slot)
     std::atomic<uintptr_t> base{0};      // 0 until the first allocation
@@ -324,6 +326,38 @@ struct GreenCtx : Object {
     std::vector<SignalPtr> future_waits;       // from cuGreenCtxWaitEvent, applied to streams made later
 };
 
+// ---------------------------------------------------------------- user objects (api_user_objects.cpp)
+// A user object: a destructor and its argument, run on the simulator's
+// destructor thread when the last reference (the callers' and the graphs')
+// goes. Reclaimed then: a handle used after that is a destroyed handle.
+struct UserObject : Object {
+    explicit UserObject(uint32_t gen) : Object(kMagicUser, gen) {}
+    static constexpr SlabKind kSlab = kSlabUser;
+    static constexpr uint32_t kMagic = kMagicUser;
+    void* ptr = nullptr;
+    CUhostFn destroy = nullptr;
+    std::atomic<long long> count{0};     // references of callers and graphs together
+};
+// Adds `n` references (the caller made sure the object is live).
+void user_object_retain(UserObject* u, unsigned n);
+// Drops `n` references; false (nothing changed) when fewer are held. The last
+// one queues the destructor and reclaims the object.
+bool user_object_release(UserObject* u, unsigned n);
+// References a graph or a graph exec owns: one entry per object. Dropped when
+// the set is destroyed, so an exec's set that a queued launch shares is
+// released when the last launch of it has run.
+struct UserRefs {
+    std::vector<std::pair<UserObject*, unsigned>> held;
+    UserRefs() = default;
+    UserRefs(const UserRefs&) = delete;
+    UserRefs& operator=(const UserRefs&) = delete;
+    ~UserRefs() { release_all(); }
+    void add(UserObject* u, unsigned n);
+    bool remove(UserObject* u, unsigned n);   // false: the set holds fewer than n
+    void release_all();
+};
+using UserRefsPtr = std::shared_ptr<UserRefs>;
+
 // ---------------------------------------------------------------- capture & graphs
 struct Graph;
 struct Node {
@@ -342,13 +376,19 @@ struct Graph : Object {
     static constexpr uint32_t kMagic = kMagicGraph;
     std::mutex mu;
     std::vector<Node*> nodes;
+    UserRefs user_refs;                  // guarded by mu; released by the destroy (or discard)
     bool user_visible = false;           // counted in live objects once handed to the user
 };
+// Ends a graph (cuGraphDestroy, or a capture's graph that never reaches the
+// user): marks it dead under its mutex (so cuGraphRetainUserObject cannot add
+// to it after), releases its user objects, frees its slot.
+void end_graph(Graph* g);
 struct GraphExec : Object {
     explicit GraphExec(uint32_t gen) : Object(kMagicExec, gen) {}
     static constexpr SlabKind kSlab = kSlabExec;
     static constexpr uint32_t kMagic = kMagicExec;
     std::vector<std::function<void()>> ops;   // topological order
+    UserRefsPtr user_refs;                    // the graph's references, retained again at instantiate
 };
 
 enum CaptureStatus { kCapActive = 1, kCapInvalidated = 2 };
@@ -510,7 +550,7 @@ bool capture_add_node(Stream* s, Capture* c, Op op);
 
 // ---------------------------------------------------------------- introspection
 enum LiveKind { kLiveContext, kLivePrimary, kLiveGreen, kLiveStream, kLiveEvent, kLiveAlloc,
-                kLiveGraph, kLiveExec, kLiveKinds };
+                kLiveGraph, kLiveExec, kLiveUser, kLiveKinds };
 extern std::atomic<int> g_live[kLiveKinds];
 void add_hazard(const std::string& kind, const std::string& detail);
 

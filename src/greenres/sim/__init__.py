@@ -47,6 +47,7 @@ __all__ = [
     "parse_profile",
     "reset_call_counts",
     "set_op_delay_us",
+    "wait_user_object_destructors",
 ]
 
 DEFAULT_DRIVER_VERSION = STRUCTURED_SPLIT
@@ -60,6 +61,7 @@ LIVE_KINDS = (
     "allocation",
     "graph",
     "graph_exec",
+    "user_object",
 )
 
 _lib: ctypes.CDLL | None = None
@@ -122,6 +124,7 @@ def _declare(lib: ctypes.CDLL) -> None:
             c.c_int,
             [c.c_int, c.POINTER(c.c_char_p)] + [c.POINTER(c.c_ulonglong)] * 4,
         ),
+        "greenres_sim_wait_user_object_destructors": (c.c_int, [c.c_int]),
         "cuGetErrorName": (c.c_int, [c.c_int, c.POINTER(c.c_char_p)]),
     }
     for name, (res, args) in sig.items():
@@ -396,6 +399,14 @@ def clear_faults() -> None:
 def set_op_delay_us(microseconds: int) -> None:
     """Make every asynchronous memset/memcpy/host-function op sleep this long before it runs."""
     _need().greenres_sim_set_op_delay_us(int(microseconds))
+
+
+def wait_user_object_destructors(timeout: float = 10.0) -> None:
+    """Wait until the destructor of every user object that lost its last reference has
+    run (they run on the simulator's destructor thread, as on a real driver's internal
+    thread, and no CUDA call waits for them). TimeoutError after ``timeout`` seconds."""
+    if _need().greenres_sim_wait_user_object_destructors(int(timeout * 1000)) != 0:
+        raise TimeoutError(f"user object destructors still pending after {timeout} s")
 
 
 def graph_node_green_contexts(graph: Any) -> tuple[int, ...]:
