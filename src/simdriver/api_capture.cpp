@@ -45,8 +45,12 @@ void invalidate_capture(Capture* c) {
 // nothing reads it (node additions and joins check the status first).
 static void discard_graph(Graph* g) { end_graph(g); }
 
+// Destroying a stream that was forked into a capture is allowed (cuda.core's
+// GraphBuilder.join destroys the forked streams it joined): it only leaves.
+// Work of it that was never joined still makes cuStreamEndCapture answer
+// UNJOINED. Destroying the origin stream ends the capture: invalidated.
 void leave_capture(Stream* s, Capture* c) {
-    invalidate_capture(c);
+    if (c->origin == s) invalidate_capture(c);
     std::lock_guard<std::mutex> lk(c->mu);
     auto& m = c->members;
     m.erase(std::remove(m.begin(), m.end(), s), m.end());
@@ -91,7 +95,7 @@ bool capture_add_node(Stream* s, Capture* c, Op op) {
     n->green_id = s->green ? s->green->id : 0;
     {
         std::lock_guard<std::mutex> g(c->graph->mu);
-        c->graph->nodes.push_back(n);
+        add_node_locked(c->graph, n);
     }
     s->tail.assign(1, n);
     return true;
@@ -408,6 +412,26 @@ CUresult graph_instantiate_v1(CUgraphExec* phExec, CUgraph hGraph, CUgraphNode* 
     if (log != nullptr && n > 0) log[0] = 0;
     return instantiate(phExec, hGraph, 0);
 }
+// cuda.h: result_out says why an instantiation failed; the upload stream is
+// used (and checked) only with CUDA_GRAPH_INSTANTIATE_FLAG_UPLOAD.
+static CUresult instantiate_with_params(CUgraphExec* phExec, CUgraph hGraph, CUDA_GRAPH_INSTANTIATE_PARAMS* params,
+                                        bool pt) {
+    if (params == nullptr) return CUDA_ERROR_INVALID_VALUE;
+    params->hErrNode_out = nullptr;
+    params->result_out = CUDA_GRAPH_INSTANTIATE_ERROR;
+    if (params->flags & CUDA_GRAPH_INSTANTIATE_FLAG_UPLOAD) {
+        Stream* s;
+        CUresult r = resolve_stream(params->hUploadStream, &s, pt);
+        if (r != CUDA_SUCCESS) return r;
+    }
+    CUresult r = instantiate(phExec, hGraph, params->flags);
+    if (r == CUDA_SUCCESS) params->result_out = CUDA_GRAPH_INSTANTIATE_SUCCESS;
+    return r;
+}
+CUresult graph_instantiate_params_ptsz(CUgraphExec* phExec, CUgraph hGraph, CUDA_GRAPH_INSTANTIATE_PARAMS* params) {
+    SIM_ENTER_INIT("cuGraphInstantiateWithParams");
+    return instantiate_with_params(phExec, hGraph, params, true);
+}
 CUresult graph_launch_ptsz(CUgraphExec e, CUstream h) {
     SIM_ENTER_INIT("cuGraphLaunch");
     return graph_launch(e, h, true);
@@ -464,6 +488,12 @@ SIM_EXPORT CUresult cuGraphGetNodes(CUgraph hGraph, CUgraphNode* nodes, size_t* 
 SIM_EXPORT CUresult cuGraphInstantiateWithFlags(CUgraphExec* phExec, CUgraph hGraph, unsigned long long flags) {
     SIM_ENTER_INIT("cuGraphInstantiateWithFlags");
     return instantiate(phExec, hGraph, flags);
+}
+
+SIM_EXPORT CUresult cuGraphInstantiateWithParams(CUgraphExec* phExec, CUgraph hGraph,
+                                                 CUDA_GRAPH_INSTANTIATE_PARAMS* params) {
+    SIM_ENTER_INIT("cuGraphInstantiateWithParams");
+    return instantiate_with_params(phExec, hGraph, params, false);
 }
 
 SIM_EXPORT CUresult cuGraphLaunch(CUgraphExec e, CUstream h) {

@@ -256,3 +256,26 @@ SIM_EXPORT CUresult cuDevResourceGenerateDesc(CUdevResourceDesc* phDesc, CUdevRe
     *phDesc = handle_of<CUdevResourceDesc>(desc);
     return CUDA_SUCCESS;
 }
+
+// 13.1: the SMs a stream's work may run on: its green context's, else the
+// whole device. Workqueue types: INVALID_RESOURCE_TYPE (cuda.h says so).
+static CUresult stream_get_dev_resource(CUstream hStream, CUdevResource* resource, CUdevResourceType type, bool pt) {
+    if (resource == nullptr) return CUDA_ERROR_INVALID_VALUE;
+    CUresult r = check_resource_type(type);
+    if (r != CUDA_SUCCESS) return r;
+    RESOLVE(hStream, s, pt);
+    fill_queried(resource, s->ctx->device, s->green != nullptr ? s->green->sms : all_sms(s->ctx->device));
+    return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuStreamGetDevResource(CUstream hStream, CUdevResource* resource, CUdevResourceType type) {
+    SIM_ENTER_INIT("cuStreamGetDevResource");
+    return stream_get_dev_resource(hStream, resource, type, false);
+}
+
+namespace sim {
+CUresult stream_get_dev_resource_ptsz(CUstream hStream, CUdevResource* resource, CUdevResourceType type) {
+    SIM_ENTER_INIT("cuStreamGetDevResource");
+    return stream_get_dev_resource(hStream, resource, type, true);
+}
+}  // namespace sim

@@ -55,6 +55,11 @@ CUresult capture_info_v3_ptsz(CUstream h, CUstreamCaptureStatus* st, cuuint64_t*
                               const CUgraphEdgeData** e, size_t* n);
 CUresult graph_instantiate_v1(CUgraphExec* phExec, CUgraph hGraph, CUgraphNode* errNode, char* log, size_t n);
 CUresult graph_launch_ptsz(CUgraphExec e, CUstream h);
+CUresult graph_instantiate_params_ptsz(CUgraphExec* phExec, CUgraph hGraph, CUDA_GRAPH_INSTANTIATE_PARAMS* params);
+CUresult stream_get_dev_resource_ptsz(CUstream hStream, CUdevResource* resource, CUdevResourceType type);
+CUresult memAllocAsync_ptsz(CUdeviceptr* dptr, size_t bytesize, CUstream h);
+CUresult memAllocFromPoolAsync_ptsz(CUdeviceptr* dptr, size_t bytesize, CUmemoryPool pool, CUstream h);
+CUresult memFreeAsync_ptsz(CUdeviceptr dptr, CUstream h);
 CUresult graph_upload_ptsz(CUgraphExec e, CUstream h);
 CUresult memsetD8_ptds(CUdeviceptr d, unsigned char v, size_t n);
 CUresult memsetD32_ptds(CUdeviceptr d, unsigned int v, size_t n);
@@ -289,6 +294,30 @@ const Entry kTable[] = {
     V(cuGraphUpload, 11010, &cuGraphUpload),
     PZ(cuGraphUpload, 11010, &graph_upload_ptsz),
     V(cuGraphExecDestroy, 10000, &cuGraphExecDestroy),
+    V(cuGraphInstantiateWithParams, 12000, &cuGraphInstantiateWithParams),
+    PZ(cuGraphInstantiateWithParams, 12000, &graph_instantiate_params_ptsz),
+    V(cuGraphAddEmptyNode, 10000, &cuGraphAddEmptyNode),
+    V(cuGraphGetId, 13010, &cuGraphGetId),
+    V(cuGraphExecGetId, 13010, &cuGraphExecGetId),
+    V(cuStreamGetDevResource, 13010, &cuStreamGetDevResource),
+    PZ(cuStreamGetDevResource, 13010, &stream_get_dev_resource_ptsz),
+    // memory pools and stream-ordered allocation
+    V(cuDeviceGetDefaultMemPool, 11020, &cuDeviceGetDefaultMemPool),
+    V(cuDeviceGetMemPool, 11020, &cuDeviceGetMemPool),
+    V(cuDeviceSetMemPool, 11020, &cuDeviceSetMemPool),
+    V(cuMemPoolCreate, 11020, &cuMemPoolCreate),
+    V(cuMemPoolDestroy, 11020, &cuMemPoolDestroy),
+    V(cuMemPoolGetAttribute, 11020, &cuMemPoolGetAttribute),
+    V(cuMemPoolSetAttribute, 11020, &cuMemPoolSetAttribute),
+    V(cuMemPoolTrimTo, 11020, &cuMemPoolTrimTo),
+    V(cuMemPoolSetAccess, 11020, &cuMemPoolSetAccess),
+    V(cuMemPoolGetAccess, 11020, &cuMemPoolGetAccess),
+    V(cuMemAllocAsync, 11020, &cuMemAllocAsync),
+    PZ(cuMemAllocAsync, 11020, &memAllocAsync_ptsz),
+    V(cuMemAllocFromPoolAsync, 11020, &cuMemAllocFromPoolAsync),
+    PZ(cuMemAllocFromPoolAsync, 11020, &memAllocFromPoolAsync_ptsz),
+    V(cuMemFreeAsync, 11020, &cuMemFreeAsync),
+    PZ(cuMemFreeAsync, 11020, &memFreeAsync_ptsz),
     // user objects
     V(cuUserObjectCreate, 11030, &cuUserObjectCreate),
     V(cuUserObjectRetain, 11030, &cuUserObjectRetain),

@@ -62,6 +62,7 @@ LIVE_KINDS = (
     "graph",
     "graph_exec",
     "user_object",
+    "memory_pool",
 )
 
 _lib: ctypes.CDLL | None = None
