@@ -21,7 +21,7 @@ SIM_EXPORT int greenres_sim_live_count(const char* kind) {
         {"context", kLiveContext}, {"green_context", kLiveGreen}, {"stream", kLiveStream},
         {"event", kLiveEvent},     {"allocation", kLiveAlloc},    {"graph", kLiveGraph},
         {"graph_exec", kLiveExec}, {"user_object", kLiveUser},
-        {"memory_pool", kLivePool},
+        {"memory_pool", kLivePool}, {"module", kLiveModule},
     };
     if (strcmp(kind, "primary_context") == 0) {
         // Devices whose primary context is retained (active).

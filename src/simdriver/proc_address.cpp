@@ -60,6 +60,10 @@ CUresult stream_get_dev_resource_ptsz(CUstream hStream, CUdevResource* resource,
 CUresult memAllocAsync_ptsz(CUdeviceptr* dptr, size_t bytesize, CUstream h);
 CUresult memAllocFromPoolAsync_ptsz(CUdeviceptr* dptr, size_t bytesize, CUmemoryPool pool, CUstream h);
 CUresult memFreeAsync_ptsz(CUdeviceptr dptr, CUstream h);
+CUresult launchKernel_ptsz(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx,
+                           unsigned int by, unsigned int bz, unsigned int shared, CUstream h, void** params,
+                           void** extra);
+CUresult launchKernelEx_ptsz(const CUlaunchConfig* config, CUfunction f, void** params, void** extra);
 CUresult graph_upload_ptsz(CUgraphExec e, CUstream h);
 CUresult memsetD8_ptds(CUdeviceptr d, unsigned char v, size_t n);
 CUresult memsetD32_ptds(CUdeviceptr d, unsigned int v, size_t n);
@@ -318,6 +322,23 @@ const Entry kTable[] = {
     PZ(cuMemAllocFromPoolAsync, 11020, &memAllocFromPoolAsync_ptsz),
     V(cuMemFreeAsync, 11020, &cuMemFreeAsync),
     PZ(cuMemFreeAsync, 11020, &memFreeAsync_ptsz),
+    // modules, libraries, kernels (host models)
+    V(cuModuleLoadData, 2000, &cuModuleLoadData),
+    V(cuModuleLoadDataEx, 2010, &cuModuleLoadDataEx),
+    V(cuModuleUnload, 2000, &cuModuleUnload),
+    V(cuModuleGetFunction, 2000, &cuModuleGetFunction),
+    V(cuFuncGetName, 12030, &cuFuncGetName),
+    V(cuFuncGetAttribute, 2020, &cuFuncGetAttribute),
+    V(cuLibraryLoadData, 12000, &cuLibraryLoadData),
+    V(cuLibraryUnload, 12000, &cuLibraryUnload),
+    V(cuLibraryGetKernel, 12000, &cuLibraryGetKernel),
+    V(cuKernelGetFunction, 12000, &cuKernelGetFunction),
+    V(cuKernelGetName, 12030, &cuKernelGetName),
+    V(cuKernelGetAttribute, 12000, &cuKernelGetAttribute),
+    V(cuLaunchKernel, 4000, &cuLaunchKernel),
+    PZ(cuLaunchKernel, 7000, &launchKernel_ptsz),
+    V(cuLaunchKernelEx, 11060, &cuLaunchKernelEx),
+    PZ(cuLaunchKernelEx, 11060, &launchKernelEx_ptsz),
     // user objects
     V(cuUserObjectCreate, 11030, &cuUserObjectCreate),
     V(cuUserObjectRetain, 11030, &cuUserObjectRetain),

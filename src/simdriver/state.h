@@ -116,6 +116,8 @@ enum Magic : uint32_t {
     kMagicDesc = 0x53447363,
     kMagicUser = 0x5355736f,      // "SUso"
     kMagicPool = 0x53506f6c,      // "SPol"
+    kMagicModule = 0x534d6f64,    // "SMod"
+    kMagicFunction = 0x5346756e,  // "SFun"
 };
 
 struct Object {
@@ -176,7 +178,7 @@ inline bool drop_ref(Object* o) { return o->refs.fetch_sub(1, std::memory_order_
 // slab grows, so the hot path loads two read-mostly words, takes no lock and
 // touches no shared counter.
 enum SlabKind { kSlabContext, kSlabGreen, kSlabStream, kSlabEvent, kSlabGraph, kSlabExec, kSlabDesc, kSlabUser,
-                kSlabPool, kSlabKinds };
+                kSlabPool, kSlabModule, kSlabFunction, kSlabKinds };
 struct alignas(64) Slab {
     std::atomic<size_t> committed{0};    // bytes from base that are mapped (zero-filled past the last slot)
     std::atomic<uintptr_t> base{0};      // 0 until the first allocation
@@ -561,7 +563,7 @@ bool capture_add_node(Stream* s, Capture* c, Op op);
 
 // ---------------------------------------------------------------- introspection
 enum LiveKind { kLiveContext, kLivePrimary, kLiveGreen, kLiveStream, kLiveEvent, kLiveAlloc,
-                kLiveGraph, kLiveExec, kLiveUser, kLivePool, kLiveKinds };
+                kLiveGraph, kLiveExec, kLiveUser, kLivePool, kLiveModule, kLiveKinds };
 extern std::atomic<int> g_live[kLiveKinds];
 void add_hazard(const std::string& kind, const std::string& detail);
 

@@ -239,3 +239,48 @@ def test_what_is_not_modelled_fails_loudly():
         print("ok")
         """
     )
+
+
+def test_nvrtc_programs_launch_through_host_models_in_a_partition():
+    pytest.importorskip("cuda.bindings.nvrtc")
+    _ok(
+        """
+        import ctypes
+        import greenres as gr
+        import greenres.sim as sim
+        sim.install("h100")
+        from cuda.core import Device, LaunchConfig, Program, ProgramOptions, launch
+
+        d = Device(0)
+        d.set_current()
+        code = (
+            'extern "C" __global__ void greenres_fill_u32(unsigned* d, unsigned v, size_t n)'
+            ' { if (threadIdx.x < n) d[threadIdx.x] = v; }'
+            'extern "C" __global__ void greenres_smid_probe(unsigned* out) {'
+            ' unsigned id; asm("mov.u32 %0, %%smid;" : "=r"(id)); out[blockIdx.x] = id; }'
+        )
+        options = ProgramOptions(arch="sm_90")
+        cubin = Program(code, code_type="c++", options=options).compile("cubin")
+        ptx = Program(code, code_type="c++", options=options).compile("ptx")
+        with gr.Layout.create({"a": 16, "b": 16}) as layout:
+            s = d.create_stream(layout["a"].stream)
+            buf = d.allocate(64 * 4, stream=s)
+            for value, image in ((6, cubin), (8, ptx)):
+                kernel = image.get_kernel("greenres_fill_u32")
+                assert kernel.attributes.max_threads_per_block == 1024
+                launch(s, LaunchConfig(grid=1, block=16), kernel, buf,
+                       ctypes.c_uint(value), ctypes.c_size_t(16))
+                s.sync()
+                got = (ctypes.c_uint * 16).from_address(int(buf.handle))
+                assert list(got) == [value] * 16
+            probe = cubin.get_kernel("greenres_smid_probe")
+            launch(s, LaunchConfig(grid=64, block=32), probe, buf)
+            s.sync()
+            seen = set((ctypes.c_uint * 64).from_address(int(buf.handle)))
+            assert seen == set(sim.green_context_sms(layout["a"].handle)), seen
+            buf.close(s)
+            s.sync()
+            s.close()
+        print("ok")
+        """
+    )

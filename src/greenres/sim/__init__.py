@@ -30,6 +30,7 @@ __all__ = [
     "LIBRARY_PATH",
     "PROFILES",
     "DeviceProfile",
+    "LaunchInfo",
     "arena_stats",
     "call_counts",
     "clear_faults",
@@ -45,8 +46,11 @@ __all__ = [
     "live_objects",
     "live_objects_since",
     "parse_profile",
+    "register_kernel",
     "reset_call_counts",
     "set_op_delay_us",
+    "unmodelled_launches",
+    "unregister_kernel",
     "wait_user_object_destructors",
 ]
 
@@ -63,6 +67,7 @@ LIVE_KINDS = (
     "graph_exec",
     "user_object",
     "memory_pool",
+    "module",
 )
 
 _lib: ctypes.CDLL | None = None
@@ -417,3 +422,7 @@ def graph_node_green_contexts(graph: Any) -> tuple[int, ...]:
     if ids is None:
         raise ValueError(f"{graph!r} is not a live graph")
     return ids
+
+
+# Kernels by host models (their own module; re-exported here).
+from .kernels import LaunchInfo, register_kernel, unmodelled_launches, unregister_kernel  # noqa: E402
