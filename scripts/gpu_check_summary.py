@@ -68,10 +68,20 @@ def read_bench(path: Path) -> dict | None:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    # greenres.bench/1 calls the measured paths "contenders" and adds target rows; the
+    # older report called them "paths".
+    paths = data.get("contenders") or data.get("paths") or {}
+    rows = data.get("rows") or []
     return {
         "device": data.get("device"),
         "driver": data.get("driver"),
-        "median_ns": {name: entry["median_ns"] for name, entry in data.get("paths", {}).items()},
+        "median_ns": {name: entry["median_ns"] for name, entry in paths.items()},
+        "targets": {
+            status: sum(r.get("status") == status for r in rows)
+            for status in ("PASS", "MISS", "SKIP", "INFO")
+        }
+        if rows
+        else None,
     }
 
 
@@ -110,6 +120,8 @@ def text(summary: dict) -> str:
     if bench:
         lines.append(f"bench on {bench['device']} ({bench['driver']}):")
         lines.extend(f"  {name:<28} {ns:>10.0f} ns" for name, ns in bench["median_ns"].items())
+        if bench["targets"]:
+            lines.append("  targets: " + ", ".join(f"{n} {k}" for k, n in bench["targets"].items()))
     return "\n".join(lines) + "\n"
 
 

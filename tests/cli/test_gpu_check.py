@@ -42,8 +42,9 @@ def test_dry_run_runs_the_gpu_tests_and_the_bench_and_writes_a_summary(tmp_path)
     tests = summary["gpu_tests"]
     assert tests["tests"] == 1 and tests["failures"] == 0
     assert tests["cross_context_event"] == "passed"
-    assert summary["bench"]["driver"] == "simulated driver"
-    assert summary["bench"]["median_ns"]["greenres_handoff"] > 0
+    assert "simulated" in summary["bench"]["driver"]
+    medians = summary["bench"]["median_ns"]
+    assert medians and all(ns > 0 for ns in medians.values())
     assert "primary-context event on a green-context stream: passed" in done.stdout
     assert (tmp_path / "summary.txt").read_text() == done.stdout
 
