@@ -27,6 +27,7 @@ PATHS = {
     "capi": ("C-level entry: api->enter + api->exit in a C loop", "floor_enter"),
     "python_enter": ("Python's own cost: loop + abs(c) + gc.isenabled()", None),
     "python_handoff": ("Python's own cost: loop + operator.is_(s, t)", None),
+    "python_with": ("Python's own cost: loop + `with` on a threading.Lock", None),
     "floor_enter": ("C floor: the 7 enter+exit calls", None),
     "floor_with": ("C floor: the 7 calls, legacy stream", None),
     "floor_handoff": ("C floor: record + wait", None),
@@ -59,6 +60,8 @@ with primary_context_current(0):
         floor.lib.floor_capi_enter_exit(table, floor.capi_partition(table, a), caller, n)
     elif what == "python_enter":
         L.python_floor_enter_exit(n, caller)
+    elif what == "python_with":
+        L.python_floor_with(n)
     elif what == "python_handoff":
         L.python_floor_handoff(n, a.stream, b.stream)
     elif what in ("floor_enter", "floor_with"):

@@ -27,6 +27,7 @@ from greenres.errors import (
     DriverError,
     DriverTooOldError,
     GreenresError,
+    LayoutMismatchError,
     PlanError,
     SpecError,
     ThreadOwnershipError,
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 
 if TYPE_CHECKING:
     from greenres._driver import (
+        ContextGuard,
         Device,
         DeviceBuffer,
         Event,
@@ -57,6 +59,7 @@ if TYPE_CHECKING:
         GreenContext,
         Layout,
         SmResource,
+        StackReport,
         Stream,
         current_partition,
         device_count,
@@ -76,6 +79,7 @@ def get_include() -> str:
 #: Names of the compiled runtime (greenres._driver), loaded on first use.
 _RUNTIME_NAMES = frozenset(
     {
+        "ContextGuard",
         "Device",
         "DeviceBuffer",
         "Event",
@@ -84,6 +88,7 @@ _RUNTIME_NAMES = frozenset(
         "GreenContext",
         "Layout",
         "SmResource",
+        "StackReport",
         "Stream",
         "current_partition",
         "device_count",
@@ -137,6 +142,7 @@ def __dir__():
 
 __all__ = [
     "ClosedError",
+    "ContextGuard",
     "ContextStackWarning",
     "DestroyError",
     "Device",
@@ -150,6 +156,7 @@ __all__ = [
     "GreenresError",
     "IsolationSchema",
     "Layout",
+    "LayoutMismatchError",
     "ModalPlan",
     "ModalSpec",
     "Partition",
@@ -162,6 +169,7 @@ __all__ = [
     "SmFacts",
     "SmResource",
     "SpecError",
+    "StackReport",
     "Stream",
     "ThreadOwnershipError",
     "UsageError",

@@ -17,6 +17,7 @@ from greenres._validators import value_text
 from greenres.errors import SpecError
 from greenres.facts import SmFacts
 from greenres.isolation import IsolationSchema, SelectedCompileContext, SelectedRuntimeContext
+from greenres.plan import PlannedPartition
 from greenres.spec import ModalSpec, Partition, PartitionSpec
 
 if TYPE_CHECKING:
@@ -57,6 +58,8 @@ def make_converter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=True)
     for primitive in (int, float, str, bool):
         converter.register_structure_hook(primitive, _passthrough)
+    # Partition.locality_domain: an index or "spread"; the validator checks which.
+    converter.register_structure_hook_func(lambda type_: type_ == (int | str | None), _passthrough)
 
     def selection(kind: type):
         def structure(value: Any, _type: Any) -> Any:
@@ -131,10 +134,36 @@ def make_converter() -> cattrs.Converter:
             ),
         ),
     )
+    # Fields added after files existed are written only when set, so the files of specs and
+    # plans that do not use them stay byte for byte what they were.
+    omitted = override(omit_if_default=True)
+    converter.register_unstructure_hook(
+        PartitionSpec,
+        make_dict_unstructure_fn(
+            PartitionSpec, converter, workqueue_scope=omitted, workqueue_limit=omitted
+        ),
+    )
+    converter.register_unstructure_hook(
+        PlannedPartition,
+        make_dict_unstructure_fn(
+            PlannedPartition,
+            converter,
+            role=omitted,
+            workqueue_scope=omitted,
+            workqueue_limit=omitted,
+            workqueue_reason=omitted,
+            locality_domain=omitted,
+        ),
+    )
     converter.register_unstructure_hook(
         SmFacts,
         make_dict_unstructure_fn(
-            SmFacts, converter, compute_capability=override(unstruct_hook=list)
+            SmFacts,
+            converter,
+            compute_capability=override(unstruct_hook=list),
+            workqueue_max_concurrency=omitted,
+            locality_domain_count=omitted,
+            locality_domain_sm_count=omitted,
         ),
     )
     return converter

@@ -185,9 +185,7 @@ cdef class _LayoutCore(_Resource):
                 else:
                     failures.append(_failure_of(err, "cuStreamDestroy"))
         # 2. events (pooled ones and the partitions' own)
-        for j in range(POOL_SIZE):
-            if self.pool.events[j] != NULL:
-                failures += _destroy_event(&self.pool.events[j])
+        failures += _destroy_pool(self.pool)
         for i in range(self.count):
             s = self.states[i]
             failures += _destroy_event(&s.enter_event)
@@ -283,6 +281,37 @@ cdef class _LayoutCore(_Resource):
             self.states = NULL
         free(self.pool)
         self.pool = NULL
+
+
+cdef int _fill_pool(EventPool* pool) except -1:
+    """Create the pool's events in one nogil block (one GIL hand-over, not POOL_SIZE). On
+    a failure the events made so far stay in the pool, for the core's destroy."""
+    cdef cydriver.CUresult err = cydriver.CUDA_SUCCESS
+    cdef int j
+    with nogil:
+        for j in range(POOL_SIZE):
+            err = cydriver.cuEventCreate(&pool.events[j], cydriver.CU_EVENT_DISABLE_TIMING)
+            if err != cydriver.CUDA_SUCCESS:
+                pool.events[j] = NULL
+                break
+    check(err, "cuEventCreate")
+    return 0
+
+
+cdef list _destroy_pool(EventPool* pool):
+    """Destroy the pool's events in one nogil block; those whose destroy failed keep their
+    handles (a later close retries them) and are reported."""
+    cdef cydriver.CUresult errors[POOL_SIZE]
+    cdef int j
+    with nogil:
+        for j in range(POOL_SIZE):
+            errors[j] = cydriver.CUDA_SUCCESS
+            if pool.events[j] != NULL:
+                errors[j] = cydriver.cuEventDestroy(pool.events[j])
+                if errors[j] == cydriver.CUDA_SUCCESS:
+                    pool.events[j] = NULL
+    return [_failure_of(errors[j], "cuEventDestroy")
+            for j in range(POOL_SIZE) if errors[j] != cydriver.CUDA_SUCCESS]
 
 
 cdef list _destroy_event(cydriver.CUevent* slot):

@@ -2,6 +2,11 @@
 # Driver initialisation, newer functions resolved at run time, and Device.
 
 
+# CUdevice_attribute values of CUDA 13.4 (the 12.9 header the module is written against
+# lacks them).
+cdef int _ATTRIBUTE_LOCALITY_DOMAIN_COUNT = 149
+cdef int _ATTRIBUTE_LOCALITY_DOMAIN_SMS = 157
+
 cdef bint _initialized = False
 cdef bint _resolved = False
 cdef greenres_split_fn _structured_split = NULL
@@ -9,10 +14,13 @@ cdef greenres_green_id_fn _green_ctx_get_id = NULL
 
 
 cdef int _ensure_init() except -1:
+    """cuInit, then the hot paths' driver functions (before any Device, so before any
+    layout and partition: the hot paths call through them)."""
     global _initialized
     if not _initialized:
         with nogil:
             check(cydriver.cuInit(0), "cuInit")
+        _resolve_hot_calls()
         _initialized = True
     return 0
 
@@ -64,7 +72,13 @@ def _too_old(feature, int needed):
 
 class SmResource:
     """The SM resource of a device: ``count`` SMs, split in groups of at least
-    ``min_partition_size`` SMs, sized in multiples of ``alignment``."""
+    ``min_partition_size`` SMs, sized in multiples of ``alignment``.
+
+    Attributes:
+        count: the SMs of the resource.
+        min_partition_size: the smallest co-scheduled group the driver makes.
+        alignment: group sizes are multiples of this.
+    """
 
     __slots__ = ("alignment", "count", "min_partition_size")
 
@@ -90,7 +104,11 @@ class SmResource:
 
 
 cdef class Device:
-    """A CUDA device, read through the driver: ``Device(0)``."""
+    """A CUDA device, read through the driver: ``Device(0)``.
+
+    Attributes:
+        ordinal: the device's ordinal (``cuDeviceGet``'s argument).
+    """
 
     cdef readonly int ordinal
     cdef cydriver.CUdevice _device
@@ -197,10 +215,51 @@ cdef class Device:
             free(results)
         return size
 
-    def _granularity(self, bint uncoscheduled):
+    cdef int _workqueue_config(self, cydriver.CUdevResource* resource) except -1:
+        """The device's workqueue-config resource (CUDA 13.1) into ``resource``: the
+        starting point of a partition's configuration."""
+        memset(resource, 0, sizeof(cydriver.CUdevResource))
+        with nogil:
+            check(cydriver.cuDeviceGetDevResource(self._device, resource,
+                                                  GREENRES_RESOURCE_TYPE_WORKQUEUE_CONFIG),
+                  "cuDeviceGetDevResource")
+        return 0
+
+    @property
+    def workqueue_max_concurrency(self):
+        """The ``wqConcurrencyLimit`` of the device's workqueue-config resource (CUDA 13.1):
+        how many concurrent stream-ordered workloads its workqueues take
+        (``CUDA_DEVICE_MAX_CONNECTIONS``); 0 on a driver older than 13.1, which has no
+        such resource."""
+        cdef cydriver.CUdevResource resource
+        cdef cydriver.CUresult err
+        if driver_version() < WORKQUEUES:
+            return 0
+        memset(&resource, 0, sizeof(resource))
+        with nogil:
+            err = cydriver.cuDeviceGetDevResource(self._device, &resource,
+                                                  GREENRES_RESOURCE_TYPE_WORKQUEUE_CONFIG)
+        if err == cydriver.CUDA_ERROR_INVALID_RESOURCE_TYPE:
+            return 0  # a 13.1 driver without workqueue resources for this device
+        check(err, "cuDeviceGetDevResource")
+        return greenres_wq_config_of(&resource).wqConcurrencyLimit
+
+    @property
+    def locality_domains(self):
+        """``(count, sm_count)``: the device's locality domains and the SMs of each
+        (``CU_DEVICE_ATTRIBUTE_LOCALITY_DOMAIN_COUNT`` and ``..._MULTIPROCESSOR_COUNT``,
+        CUDA 13.4); ``(0, 0)`` on an older driver."""
+        if driver_version() < LOCALITY_DOMAINS:
+            return (0, 0)
+        return (
+            self._attribute(<cydriver.CUdevice_attribute>_ATTRIBUTE_LOCALITY_DOMAIN_COUNT),
+            self._attribute(<cydriver.CUdevice_attribute>_ATTRIBUTE_LOCALITY_DOMAIN_SMS),
+        )
+
+    def _granularity(self, bint uncoscheduled, bint workqueues=False, bint locality=False):
         """The device's :class:`greenres.recipe.Granularity` (what a recipe is checked
         against); ``uncoscheduled`` also measures the granularity without co-scheduling
-        (two split queries)."""
+        (two split queries), ``workqueues`` the workqueue maximum concurrency."""
         from greenres.recipe import Granularity
 
         cdef cydriver.CUdevResource device_resource
@@ -219,6 +278,8 @@ cdef class Device:
             min_partition_size=resource.min_partition_size,
             alignment=resource.alignment,
             uncoscheduled=loose,
+            workqueue_max_concurrency=self.workqueue_max_concurrency if workqueues else None,
+            locality=self.locality_domains if locality else None,
         )
 
     def sm_facts(self):
@@ -226,10 +287,12 @@ cdef class Device:
 
         The co-scheduled granularity is what the device resource reports (or the documented
         table on drivers older than 13.0); the un-co-scheduled granularity is measured with
-        two split queries using ``CU_DEV_SM_RESOURCESPLIT_IGNORE_SM_COSCHEDULING``."""
+        two split queries using ``CU_DEV_SM_RESOURCESPLIT_IGNORE_SM_COSCHEDULING``; the
+        workqueue maximum is :attr:`workqueue_max_concurrency`."""
         from greenres.facts import SmFacts
 
         granularity = self._granularity(True)
+        domains = self.locality_domains
         return SmFacts(
             device_name=self.name,
             compute_capability=granularity.compute_capability,
@@ -241,6 +304,9 @@ cdef class Device:
             driver_version=driver_version(),
             structured_split=structured_split_available(),
             total_memory=self.total_memory,
+            workqueue_max_concurrency=self.workqueue_max_concurrency,
+            locality_domain_count=domains[0],
+            locality_domain_sm_count=domains[1],
         )
 
     def __eq__(self, other):

@@ -30,6 +30,13 @@ cdef extern from "greenres_runtime.h":
     ctypedef cydriver.CUresult (*greenres_green_id_fn)(
         cydriver.CUgreenCtx, unsigned long long*) noexcept nogil
 
+    ctypedef struct greenres_wq_config:
+        cydriver.CUdevice device
+        unsigned int wqConcurrencyLimit
+        int sharingScope
+    greenres_wq_config* greenres_wq_config_of(cydriver.CUdevResource* r) nogil
+    cydriver.CUdevResourceType GREENRES_RESOURCE_TYPE_WORKQUEUE_CONFIG
+
     uintptr_t greenres_thread_token() nogil
     unsigned long greenres_thread_ident() nogil
     int greenres_claim(uintptr_t* owner, uintptr_t me) nogil

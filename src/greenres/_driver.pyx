@@ -29,7 +29,12 @@ from libc.stdint cimport uintptr_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memset
 
-from greenres.cuda_versions import GREEN_CONTEXT_ID, STRUCTURED_SPLIT
+from greenres.cuda_versions import (
+    GREEN_CONTEXT_ID,
+    LOCALITY_DOMAINS,
+    STRUCTURED_SPLIT,
+    WORKQUEUES,
+)
 from greenres.devices import documented_granularity
 from greenres.errors import (
     ClosedError,
@@ -42,7 +47,11 @@ from greenres.errors import (
     UsageError,
 )
 from greenres.facts import version_text
-from greenres.recipe import SPLIT_IGNORE_SM_COSCHEDULING
+from greenres.recipe import (
+    GROUP_LOCALITY_DOMAIN_ID,
+    SPLIT_IGNORE_SM_COSCHEDULING,
+    WORKQUEUE_SCOPE_VALUES,
+)
 
 # One extension module, one file per concept. The files share module-level C state (the
 # driver functions resolved at run time, the hot-path structs) and call each other's cdef
@@ -55,6 +64,7 @@ include "_core.pxi"
 include "_split.pxi"
 include "_layout.pxi"
 include "_partition.pxi"
+include "_guard.pxi"
 include "_handoff.pxi"
 include "_stream.pxi"
 include "_event.pxi"

@@ -9,6 +9,9 @@ cdef class Event(_Resource):
 
     ``Event(timing=False)``: timing-disabled events are cheaper; :meth:`elapsed_time` needs
     ``timing=True`` on both events.
+
+    Attributes:
+        timing: True when the event records time (``Event(timing=True)``).
     """
 
     cdef cydriver.CUevent _handle

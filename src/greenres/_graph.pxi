@@ -17,6 +17,11 @@ cdef class Graph(_Resource):
     Capturing on a partition's stream keeps the partition: the nodes run in that green
     context when replayed, whatever stream the replay is launched on. Closing that
     partition's layout destroys the graph's captured work (``reset()`` to capture again).
+
+    Attributes:
+        keep_graph: the ``keep_graph`` the graph was made with.
+        name: the graph's name (``Graph(name=...)``, default ``graph<N>``), in NVTX marks and
+            its repr.
     """
 
     cdef cydriver.CUgraph _graph
@@ -130,6 +135,7 @@ cdef class Graph(_Resource):
 
     @property
     def capturing(self):
+        """True between :meth:`capture_begin` and the end of the capture."""
         return self._capturing
 
     @property

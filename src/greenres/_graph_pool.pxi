@@ -5,7 +5,13 @@
 cdef class DeviceBuffer:
     """Device memory from a :class:`GraphPool`. ``free()`` gives it back to the pool (whose
     later allocations, in any graph of the pool, may reuse it); the memory itself is freed
-    when the pool is."""
+    when the pool is.
+
+    Attributes:
+        ptr: the device address (``int(buffer)`` too).
+        nbytes: the size asked for (the pool rounds it up to 512-byte granules).
+        pool: the :class:`GraphPool` the memory belongs to.
+    """
 
     cdef readonly uintptr_t ptr
     cdef readonly size_t nbytes
@@ -20,6 +26,7 @@ cdef class DeviceBuffer:
 
     @property
     def freed(self):
+        """True once :meth:`free` gave the buffer back to its pool."""
         return self._freed
 
     def free(self):
@@ -102,6 +109,9 @@ cdef class GraphPool(_Resource):
     graphs that share memory in the order they were captured. ``close()`` refuses further
     allocations; the pool's memory is freed then, or once no open graph uses it any more
     (or when the last reference goes).
+
+    Attributes:
+        device: the ordinal of the device whose memory the pool holds.
     """
 
     cdef cydriver.CUdevice _device

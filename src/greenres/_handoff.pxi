@@ -62,17 +62,25 @@ cdef list _left_events = []
 
 
 cdef int _destroy_left_events() except -1:
+    """Each left event is taken off the list (list.pop, one atomic step) before it is
+    destroyed, so two threads retrying at once never destroy the same event twice; what
+    fails again goes back for the next retry."""
     cdef cydriver.CUevent event
     cdef cydriver.CUresult err
     failures = []
-    for handle in list(_left_events):
+    still_left = []
+    while _left_events:
+        try:
+            handle = _left_events.pop()
+        except IndexError:  # another thread took the last one
+            break
         event = <cydriver.CUevent><uintptr_t>handle
         with nogil:
             err = cydriver.cuEventDestroy(event)
-        if err == cydriver.CUDA_SUCCESS:
-            _left_events.remove(handle)
-        else:
+        if err != cydriver.CUDA_SUCCESS:
+            still_left.append(handle)
             failures.append(_failure_of(err, "cuEventDestroy"))
+    _left_events.extend(still_left)
     if failures:
         raise DestroyError("temporary handoff events left by earlier failures", failures)
     return 0

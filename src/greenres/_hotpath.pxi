@@ -27,18 +27,18 @@ cdef bint _hot_calls_resolved = False
 
 
 cdef int _resolve_hot_calls() except -1:
-    """Ask the loaded driver for the hot paths' functions; called before the first layout
-    is made (with the GIL, so once). Per-thread default stream semantics as cuda.bindings
-    chooses them (CUDA_PYTHON_CUDA_PER_THREAD_DEFAULT_STREAM), so that a NULL stream means
-    the same to greenres' calls as to everyone else's in the process."""
+    """Ask the loaded driver for the hot paths' functions; called by _ensure_init, once,
+    with the GIL, before any Device exists. The ABI version asked for is CUDA 12.0's
+    (these five functions have kept their signatures since CUDA 4). Per-thread default
+    stream semantics as cuda.bindings chooses them (CUDA_PYTHON_CUDA_PER_THREAD_DEFAULT_STREAM),
+    so that a NULL stream means the same to greenres' calls as to everyone else's."""
     global _hot_calls_resolved, greenres_hot
     if _hot_calls_resolved:
         return 0
-    cdef int version = 0
+    cdef int version = 12000
     cdef cydriver.cuuint64_t flags = cydriver.CU_GET_PROC_ADDRESS_DEFAULT
     if os.environ.get("CUDA_PYTHON_CUDA_PER_THREAD_DEFAULT_STREAM"):
         flags = cydriver.CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM
-    check(cydriver.cuDriverGetVersion(&version), "cuDriverGetVersion")
     cdef greenres_hot_calls calls
     calls.event_record = <greenres_record_fn>_driver_function(b"cuEventRecord", version, flags)
     calls.stream_wait_event = <greenres_wait_fn>_driver_function(b"cuStreamWaitEvent", version,

@@ -32,7 +32,15 @@ def _check_plans_fit(dict plans, Device device):
     its counts would not be what the driver makes (a plan file from another machine)."""
     recipes = {mode: plan.recipe for mode, plan in plans.items()}
     need_uncoscheduled = any(r.granularity.uncoscheduled is not None for r in recipes.values())
-    actual = device._granularity(need_uncoscheduled)
+    need_workqueues = any(
+        r.granularity.workqueue_max_concurrency is not None for r in recipes.values())
+    if need_workqueues and driver_version() < WORKQUEUES:
+        raise _too_old("a plan with workqueue budgets (CU_DEV_RESOURCE_TYPE_WORKQUEUE_CONFIG)",
+                       WORKQUEUES)
+    need_locality = any(r.granularity.locality is not None for r in recipes.values())
+    if need_locality and driver_version() < LOCALITY_DOMAINS:
+        raise _too_old("a plan with locality domains", LOCALITY_DOMAINS)
+    actual = device._granularity(need_uncoscheduled, need_workqueues, need_locality)
     for mode, recipe in recipes.items():
         differences = recipe.granularity.differences(actual)
         if differences:
@@ -53,6 +61,9 @@ cdef class Layout:
     Made by :meth:`Layout.create`; use as a context manager or call :meth:`close`.
     ``layout["decode"]`` is a :class:`GreenContext`; iteration yields the partitions of the
     current mode in plan order.
+
+    Attributes:
+        device: the :class:`Device` the layout's partitions are on.
     """
 
     cdef _LayoutCore _core
@@ -63,10 +74,30 @@ cdef class Layout:
     cdef dict _by_name         # of the current mode
     cdef tuple _current
     cdef object _mode
+    cdef object _graphs        # the GraphCache of `graphs`, made on first use
     cdef object __weakref__
 
     def __init__(self, *args, **kwargs):
         raise TypeError("greenres.Layout objects are made by greenres.Layout.create(plan)")
+
+    @property
+    def graphs(self):
+        """The layout's :class:`greenres.graph_cache.GraphCache`: graphs captured once per
+        (name, mode, partition, isolation key) and replayed after :meth:`switch`; closed
+        with the layout."""
+        self._check_open()
+        if self._graphs is None:
+            from greenres.graph_cache import GraphCache
+
+            self._graphs = GraphCache(self)
+        return self._graphs
+
+    cdef int _close_graphs(self) except -1:
+        """After the core is closed (which destroyed the cached graphs' work): free the
+        cache's Graph objects."""
+        if self._graphs is not None:
+            self._graphs.close()
+        return 0
 
     @staticmethod
     def create(plan, device=0, *, name=None, nvtx=None):
@@ -97,7 +128,6 @@ cdef class Layout:
         cdef _LayoutCore core
         cdef Layout layout
         cdef cydriver.CUdevice cu_device = dev._device
-        cdef int j
         cdef nvtxRangeId_t creating = 0
         name = _layout_name(name)
         annotate = _nvtx_setting(nvtx)
@@ -108,7 +138,6 @@ cdef class Layout:
             plans, default = _plans_of(plan)
             recipes = _check_plans_fit(plans, dev)
         names = [r.name for recipe in recipes.values() for r in recipe.partitions]
-        _resolve_hot_calls()  # before any partition exists (the hot paths call through them)
         core = _LayoutCore()
         core.ordinal = dev.ordinal
         core.device = cu_device
@@ -125,8 +154,7 @@ cdef class Layout:
             core.primary_retained = True
             _push_primary(core.primary)
             try:
-                for j in range(POOL_SIZE):
-                    core.pool.events[j] = _new_event(cydriver.CU_EVENT_DISABLE_TIMING)
+                _fill_pool(core.pool)
                 first = 0
                 for mode, recipe in recipes.items():
                     parts = []
@@ -242,6 +270,16 @@ cdef class Layout:
         except (KeyError, TypeError):
             raise self._unknown_mode(mode) from None
 
+    def to_svg(self):
+        """An SVG picture of the device's SMs per mode, side by side: one cell per SM,
+        coloured by the partition whose green context owns it, at the SM ids the simulated
+        driver reports (a real driver reports counts, not ids: there in split order).
+        See :mod:`greenres.svg`."""
+        self._check_open()
+        from greenres.svg import layout_svg
+
+        return layout_svg(self)
+
     def switch(self, mode):
         """Make ``mode`` current and return its partitions. O(1) in the driver: every mode was
         created by :meth:`create`. Fences with events: every stream of the new mode waits for
@@ -336,6 +374,7 @@ cdef class Layout:
         if self._core is None:
             return
         self._core._close(_require_bool("abort_captures", abort_captures))
+        self._close_graphs()
 
     def __enter__(self):
         self._check_open()
@@ -362,6 +401,7 @@ cdef class Layout:
                 )
             else:
                 self._core._close(True)
+                self._close_graphs()
         except BaseException as error:
             _warn_resource(f"greenres.Layout not closed after an exception: {error}")
         return False

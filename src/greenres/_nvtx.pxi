@@ -240,7 +240,11 @@ cdef class DeviceRange:
     """A range that starts when a stream reaches :func:`device_range_start` and ends when a
     stream reaches :func:`device_range_end` (made by ``device_range_start``). Dropped
     without being ended, a started range is ended then and a start not reached yet starts
-    nothing; ranges captured into a graph belong to the graph and fire at every replay."""
+    nothing; ranges captured into a graph belong to the graph and fire at every replay.
+
+    Attributes:
+        message: the range's message.
+    """
 
     cdef greenres_device_range* _range
     cdef bint _ended

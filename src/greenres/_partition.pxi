@@ -2,11 +2,21 @@
 # Partitions (GreenContext): streams, enter/exit, isolation keys.
 
 
+_SCOPE_NAMES = {value: name for name, value in WORKQUEUE_SCOPE_VALUES.items()}
+
+
 cdef class GreenContext:
     """One partition: a green context on a disjoint set of SMs, with its streams.
 
     Made by :meth:`Layout.create`. ``with part:`` makes it current on this thread (see
     :meth:`enter`).
+
+    Attributes:
+        name: the partition's name in the plan.
+        sm_count: the SMs of its green context, as the driver reports them.
+        device: the :class:`Device` it is on.
+        plan: the :class:`~greenres.plan.Plan` it was created from (of its mode).
+        planned_partition: its :class:`~greenres.plan.PlannedPartition` in that plan.
     """
 
     cdef _LayoutCore _core
@@ -217,6 +227,31 @@ cdef class GreenContext:
                           device.alignment)
 
     @property
+    def workqueue(self):
+        """``(scope, limit)`` of the workqueue configuration the driver reports for this
+        green context (CUDA 13.1; scope ``"device_ctx"`` or ``"balanced"``), or None on an
+        older driver."""
+        cdef cydriver.CUdevResource held
+        cdef cydriver.CUgreenCtx green
+        cdef cydriver.CUresult err
+        cdef greenres_wq_config* config
+        cdef Admissions a
+        if driver_version() < WORKQUEUES:
+            return None
+        _admissions_init(&a)
+        self._admit(&a)
+        green = self._s.green
+        memset(&held, 0, sizeof(held))
+        with nogil:
+            err = cydriver.cuGreenCtxGetDevResource(green, &held,
+                                                    GREENRES_RESOURCE_TYPE_WORKQUEUE_CONFIG)
+            _admissions_end(&a)
+        check(err, "cuGreenCtxGetDevResource")
+        config = greenres_wq_config_of(&held)
+        return (_SCOPE_NAMES.get(config.sharingScope, str(config.sharingScope)),
+                config.wqConcurrencyLimit)
+
+    @property
     def stream(self):
         """The partition's default stream (non-blocking, made with cuGreenCtxStreamCreate):
         work on it runs on this partition's SMs with no push at all."""
@@ -304,6 +339,22 @@ cdef class GreenContext:
             UsageError: when another partition was entered after it and is not exited yet.
         """
         self._exit()
+
+    def guard(self, from_stream=None, warn=True):
+        """A :class:`ContextGuard` for code of a foreign library that pushes contexts and
+        does not pop them: ``with part.guard() as g:`` enters the partition, and at the end
+        gives this thread its whole context stack back before exiting; ``g.report`` says
+        what was undone (a ContextStackWarning too, unless ``warn=False``)."""
+        self._check_open()
+        return ContextGuard(self, from_stream, warn)
+
+    def nccl_config(self, communicators=1):
+        """The NCCL CTA settings that keep ``communicators`` concurrent communicators
+        inside this communication partition (``role="comm"``): a
+        :class:`greenres.comm.NcclConfig` (docs/runtime.md, "Communication partitions")."""
+        from greenres.comm import nccl_config
+
+        return nccl_config(self, communicators)
 
     @cython.binding(False)  # a plain method descriptor: no CyFunction/PyMethod layer
     def __enter__(self):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from greenres.cuda_versions import STRUCTURED_SPLIT
+from greenres.cuda_versions import LOCALITY_DOMAINS, STRUCTURED_SPLIT, WORKQUEUES
 from greenres.errors import PlanError
 
 if TYPE_CHECKING:
@@ -14,13 +14,16 @@ if TYPE_CHECKING:
     from greenres.spec import PartitionSpec
 
 __all__ = [
+    "missing_locality_domains",
     "missing_structured_split",
+    "missing_workqueues",
     "plan_error",
     "remainder_note",
     "share_reason",
     "sms",
     "total_violation",
     "violations_text",
+    "workqueue_limit_violation",
 ]
 
 
@@ -32,6 +35,60 @@ def missing_structured_split(facts: SmFacts) -> str:
     if facts.driver_version < STRUCTURED_SPLIT:
         return f"the driver is {facts.driver_version_text} on {facts.device_name}"
     return f"the loaded cuda-bindings do not expose cuDevSmResourceSplit on {facts.device_name}"
+
+
+def missing_workqueues(facts: SmFacts, names: list[str]) -> str:
+    who = ", ".join(map(repr, names))
+    needs = (
+        f"workqueue budgets (partitions {who}) need the workqueue-config resource of CUDA "
+        f"13.1 ({WORKQUEUES})"
+    )
+    if facts.driver_version < WORKQUEUES:
+        return (
+            f"{needs}; the driver is {facts.driver_version_text} ({facts.driver_version}) on "
+            f"{facts.device_name}"
+        )
+    return (
+        f"{needs}; the facts of {facts.device_name} (driver {facts.driver_version_text}) "
+        "report none (workqueue_max_concurrency=0)"
+    )
+
+
+def missing_locality_domains(facts: SmFacts, names: list[str]) -> str:
+    who = ", ".join(map(repr, names))
+    needs = f"locality domains (partitions {who}) need CUDA 13.4 ({LOCALITY_DOMAINS})"
+    if facts.driver_version < LOCALITY_DOMAINS:
+        return (
+            f"{needs}; the driver is {facts.driver_version_text} ({facts.driver_version}) on "
+            f"{facts.device_name}"
+        )
+    if not facts.structured_split:
+        return f"{needs} and the structured split; {missing_structured_split(facts)}"
+    return (
+        f"{needs}; the facts of {facts.device_name} (driver {facts.driver_version_text}) "
+        "report none (locality_domain_count=0)"
+    )
+
+
+def domain_violation(facts: SmFacts, domain: int, names: list[str], need: int, room: int) -> str:
+    return (
+        f"locality domain {domain} gets {', '.join(names)}: {sms(need)}, but a locality "
+        f"domain of {facts.device_name} has {sms(facts.locality_domain_sm_count)} "
+        f"({room} usable at this granularity)"
+    )
+
+
+def workqueue_limit_violation(facts: SmFacts, name: str, limit: int) -> str:
+    return (
+        f"{name} asks workqueue_limit {limit}; {facts.device_name} takes at most "
+        f"{facts.workqueue_max_concurrency} concurrent stream-ordered workloads "
+        "(workqueue_max_concurrency, CUDA_DEVICE_MAX_CONNECTIONS)"
+    )
+
+
+def balanced_reason(share: int, left: int, count: int) -> str:
+    whom = "the balanced partition" if count == 1 else f"each of {count} balanced partitions"
+    return f"{share} for {whom} without a limit, of the {left} connections left"
 
 
 def share_reason(grain: _Grain, share: _Share, granted: int, trimmed: bool) -> str:

@@ -29,12 +29,15 @@ from greenres.facts import SmFacts, resolve_facts
 from greenres.plan import MECHANISMS, ModalPlan, Plan, PlannedPartition
 from greenres.recipe import (
     GROUP_BACKFILL,
+    LOCALITY_DOMAIN_ANY,
     SPLIT_IGNORE_SM_COSCHEDULING,
+    WORKQUEUE_SCOPE_VALUES,
     Granularity,
     PartitionRecipe,
     SplitRecipe,
 )
 from greenres.spec import (
+    LOCALITY_SPREAD,
     REMAINDER_KEYWORDS,
     REMAINDER_PARTITION_NAME,
     ModalSpec,
@@ -43,6 +46,9 @@ from greenres.spec import (
 )
 
 __all__ = ["auto_uses_groups", "plan_counts", "plan_modes", "plan_spec"]
+
+
+_NO_QUEUE = ("", 0, "")
 
 
 @lru_cache(maxsize=4096)
@@ -119,6 +125,51 @@ def _checked_mechanism(spec: PartitionSpec, facts: SmFacts, mechanism: str) -> s
     return mechanism
 
 
+def _located(spec: PartitionSpec, facts: SmFacts, mechanism: str) -> bool:
+    """Whether partitions ask for locality domains; refuses what cannot place them.
+
+    Raises:
+        DriverTooOldError: without locality domains in the facts (CUDA 13.4) or the
+            structured split.
+        SpecError: for ``mechanism="groups"`` or a domain index the device does not have.
+    """
+    placed = [p for p in spec.partitions if p.locality_domain is not None]
+    if not placed:
+        return False
+    if facts.locality_domain_count == 0 or not facts.structured_split:
+        raise DriverTooOldError(words.missing_locality_domains(facts, [p.name for p in placed]))
+    if mechanism == "groups":
+        raise SpecError(
+            "locality domains need mechanism 'structured' (got mechanism='groups'): a split "
+            "by count cannot place its groups"
+        )
+    for p in placed:
+        domain = p.locality_domain
+        if domain != LOCALITY_SPREAD and domain >= facts.locality_domain_count:
+            raise SpecError(
+                f"partition {p.name!r}: 'locality_domain' must be below the "
+                f"{facts.locality_domain_count} locality domain"
+                f"{'s' if facts.locality_domain_count != 1 else ''} of {facts.device_name} "
+                f"(got {domain})"
+            )
+    return True
+
+
+def _domain_violations(
+    spec: PartitionSpec, facts: SmFacts, grain: _Grain, units: dict[str, int]
+) -> list[str]:
+    """Each locality domain whose partitions need more SMs than a domain has."""
+    room = facts.locality_domain_sm_count // grain.unit * grain.unit
+    out = []
+    domains = sorted({p.locality_domain for p in spec.partitions if type(p.locality_domain) is int})
+    for domain in domains:
+        names = [p.name for p in spec.partitions if p.locality_domain == domain]
+        need = sum(units[name] for name in names) * grain.unit
+        if need > room:
+            out.append(words.domain_violation(facts, domain, names, need, room))
+    return out
+
+
 def auto_uses_groups(
     spec: PartitionSpec, facts: SmFacts, grain: _Grain, units: dict[str, int] | None
 ) -> bool:
@@ -135,6 +186,8 @@ def auto_uses_groups(
     """
     if spec.backfill or spec.remainder in REMAINDER_KEYWORDS or units is None:
         return False
+    if any(p.locality_domain is not None for p in spec.partitions):
+        return False  # only the structured split places groups in domains
     if grain.alignment == facts.alignment:  # always so with co-scheduling
         return False
     return facts.sm_count - sum(units.values()) * grain.unit > 0
@@ -148,6 +201,7 @@ def plan_spec(spec: Any, device_or_facts: Any, mechanism: str) -> Plan:
             hint = "; a ModalSpec is planned by make_modal_plan()"
         raise TypeError(f"make_plan() needs a PartitionSpec (got {type(spec).__name__}){hint}")
     facts = device_or_facts if type(device_or_facts) is SmFacts else resolve_facts(device_or_facts)
+    located = _located(spec, facts, mechanism)
     chosen = _checked_mechanism(spec, facts, mechanism)
     grain = _Grain(spec, facts, chosen)
     units, reasons, error = _size(spec, facts, grain)
@@ -155,9 +209,14 @@ def plan_spec(spec: Any, device_or_facts: Any, mechanism: str) -> Plan:
     if auto_structured and auto_uses_groups(spec, facts, grain, units):
         grain = _Grain(spec, facts, "groups")
         units, reasons, error = _size(spec, facts, grain)
+    queues, queue_violations = _plan_workqueues(spec, facts)
     if error is not None:
         raise PlanError(error)
-    return _assemble(spec, facts, grain, units, reasons)
+    if located:
+        queue_violations = _domain_violations(spec, facts, grain, units) + queue_violations
+    if queue_violations:
+        raise PlanError(words.violations_text(spec, facts, grain, queue_violations))
+    return _assemble(spec, facts, grain, units, reasons, queues, located)
 
 
 def plan_modes(spec: Any, device_or_facts: Any, mechanism: str) -> ModalPlan:
@@ -302,6 +361,55 @@ def _give_back(units: dict[str, int], shares: list[_Share], excess: int) -> set[
     return trimmed
 
 
+# ----------------------------------------------------------------------------- workqueues
+
+# A planned workqueue configuration: (scope name, limit, reason).
+_Queue = tuple[str, int, str]
+
+
+def _plan_workqueues(spec: PartitionSpec, facts: SmFacts) -> tuple[dict[str, _Queue], list[str]]:
+    """Every partition's workqueue configuration (only those that ask for one) and the
+    violations of the device's maximum concurrency.
+
+    A scope without a limit: ``"device_ctx"`` takes the device's maximum (the driver's
+    default); ``"balanced"`` shares what the balanced partitions with limits leave, evenly
+    (at least 1 each). A limit without a scope is ``"device_ctx"``.
+
+    Raises:
+        DriverTooOldError: when a partition asks for one and the facts have no
+            workqueue-config resource (a driver older than 13.1).
+    """
+    asked = [(p.name, *spec.workqueue_of(p)) for p in spec.partitions]
+    if spec.remainder == "own":
+        asked.append((REMAINDER_PARTITION_NAME, *spec.workqueue_of(None)))
+    asked = [item for item in asked if item[1] is not None or item[2] is not None]
+    if not asked:
+        return {}, []
+    most = facts.workqueue_max_concurrency
+    if most == 0:
+        raise DriverTooOldError(words.missing_workqueues(facts, [name for name, _, _ in asked]))
+    violations = [
+        words.workqueue_limit_violation(facts, name, limit)
+        for name, _scope, limit in asked
+        if limit is not None and limit > most
+    ]
+    open_balanced = sum(1 for _n, scope, limit in asked if scope == "balanced" and limit is None)
+    given = sum(limit for _n, scope, limit in asked if scope == "balanced" and limit is not None)
+    left = max(most - given, 0)
+    share = max(1, left // open_balanced) if open_balanced else 0
+    queues: dict[str, _Queue] = {}
+    for name, scope, limit in asked:
+        scope = scope or "device_ctx"
+        reason = ""
+        if limit is None:
+            if scope == "balanced":
+                limit, reason = share, words.balanced_reason(share, left, open_balanced)
+            else:
+                limit, reason = most, "the device's maximum"
+        queues[name] = (scope, limit, reason)
+    return queues, violations
+
+
 # ----------------------------------------------------------------------------- assembly
 
 
@@ -311,6 +419,8 @@ def _assemble(
     grain: _Grain,
     units: dict[str, int],
     reasons: dict[str, str],
+    queues: dict[str, _Queue],
+    located: bool = False,
 ) -> Plan:
     """Lay the units out on the one split: the plan and, from the same numbers, its recipe.
 
@@ -357,9 +467,21 @@ def _assemble(
             f"{grain.alignment} where the remainder has {facts.alignment}; use "
             "remainder='own' or 'drop', coscheduling=true, or mechanism 'groups'",
         )
+    if target is not None and split_remainder > 0 and type(spec[target].locality_domain) is int:
+        # cuda.h (13.4): one descriptor's SM resources have one localityDomainId, and the
+        # split's remainder is in no domain
+        raise words.plan_error(
+            spec,
+            facts,
+            grain,
+            f"{target} cannot also take the split's remainder: it is in locality domain "
+            f"{spec[target].locality_domain} and one descriptor needs one domain; use "
+            "remainder='own' or 'drop'",
+        )
     planned = []
     recipes = []
     group_sm_counts = []  # "structured": one group per partition, in plan order
+    group_localities = []
     first_result = 0
     for p in spec.partitions:
         name = p.name
@@ -378,22 +500,29 @@ def _assemble(
                 note = words.remainder_note(grain, policy, extra_units, split_remainder)
                 reason = f"{reason}; {note}" if reason else note
         streams, priority = p.streams, p.priority
+        scope, limit, queue_reason = queues.get(name, _NO_QUEUE)
         # positional, in field order: this runs for every partition of every plan
         planned.append(
             PlannedPartition(
                 name, p.request, sm_count, groups, result_sms, takes_remainder, reason,
-                streams, priority,
+                streams, priority, False, p.role, scope, limit, queue_reason, p.locality_domain,
             )
         )  # fmt: skip
         recipes.append(
             PartitionRecipe(
-                name, first_result, groups, takes_remainder, sm_count, streams, priority
+                name, first_result, groups, takes_remainder, sm_count, streams, priority,
+                WORKQUEUE_SCOPE_VALUES.get(scope, -1), limit,
             )
-        )
+        )  # fmt: skip
         group_sm_counts.append(result_sms)
+        domain = p.locality_domain
+        group_localities.append(
+            -1 if domain is None else LOCALITY_DOMAIN_ANY if domain == LOCALITY_SPREAD else domain
+        )
         first_result += groups
     if policy == "own":
         groups = extra_units if by_groups else 0
+        scope, limit, queue_reason = queues.get(REMAINDER_PARTITION_NAME, _NO_QUEUE)
         planned.append(
             PlannedPartition(
                 name=REMAINDER_PARTITION_NAME,
@@ -404,6 +533,9 @@ def _assemble(
                 includes_split_remainder=split_remainder > 0,
                 reason=words.remainder_note(grain, policy, extra_units, split_remainder, own=True),
                 is_remainder=True,
+                workqueue_scope=scope,
+                workqueue_limit=limit,
+                workqueue_reason=queue_reason,
             )
         )
         recipes.append(
@@ -415,9 +547,13 @@ def _assemble(
                 sm_count=extra_sms,
                 streams=1,
                 priority=0,
+                workqueue_scope=WORKQUEUE_SCOPE_VALUES.get(scope, -1),
+                workqueue_limit=limit,
             )
         )
-    granularity = Granularity.from_facts(facts, coscheduling=spec.coscheduling)
+    granularity = Granularity.from_facts(
+        facts, coscheduling=spec.coscheduling, workqueues=bool(queues), locality=located
+    )
     if by_groups:
         recipe = SplitRecipe(
             mechanism="groups",
@@ -441,6 +577,7 @@ def _assemble(
             group_flags=GROUP_BACKFILL if spec.backfill else 0,
             partitions=tuple(recipes),
             granularity=granularity,
+            group_localities=tuple(group_localities) if located else (),
         )
     return Plan(
         partitions=tuple(planned),

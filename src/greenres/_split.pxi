@@ -36,6 +36,9 @@ cdef int _split_device(Device device, object recipe, cydriver.CUdevResource* res
     sizes = recipe.group_sm_counts
     if len(sizes) != wanted:
         raise PlanError(f"the plan has {len(sizes)} split groups but says {wanted}")
+    domains = recipe.group_localities
+    if domains and len(domains) != wanted:
+        raise PlanError(f"the plan has {len(domains)} group domains but says {wanted}")
     params = <greenres_group_params*>calloc(max(wanted, 1), sizeof(greenres_group_params))
     if params == NULL:
         raise MemoryError()
@@ -44,12 +47,36 @@ cdef int _split_device(Device device, object recipe, cydriver.CUdevResource* res
             params[k].smCount = sizes[k]
             params[k].coscheduledSmCount = recipe.coscheduled_sm_count
             params[k].flags = recipe.group_flags
+            if domains and domains[k] >= 0:
+                # 13.4: the group's SMs from one locality domain (or any: ID_ANY); the
+                # field localityDomainId is the first reserved word of the 13.1 layout
+                params[k].flags |= GROUP_LOCALITY_DOMAIN_ID
+                params[k].reserved[0] = domains[k]
         with nogil:
             check(_structured_split(results, wanted, &device_resource, remainder, flags,
                                     params),
                   "cuDevSmResourceSplit")
     finally:
         free(params)
+    return 0
+
+
+cdef int _check_workqueue(cydriver.CUgreenCtx green, object r) except -1:
+    """Refuse a green context whose workqueue configuration is not the plan's."""
+    cdef cydriver.CUdevResource held
+    cdef greenres_wq_config* config
+    memset(&held, 0, sizeof(held))
+    with nogil:
+        check(cydriver.cuGreenCtxGetDevResource(green, &held,
+                                                GREENRES_RESOURCE_TYPE_WORKQUEUE_CONFIG),
+              "cuGreenCtxGetDevResource")
+    config = greenres_wq_config_of(&held)
+    if config.wqConcurrencyLimit != r.workqueue_limit or config.sharingScope != r.workqueue_scope:
+        raise PlanError(
+            f"partition {r.name!r} was created with workqueue scope {config.sharingScope} and "
+            f"limit {config.wqConcurrencyLimit} but the plan says scope {r.workqueue_scope} "
+            f"and limit {r.workqueue_limit}"
+        )
     return 0
 
 
@@ -64,6 +91,8 @@ cdef int _create_partitions(_LayoutCore core, Device device, object recipe, obje
     cdef cydriver.CUdevResource* pieces = NULL
     cdef cydriver.CUdevResourceDesc desc
     cdef cydriver.CUdevResource held
+    cdef cydriver.CUdevResource queue
+    cdef greenres_wq_config* config
     cdef unsigned int n_pieces
     cdef int i, k, priority
     cdef PartState* s
@@ -75,7 +104,7 @@ cdef int _create_partitions(_LayoutCore core, Device device, object recipe, obje
     memset(&remainder, 0, sizeof(remainder))
     results = <cydriver.CUdevResource*>calloc(max(result_count, 1),
                                               sizeof(cydriver.CUdevResource))
-    pieces = <cydriver.CUdevResource*>calloc(max(result_count, 1) + 1,
+    pieces = <cydriver.CUdevResource*>calloc(max(result_count, 1) + 2,
                                              sizeof(cydriver.CUdevResource))
     try:
         if results == NULL or pieces == NULL:
@@ -91,6 +120,15 @@ cdef int _create_partitions(_LayoutCore core, Device device, object recipe, obje
                 n_pieces += 1
             if n_pieces == 0:
                 raise PlanError(f"partition {r.name!r} has no SMs in the plan")
+            if r.workqueue_scope >= 0:
+                # cuda.h: a configuration is changed "directly in place" and provisioned
+                # by cuGreenCtxCreate; it travels in the descriptor beside the SMs.
+                device._workqueue_config(&queue)
+                config = greenres_wq_config_of(&queue)
+                config.wqConcurrencyLimit = r.workqueue_limit
+                config.sharingScope = r.workqueue_scope
+                pieces[n_pieces] = queue
+                n_pieces += 1
             s = core.states[first + i]
             s.primary = core.primary
             s.device = cu_device
@@ -111,6 +149,8 @@ cdef int _create_partitions(_LayoutCore core, Device device, object recipe, obje
                     f"partition {r.name!r} was created with {got} SMs but the plan says "
                     f"{r.sm_count}; plan against Device.sm_facts() of this device"
                 )
+            if r.workqueue_scope >= 0:
+                _check_workqueue(s.green, r)
             priority = r.priority
             with nogil:
                 check(cydriver.cuGreenCtxStreamCreate(&s.stream, s.green,

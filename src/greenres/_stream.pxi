@@ -8,15 +8,21 @@
 
 
 _STREAM_FORMS = (
-    "a greenres.Stream, an object with __cuda_stream__, a cuda.bindings CUstream or an "
+    "a greenres.Stream, an object with __cuda_stream__, an object with an int cuda_stream "
+    "or ptr attribute (torch.cuda.Stream, cupy.cuda.Stream), a cuda.bindings CUstream or an "
     "int handle"
 )
+# The attributes PyTorch (torch.cuda.Stream.cuda_stream) and CuPy (cupy.cuda.Stream.ptr)
+# give a stream's CUstream as an int, in the order they are looked for.
+_HANDLE_ATTRIBUTES = ("cuda_stream", "ptr")
+cdef object _MISSING = object()
 _HANDLE_LIMIT = 2**64
 
 
 cdef cydriver.CUstream _raw_stream(object stream, str name) except? NULL:
     """The CUstream of a stream argument that is not a greenres Stream: an object with
-    ``__cuda_stream__``, a cuda.bindings ``CUstream`` or a raw int handle. Anything else
+    ``__cuda_stream__``, a raw int handle, a cuda.bindings ``CUstream``, or an object with
+    an int ``cuda_stream`` (PyTorch) or ``ptr`` (CuPy) attribute. Anything else
     (floats, bools, strings, malformed protocol answers) raises TypeError naming ``name``
     and the accepted forms; a handle outside [0, 2**64) raises ValueError."""
     cdef object value
@@ -34,15 +40,39 @@ cdef cydriver.CUstream _raw_stream(object stream, str name) except? NULL:
             value = answer[1].__index__()
         elif _is_index(stream):
             value = stream.__index__()
-        elif type(stream).__module__.startswith("cuda.bindings"):
+        elif _module_of(stream).startswith("cuda.bindings"):
             value = int(stream)  # CUstream and friends convert to their pointer value
         else:
-            raise TypeError(f"{name!r} must be {_STREAM_FORMS} (got {stream!r})")
+            value = _handle_attribute(stream, name)
     if value < 0:
         raise ValueError(f"{name!r} must be a stream handle >= 0 (got {value!r})")
     if value >= _HANDLE_LIMIT:
         raise ValueError(f"{name!r} must be a stream handle < 2**64 (got {value!r})")
     return <cydriver.CUstream><uintptr_t>value
+
+
+cdef str _module_of(object stream):
+    """The module of ``stream``'s class; "" for a class made where ``__name__`` was not
+    defined (``type(...)`` in ``exec`` with bare globals has no ``__module__``)."""
+    module = getattr(type(stream), "__module__", None)
+    return module if isinstance(module, str) else ""
+
+
+cdef object _handle_attribute(object stream, str name):
+    """The int of the first of ``cuda_stream`` and ``ptr`` that ``stream`` has; TypeError
+    naming ``name`` when it has neither, or when the attribute is not an int (a bool, a
+    float, None: nothing is guessed)."""
+    for attribute in _HANDLE_ATTRIBUTES:
+        answer = getattr(stream, attribute, _MISSING)
+        if answer is _MISSING:
+            continue
+        if not _is_index(answer):
+            raise TypeError(
+                f"{name!r}: {attribute} of {type(stream).__name__} must be an int stream "
+                f"handle (got {answer!r})"
+            )
+        return answer.__index__()
+    raise TypeError(f"{name!r} must be {_STREAM_FORMS} (got {stream!r})")
 
 
 cdef cydriver.CUstream _use_stream(object stream, str name, Admissions* a,
@@ -93,6 +123,10 @@ cdef class Stream(_Resource):
     (``torch.cuda.ExternalStream(s.handle)``) and CuPy can use it.
 
     Made by :attr:`GreenContext.stream` and :meth:`GreenContext.create_stream`.
+
+    Attributes:
+        partition: the :class:`GreenContext` the stream was made in.
+        priority: the stream's priority, as the driver clamped it.
     """
 
     cdef cydriver.CUstream _handle

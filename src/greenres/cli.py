@@ -116,6 +116,9 @@ def cmd_info(args: argparse.Namespace) -> int:
                 "alignment": facts.alignment,
                 "driver_version": facts.driver_version,
                 "structured_split": facts.structured_split,
+                "workqueue_max_concurrency": facts.workqueue_max_concurrency,
+                "locality_domain_count": facts.locality_domain_count,
+                "locality_domain_sm_count": facts.locality_domain_sm_count,
             }
             for ordinal, facts in enumerate(all_facts)
         ]
@@ -128,7 +131,19 @@ def cmd_info(args: argparse.Namespace) -> int:
             f"  {facts.sm_count} SMs; partitions of at least {facts.min_partition_size} SMs "
             f"in multiples of {facts.alignment}\n"
             f"  driver {facts.driver_version_text}; "
-            f"structured split (CUDA 13.1): {'yes' if facts.structured_split else 'no'}"
+            f"structured split (CUDA 13.1): {'yes' if facts.structured_split else 'no'}\n"
+            f"  workqueues (CUDA 13.1): "
+            + (
+                f"at most {facts.workqueue_max_concurrency} concurrent stream-ordered workloads"
+                if facts.workqueue_max_concurrency
+                else "none"
+            )
+            + "\n  locality domains (CUDA 13.4): "
+            + (
+                f"{facts.locality_domain_count} of {facts.locality_domain_sm_count} SMs each"
+                if facts.locality_domain_count
+                else "not reported"
+            )
         )
     return EXIT_OK
 
@@ -136,7 +151,15 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     spec = _load_spec(args.spec)
     device = _device(args)
-    plan = _plan_for(spec, device.sm_facts(), args.mode)
+    facts = device.sm_facts()
+    plan = _plan_for(spec, facts, args.mode)
+    if args.svg:
+        # a spec with modes and no --mode: every mode side by side
+        from greenres.spec import ModalSpec
+
+        pictured = spec.plan(facts) if isinstance(spec, ModalSpec) and args.mode is None else plan
+        with open(args.svg, "w", encoding="utf-8") as out:
+            out.write(pictured.to_svg())
     if args.json:
         from greenres.serialize import dumps_plan
 
@@ -227,6 +250,12 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("spec", help="path of the spec file")
     plan.add_argument("--mode", help="which mode of a spec with modes (default: its default)")
     plan.add_argument("--json", action="store_true", help="machine-readable output")
+    plan.add_argument(
+        "--svg",
+        metavar="FILE",
+        help="also write a picture of the SM map to FILE (every mode side by side for a "
+        "spec with modes, unless --mode picks one)",
+    )
 
     key = add("key", cmd_key, "Print the isolation key of one partition of a spec.")
     key.add_argument("spec", help="path of the spec file")

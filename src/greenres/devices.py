@@ -51,6 +51,8 @@ class DeviceProfile:
         compute_capability: ``(major, minor)``.
         sm_count: streaming multiprocessors.
         total_memory: the nominal memory size in bytes (a real driver reports a little less).
+        locality_domains: the locality domains (CUDA 13.4) the simulator gives the device;
+            1 unless published otherwise (2 for the two-die B200 is a guess, docs/devices.md).
     """
 
     key: str
@@ -59,6 +61,7 @@ class DeviceProfile:
     compute_capability: tuple[int, int]
     sm_count: int
     total_memory: int
+    locality_domains: int = 1
 
     @property
     def min_partition_size(self) -> int:
@@ -71,8 +74,8 @@ class DeviceProfile:
         return documented_granularity(self.compute_capability)[1]
 
 
-def _profile(key, product, name, cc, sms, gib) -> DeviceProfile:
-    return DeviceProfile(key, product, name, cc, sms, gib * _GIB)
+def _profile(key, product, name, cc, sms, gib, domains=1) -> DeviceProfile:
+    return DeviceProfile(key, product, name, cc, sms, gib * _GIB, domains)
 
 
 #: The devices greenres knows by profile name, in the order of their compute capability.
@@ -91,7 +94,7 @@ DEVICE_PROFILES: dict[str, DeviceProfile] = {
         _profile("h100-pcie", "H100 PCIe", "NVIDIA H100 PCIe", (9, 0), 114, 80),
         _profile("h200", "H200", "NVIDIA H200", (9, 0), 132, 141),
         _profile("h20", "H20", "NVIDIA H20", (9, 0), 78, 96),
-        _profile("b200", "B200", "NVIDIA B200", (10, 0), 148, 180),
+        _profile("b200", "B200", "NVIDIA B200", (10, 0), 148, 180, domains=2),
         _profile("rtx5090", "GeForce RTX 5090", "NVIDIA GeForce RTX 5090", (12, 0), 170, 32),
     )
 }

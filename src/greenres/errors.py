@@ -14,6 +14,7 @@ __all__ = [
     "DriverError",
     "DriverTooOldError",
     "GreenresError",
+    "LayoutMismatchError",
     "PlanError",
     "SpecError",
     "ThreadOwnershipError",
@@ -92,6 +93,28 @@ class SpecError(GreenresError, ValueError):
 
 class PlanError(GreenresError, ValueError):
     """A valid spec cannot be planned on the given device."""
+
+
+class LayoutMismatchError(PlanError):
+    """The ranks of a job planned different layouts (:mod:`greenres.distributed`). Raised
+    on every rank; the message names the ranks of each plan and what differs.
+
+    Attributes:
+        fingerprints: each rank's plan fingerprint, in rank order.
+        ranks: the ranks of each distinct plan, first the plan of rank 0.
+    """
+
+    def __init__(self, message: str, *, fingerprints=(), ranks=()) -> None:
+        super().__init__(message)
+        self.fingerprints = list(fingerprints)
+        self.ranks = [list(r) for r in ranks]
+
+    def __reduce__(self):  # picklable (multiprocessing, torch's elastic error files)
+        return (_rebuild_mismatch, (str(self), self.fingerprints, self.ranks))
+
+
+def _rebuild_mismatch(message, fingerprints, ranks):
+    return LayoutMismatchError(message, fingerprints=fingerprints, ranks=ranks)
 
 
 class ClosedError(GreenresError, ValueError):

@@ -17,7 +17,7 @@ from typing import Any
 from attrs import field, frozen
 
 from greenres._validators import C_INT_MAX, as_int, check_bool, int_at_least, is_int, value_text
-from greenres.cuda_versions import STRUCTURED_SPLIT
+from greenres.cuda_versions import LOCALITY_DOMAINS, STRUCTURED_SPLIT, WORKQUEUES
 from greenres.devices import DEVICE_PROFILES, documented_granularity
 from greenres.errors import SpecError
 
@@ -84,6 +84,15 @@ class SmFacts:
         structured_split: True when the driver is 13.1 or newer and the bindings expose
             ``cuDevSmResourceSplit``.
         total_memory: device memory in bytes (0 when unknown).
+        workqueue_max_concurrency: the ``wqConcurrencyLimit`` of the device's CUDA 13.1
+            workqueue-config resource, the most concurrent stream-ordered workloads its
+            workqueues take (``CUDA_DEVICE_MAX_CONNECTIONS``, 8 unless set); 0 when the
+            device has no such resource (a driver older than 13.1).
+        locality_domain_count: the device's locality domains
+            (``CU_DEVICE_ATTRIBUTE_LOCALITY_DOMAIN_COUNT``, CUDA 13.4); 0 when the driver
+            does not report them (older than 13.4).
+        locality_domain_sm_count: SMs of each locality domain
+            (``CU_DEVICE_ATTRIBUTE_LOCALITY_DOMAIN_MULTIPROCESSOR_COUNT``); 0 likewise.
 
     The counts and the driver version are C ints to the driver (1 or 0 to 2147483647),
     the memory a 64-bit size; integer-likes (``numpy.int64``) are stored as ints.
@@ -99,6 +108,9 @@ class SmFacts:
     driver_version: int = field(converter=as_int, validator=_non_negative_int)
     structured_split: bool = field(validator=check_bool)
     total_memory: int = field(default=0, converter=as_int, validator=_memory_size)
+    workqueue_max_concurrency: int = field(default=0, converter=as_int, validator=_non_negative_int)
+    locality_domain_count: int = field(default=0, converter=as_int, validator=_non_negative_int)
+    locality_domain_sm_count: int = field(default=0, converter=as_int, validator=_non_negative_int)
 
     @classmethod
     def for_device_profile(
@@ -112,17 +124,28 @@ class SmFacts:
         total_memory: int = 0,
         uncoscheduled_min_partition_size: int = 2,
         uncoscheduled_alignment: int = 2,
+        workqueue_max_concurrency: int | None = None,
+        locality_domains: int = 1,
     ) -> SmFacts:
         """Facts for a device described by name, compute capability and SM count.
 
         The co-scheduled granularity comes from :func:`documented_granularity`; the
         un-co-scheduled one is the guess of 2 and 2 the simulated driver also uses.
-        ``structured_split`` defaults to ``driver_version >= 13010``.
+        ``structured_split`` defaults to ``driver_version >= 13010``;
+        ``workqueue_max_concurrency`` to 8 (the default ``CUDA_DEVICE_MAX_CONNECTIONS``)
+        from 13.1 on, 0 before. From 13.4 on the device has ``locality_domains`` domains of
+        ``sm_count // locality_domains`` SMs each (none reported before).
         """
         minimum, alignment = documented_granularity(_checked_cc(_to_cc(compute_capability)))
         if structured_split is None:
             version = as_int(driver_version)
             structured_split = is_int(version) and version >= STRUCTURED_SPLIT
+        if workqueue_max_concurrency is None:
+            version = as_int(driver_version)
+            workqueue_max_concurrency = 8 if is_int(version) and version >= WORKQUEUES else 0
+        version = as_int(driver_version)
+        domains = locality_domains if is_int(version) and version >= LOCALITY_DOMAINS else 0
+        domain_sms = as_int(sm_count) // domains if domains and is_int(as_int(sm_count)) else 0
         return cls(
             device_name=name,
             compute_capability=compute_capability,
@@ -134,6 +157,9 @@ class SmFacts:
             driver_version=driver_version,
             structured_split=structured_split,
             total_memory=total_memory,
+            workqueue_max_concurrency=workqueue_max_concurrency,
+            locality_domain_count=domains,
+            locality_domain_sm_count=domain_sms,
         )
 
     @classmethod
@@ -155,6 +181,7 @@ class SmFacts:
                 f"unknown device profile {value_text(profile)}; known: {', '.join(DEVICE_PROFILES)}"
             ) from None
         kwargs.setdefault("total_memory", known.total_memory)
+        kwargs.setdefault("locality_domains", known.locality_domains)
         return cls.for_device_profile(
             known.name, known.compute_capability, known.sm_count, driver_version, **kwargs
         )

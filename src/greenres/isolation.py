@@ -5,8 +5,9 @@ they were made under. An :class:`IsolationSchema` selects which conditions ("con
 forms") enter the key, grouped like a compiler cache's runtime/compile split:
 
 * runtime forms: ``partition`` (SM count, minimum partition size, alignment, co-scheduling,
-  the layout's fingerprint), ``environment`` (``CUDA_DEVICE_MAX_CONNECTIONS``,
-  ``CUDA_MPS_ACTIVE_THREAD_PERCENTAGE``, ``CUDA_VISIBLE_DEVICES``), ``stream_priority``;
+  the layout's fingerprint, and the workqueue scope and limit when it has them),
+  ``environment`` (``CUDA_DEVICE_MAX_CONNECTIONS``, ``CUDA_MPS_ACTIVE_THREAD_PERCENTAGE``,
+  ``CUDA_VISIBLE_DEVICES``), ``stream_priority``;
 * compile forms: ``device`` (name, compute capability, total SMs), ``driver_version``,
   ``bindings_version`` (of cuda-bindings), ``greenres_version``.
 
@@ -65,7 +66,14 @@ KEY_FORMAT_VERSION = 1
 
 @frozen
 class SelectedRuntimeContext:
-    """Which runtime forms enter the key (all by default)."""
+    """Which runtime forms enter the key (all by default).
+
+    Attributes:
+        partition: the partition's SM count, granularity and the layout's fingerprint.
+        environment: ``CUDA_DEVICE_MAX_CONNECTIONS``, ``CUDA_MPS_ACTIVE_THREAD_PERCENTAGE``
+            and ``CUDA_VISIBLE_DEVICES``.
+        stream_priority: the priority of the partition's streams.
+    """
 
     partition: bool = field(default=True, validator=check_bool)
     environment: bool = field(default=True, validator=check_bool)
@@ -78,7 +86,14 @@ class SelectedRuntimeContext:
 
 @frozen
 class SelectedCompileContext:
-    """Which compile forms enter the key (all by default)."""
+    """Which compile forms enter the key (all by default).
+
+    Attributes:
+        device: the device's name, compute capability and total SMs.
+        driver_version: the CUDA driver's version.
+        bindings_version: cuda-bindings' version.
+        greenres_version: greenres' version.
+    """
 
     device: bool = field(default=True, validator=check_bool)
     driver_version: bool = field(default=True, validator=check_bool)
@@ -265,17 +280,7 @@ def isolation_context(
     runtime: dict[str, Any] = {}
     for form in schema.runtime_forms():
         if form == "partition":
-            runtime[form] = (
-                None
-                if resolved is None
-                else {
-                    "sm_count": planned.sm_count,
-                    "min_partition_size": plan.min_partition_size,
-                    "alignment": plan.alignment,
-                    "coscheduling": plan.spec.coscheduling,
-                    "layout": plan.fingerprint,
-                }
-            )
+            runtime[form] = None if resolved is None else _partition_form(plan, planned)
         elif form == "environment":
             runtime[form] = _environment(os.environ if environ is None else environ)
         else:
@@ -298,6 +303,23 @@ def isolation_context(
                 found = {**installed_versions(), **(versions or {})}
             compile_[form] = str(found[form])
     return {"format": KEY_FORMAT_VERSION, "runtime": runtime, "compile": compile_}
+
+
+def _partition_form(plan: Plan, planned: PlannedPartition) -> dict[str, Any]:
+    form: dict[str, Any] = {
+        "sm_count": planned.sm_count,
+        "min_partition_size": plan.min_partition_size,
+        "alignment": plan.alignment,
+        "coscheduling": plan.spec.coscheduling,
+        "layout": plan.fingerprint,
+    }
+    # Only a partition with a workqueue configuration has the key: the keys of every
+    # other partition stay what they were before workqueues existed.
+    if planned.workqueue_scope:
+        form["workqueue"] = {"scope": planned.workqueue_scope, "limit": planned.workqueue_limit}
+    if planned.locality_domain is not None:  # likewise
+        form["locality_domain"] = planned.locality_domain
+    return form
 
 
 def _environment(environ: Mapping[str, Any]) -> dict[str, str | None]:

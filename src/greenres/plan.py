@@ -64,6 +64,14 @@ class PlannedPartition:
         streams: streams the runtime creates in it.
         priority: the priority of those streams.
         is_remainder: True for the partition made by ``remainder="own"``.
+        role: ``"compute"`` or ``"comm"`` (the spec's; ``"compute"`` for the remainder).
+        workqueue_scope: the planned workqueue sharing scope, ``"device_ctx"`` or
+            ``"balanced"``; ``""`` when the partition has no workqueue configuration.
+        workqueue_limit: the planned ``wqConcurrencyLimit`` (0 without a configuration).
+        workqueue_reason: how the limit was chosen when the spec left it open ("" when
+            the spec gave it).
+        locality_domain: the CUDA 13.4 locality domain its SMs come from (an index or
+            ``"spread"``), as the spec asks; None without one.
     """
 
     name: str
@@ -76,10 +84,15 @@ class PlannedPartition:
     streams: int = 1
     priority: int = 0
     is_remainder: bool = False
+    role: str = "compute"
+    workqueue_scope: str = ""
+    workqueue_limit: int = 0
+    workqueue_reason: str = ""
+    locality_domain: int | str | None = None
 
 
 def _fingerprint_payload(plan: Plan) -> dict[str, Any]:
-    return {
+    payload = {
         "mechanism": plan.mechanism,
         "sm_count": plan.facts.sm_count,
         "group_size": plan.group_size,
@@ -101,6 +114,15 @@ def _fingerprint_payload(plan: Plan) -> dict[str, Any]:
             for p in plan.partitions
         ],
     }
+    # Only plans with workqueue configurations have the key, so the fingerprints of every
+    # plan without them stay what they were before workqueues existed.
+    workqueues = [[p.name, p.workqueue_scope, p.workqueue_limit] for p in plan.partitions]
+    if any(scope for _name, scope, _limit in workqueues):
+        payload["workqueues"] = workqueues
+    domains = [[p.name, p.locality_domain] for p in plan.partitions]
+    if any(domain is not None for _name, domain in domains):  # likewise
+        payload["locality_domains"] = domains
+    return payload
 
 
 @frozen
@@ -181,9 +203,10 @@ class Plan:
     @property
     def fingerprint(self) -> str:
         """16 hex characters identifying the layout's substance: the mechanism, the
-        granularity and every partition's name and SMs. Stream counts, priorities, the
-        words of requests and reasons, and device identity (a compile form of isolation
-        keys) do not enter it."""
+        granularity, every partition's name and SMs, and its workqueue configuration
+        (when any partition has one). Stream counts, priorities, roles, the words of
+        requests and reasons, and device identity (a compile form of isolation keys) do
+        not enter it."""
         return digest(_fingerprint_payload(self), 16)
 
     def group_slices(self) -> dict[str, range]:
@@ -248,7 +271,68 @@ class Plan:
         else:
             tail = f"remainder: given to {policy!r}"
         lines += ["", f"{tail}; {self.total_sm_count} of {facts.sm_count} SMs in partitions"]
+        lines += self._workqueue_lines()
+        lines += self._locality_lines()
+        comm = [p.name for p in self.partitions if p.role == "comm"]
+        if comm:
+            lines.append(
+                f"communication partitions: {', '.join(map(repr, comm))} (NCCL CTA bounds "
+                "from their SM counts: GreenContext.nccl_config())"
+            )
         return "\n".join(lines)
+
+    def _locality_lines(self) -> list[str]:
+        """The locality-domain part of :meth:`explain`."""
+        placed = [p for p in self.partitions if p.locality_domain is not None]
+        if not placed:
+            return []
+        facts = self.facts
+        lines = [
+            f"locality domains (CUDA 13.4; {facts.locality_domain_count} of "
+            f"{facts.locality_domain_sm_count} SMs each):"
+        ]
+        for domain in sorted({p.locality_domain for p in placed}, key=str):
+            names = [p for p in placed if p.locality_domain == domain]
+            used = sum(p.sm_count for p in names)
+            who = ", ".join(f"{p.name} {p.sm_count}" for p in names)
+            if domain == "spread":
+                lines.append(f"  spread over every domain: {who}")
+            else:
+                lines.append(
+                    f"  domain {domain}: {who} ({used} of {facts.locality_domain_sm_count} SMs)"
+                )
+        return lines
+
+    def _workqueue_lines(self) -> list[str]:
+        """The workqueue part of :meth:`explain`: one line per configured partition, and
+        whether the balanced ones fit the device's maximum concurrency."""
+        configured = [p for p in self.partitions if p.workqueue_scope]
+        if not configured:
+            return []
+        most = self.facts.workqueue_max_concurrency
+        lines = [
+            f"workqueues (CUDA 13.1; at most {most} concurrent stream-ordered workloads, "
+            "CUDA_DEVICE_MAX_CONNECTIONS):"
+        ]
+        for p in configured:
+            why = f" ({p.workqueue_reason})" if p.workqueue_reason else ""
+            lines.append(f"  {p.name}: {p.workqueue_scope}, limit {p.workqueue_limit}{why}")
+        balanced = sum(p.workqueue_limit for p in configured if p.workqueue_scope == "balanced")
+        if balanced > most:
+            lines.append(
+                f"  balanced limits sum to {balanced} > {most}: the driver may overlap their "
+                "workqueues (it does not refuse such configurations)"
+            )
+        return lines
+
+    def to_svg(self) -> str:
+        """An SVG picture of the device's SMs, one cell per SM coloured by partition, the
+        split's remainder and dropped SMs marked, with a legend (:mod:`greenres.svg`). The
+        cells are in split order: which physical SMs they are, the driver decides (see
+        :meth:`greenres.Layout.to_svg`)."""
+        from greenres.svg import plan_svg
+
+        return plan_svg(self)
 
     def _made_of(self, p: PlannedPartition) -> str:
         parts = []
@@ -284,6 +368,10 @@ class PartitionRef:
 
     Made by :meth:`Plan.ref`. The runtime's ``GreenContext`` has the same two attributes,
     so either can be passed to :func:`greenres.isolation.isolation_key`.
+
+    Attributes:
+        plan: the :class:`Plan`.
+        planned_partition: one of its partitions.
 
     Raises:
         TypeError: when ``plan`` is not a :class:`Plan` or ``planned_partition`` is not one
@@ -366,6 +454,12 @@ class ModalPlan:
     def fingerprint(self) -> str:
         """16 hex characters over every mode's name and plan fingerprint."""
         return digest([[m, p.fingerprint] for m, p in self.plans.items()], 16)
+
+    def to_svg(self) -> str:
+        """The SVG picture of every mode's SMs side by side (see :meth:`Plan.to_svg`)."""
+        from greenres.svg import plan_svg
+
+        return plan_svg(self)
 
     def explain(self) -> str:
         """Every mode's :meth:`Plan.explain`, under the mode's name (the default marked)."""

@@ -22,7 +22,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GROUP_BACKFILL",
+    "GROUP_LOCALITY_DOMAIN_ID",
+    "LOCALITY_DOMAIN_ANY",
     "SPLIT_IGNORE_SM_COSCHEDULING",
+    "WORKQUEUE_SCOPE_VALUES",
     "Granularity",
     "PartitionRecipe",
     "SplitRecipe",
@@ -32,6 +35,12 @@ __all__ = [
 SPLIT_IGNORE_SM_COSCHEDULING = 0x1
 #: ``CU_DEV_SM_RESOURCE_GROUP_BACKFILL`` (13.1), a flag of one structured group.
 GROUP_BACKFILL = 0x1
+#: ``CU_DEV_SM_RESOURCE_GROUP_LOCALITY_DOMAIN_ID`` (13.4), a flag of one structured group.
+GROUP_LOCALITY_DOMAIN_ID = 0x2
+#: ``CU_DEV_SM_RESOURCE_GROUP_LOCALITY_DOMAIN_ID_ANY``: a group's SMs from any domain.
+LOCALITY_DOMAIN_ANY = 0xFFFFFFFF
+#: ``CUdevWorkqueueConfigScope`` (13.1) of each scope name of a spec.
+WORKQUEUE_SCOPE_VALUES = {"device_ctx": 0, "balanced": 1}
 
 
 @frozen
@@ -47,6 +56,11 @@ class Granularity:
             ``IGNORE_SM_COSCHEDULING`` flag, for recipes that split without co-scheduling;
             None when the recipe does not depend on it (measuring it takes two split
             queries).
+        workqueue_max_concurrency: the device's workqueue maximum concurrency, for
+            recipes with workqueue configurations (their limits were checked against it);
+            None when the recipe has none.
+        locality: ``(locality_domain_count, locality_domain_sm_count)`` for recipes that
+            place groups in locality domains; None otherwise.
     """
 
     compute_capability: tuple[int, int]
@@ -54,12 +68,22 @@ class Granularity:
     min_partition_size: int
     alignment: int
     uncoscheduled: tuple[int, int] | None = None
+    workqueue_max_concurrency: int | None = None
+    locality: tuple[int, int] | None = None
 
     @classmethod
-    def from_facts(cls, facts: SmFacts, *, coscheduling: bool = True) -> Granularity:
+    def from_facts(
+        cls,
+        facts: SmFacts,
+        *,
+        coscheduling: bool = True,
+        workqueues: bool = False,
+        locality: bool = False,
+    ) -> Granularity:
         """The granularity part of :class:`~greenres.facts.SmFacts`: with the
         un-co-scheduled pair only when ``coscheduling`` is False (what a recipe of a spec
-        with ``coscheduling=False`` depends on)."""
+        with ``coscheduling=False`` depends on), and the workqueue maximum only with
+        ``workqueues``."""
         return cls(
             compute_capability=facts.compute_capability,
             sm_count=facts.sm_count,
@@ -68,6 +92,10 @@ class Granularity:
             uncoscheduled=None
             if coscheduling
             else (facts.uncoscheduled_min_partition_size, facts.uncoscheduled_alignment),
+            workqueue_max_concurrency=facts.workqueue_max_concurrency if workqueues else None,
+            locality=(facts.locality_domain_count, facts.locality_domain_sm_count)
+            if locality
+            else None,
         )
 
     def differences(self, device: Granularity) -> list[str]:
@@ -94,6 +122,20 @@ class Granularity:
             pairs += [
                 ("uncoscheduled_min_partition_size", self.uncoscheduled[0], theirs[0]),
                 ("uncoscheduled_alignment", self.uncoscheduled[1], theirs[1]),
+            ]
+        if self.workqueue_max_concurrency is not None:
+            pairs.append(
+                (
+                    "workqueue_max_concurrency",
+                    self.workqueue_max_concurrency,
+                    device.workqueue_max_concurrency,
+                )
+            )
+        if self.locality is not None:
+            theirs = device.locality or (None, None)
+            pairs += [
+                ("locality_domain_count", self.locality[0], theirs[0]),
+                ("locality_domain_sm_count", self.locality[1], theirs[1]),
             ]
         out = []
         for name, planned, actual in pairs:
@@ -123,6 +165,9 @@ class PartitionRecipe:
         sm_count: the SMs the driver must report for its green context.
         streams: streams created in it (the default stream included).
         priority: the priority of those streams.
+        workqueue_scope: the ``CUdevWorkqueueConfigScope`` of the workqueue-config
+            resource its descriptor takes (:data:`WORKQUEUE_SCOPE_VALUES`); -1 for none.
+        workqueue_limit: that resource's ``wqConcurrencyLimit`` (0 for none).
     """
 
     name: str
@@ -132,6 +177,8 @@ class PartitionRecipe:
     sm_count: int
     streams: int
     priority: int
+    workqueue_scope: int = -1
+    workqueue_limit: int = 0
 
     @property
     def results(self) -> range:
@@ -155,6 +202,9 @@ class SplitRecipe:
         coscheduled_sm_count: ``"structured"``: every group's ``coscheduledSmCount``
             (0: the device's default).
         group_flags: ``"structured"``: every group's flags (:data:`GROUP_BACKFILL`).
+        group_localities: ``"structured"``: each group's ``localityDomainId`` (its flags
+            then also have :data:`GROUP_LOCALITY_DOMAIN_ID`; :data:`LOCALITY_DOMAIN_ANY`
+            for ``"spread"``), -1 for a group without; empty when no group has one.
         partitions: the green contexts, in plan order.
         granularity: the device facts the recipe was made for.
     """
@@ -168,3 +218,4 @@ class SplitRecipe:
     group_flags: int
     partitions: tuple[PartitionRecipe, ...]
     granularity: Granularity
+    group_localities: tuple[int, ...] = ()

@@ -33,9 +33,13 @@ if TYPE_CHECKING:
     from greenres.plan import ModalPlan, Plan
 
 __all__ = [
+    "LOCALITY_SPREAD",
     "MAX_STREAMS",
+    "MAX_WORKQUEUE_LIMIT",
     "REMAINDER_KEYWORDS",
     "REMAINDER_PARTITION_NAME",
+    "ROLES",
+    "WORKQUEUE_SCOPES",
     "ModalSpec",
     "Partition",
     "PartitionSpec",
@@ -57,6 +61,21 @@ _SHARE_SUM_TOLERANCE = 1e-9
 #: more streams run no more work at once, and 1024 still leaves room for pools of streams
 #: kept for ordering. It also keeps every count within the C ints the runtime passes on.
 MAX_STREAMS = 1024
+
+#: The workqueue sharing scopes of CUDA 13.1 (``CUdevWorkqueueConfigScope``):
+#: ``"device_ctx"`` shares every workqueue of the device with all contexts (the driver's
+#: default), ``"balanced"`` asks for workqueues no other balanced green context uses.
+WORKQUEUE_SCOPES = ("device_ctx", "balanced")
+#: The largest ``workqueue_limit``: the driver's maximum concurrency is
+#: ``CUDA_DEVICE_MAX_CONNECTIONS``, documented as 1 to 32.
+MAX_WORKQUEUE_LIMIT = 32
+#: What a partition is for: ``"compute"`` (the default) or ``"comm"``, a partition for
+#: collective-communication kernels (NCCL), whose runtime object says how to keep NCCL
+#: inside its SMs (``GreenContext.nccl_config()``).
+ROLES = ("compute", "comm")
+#: ``locality_domain="spread"``: SMs from the union of the device's locality domains
+#: (``CU_DEV_SM_RESOURCE_GROUP_LOCALITY_DOMAIN_ID_ANY``, CUDA 13.4).
+LOCALITY_SPREAD = "spread"
 
 
 def _share_to_float(value: Any) -> Any:
@@ -103,6 +122,36 @@ def _validate_name(_instance: Any, attribute: Any, value: Any) -> None:
     check_name(attribute.name, value)
 
 
+def _one_of(choices: tuple[str, ...], *, optional: bool):
+    def validate(_instance: Any, attribute: Any, value: Any) -> None:
+        if value is None and optional:
+            return
+        if not isinstance(value, str) or value not in choices:
+            allowed = " or ".join(map(repr, choices)) + (" or None" if optional else "")
+            raise SpecError(f"'{attribute.name}' must be {allowed} (got {value_text(value)})")
+
+    return validate
+
+
+_workqueue_scope = _one_of(WORKQUEUE_SCOPES, optional=True)
+_workqueue_limit = int_at_least(1, optional=True, maximum=MAX_WORKQUEUE_LIMIT)
+_role = _one_of(ROLES, optional=False)
+
+
+def _to_domain(value: Any) -> Any:
+    return nfc(value) if isinstance(value, str) else as_int(value)
+
+
+def _check_domain(_instance: Any, attribute: Any, value: Any) -> None:
+    if value is None or (isinstance(value, str) and value == LOCALITY_SPREAD):
+        return
+    if not is_int(value) or not 0 <= value <= C_INT_MAX:
+        raise SpecError(
+            f"'{attribute.name}' must be a domain index from 0 to {C_INT_MAX}, "
+            f"{LOCALITY_SPREAD!r} or None (got {value_text(value)})"
+        )
+
+
 @frozen
 class Partition:
     """One partition of a device, as declared.
@@ -119,6 +168,16 @@ class Partition:
             :data:`MAX_STREAMS`).
         priority: the priority of those streams (CUDA: lower is more urgent), a C int; the
             driver clamps it to the device's range.
+        role: ``"compute"`` or ``"comm"`` (see :data:`ROLES`): planned alike; a ``"comm"``
+            partition cannot take the remainder (its SM count is what NCCL is told).
+        workqueue_scope: the CUDA 13.1 workqueue sharing scope of its green context,
+            ``"device_ctx"`` or ``"balanced"`` (see :data:`WORKQUEUE_SCOPES`); None takes
+            the spec's ``workqueue_scope``.
+        workqueue_limit: the expected maximum of concurrent stream-ordered workloads
+            (``wqConcurrencyLimit``), 1 to :data:`MAX_WORKQUEUE_LIMIT`; None takes the
+            spec's, or lets the planner choose (docs/planning.md, "Workqueues").
+        locality_domain: the CUDA 13.4 locality domain its SMs come from, by index, or
+            ``"spread"`` (from any domain; :data:`LOCALITY_SPREAD`); None: no constraint.
 
     The integer fields take any integer-like value (``numpy.int64``, anything with
     ``__index__``; not a bool) and store it as an int.
@@ -130,6 +189,12 @@ class Partition:
     min_sms: int | None = field(default=None, converter=as_int, validator=_sm_count)
     streams: int = field(default=1, converter=as_int, validator=_stream_count)
     priority: int = field(default=0, converter=as_int, validator=_priority)
+    role: str = field(default="compute", converter=nfc, validator=_role)
+    workqueue_scope: str | None = field(default=None, converter=nfc, validator=_workqueue_scope)
+    workqueue_limit: int | None = field(default=None, converter=as_int, validator=_workqueue_limit)
+    locality_domain: int | str | None = field(
+        default=None, converter=_to_domain, validator=_check_domain
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.sms is not None and self.share is not None:
@@ -201,6 +266,10 @@ class PartitionSpec:
             (``CU_DEV_SM_RESOURCE_SPLIT_IGNORE_SM_COSCHEDULING``).
         backfill: the CUDA 13.1 backfill mode of the structured split (sizes need not be
             multiples of the co-scheduling alignment).
+        workqueue_scope: the workqueue sharing scope of every partition that gives none
+            (None: the driver's default, no workqueue configuration).
+        workqueue_limit: the workqueue concurrency limit of every partition that gives
+            none (None: planned, see docs/planning.md).
     """
 
     partitions: tuple[Partition, ...] = field(
@@ -209,6 +278,8 @@ class PartitionSpec:
     remainder: str = field(default="drop", converter=nfc)
     coscheduling: bool = field(default=True, validator=check_bool)
     backfill: bool = field(default=False, validator=check_bool)
+    workqueue_scope: str | None = field(default=None, converter=nfc, validator=_workqueue_scope)
+    workqueue_limit: int | None = field(default=None, converter=as_int, validator=_workqueue_limit)
 
     @remainder.validator
     def _check_remainder(self, attribute: Any, value: Any) -> None:
@@ -249,6 +320,23 @@ class PartitionSpec:
                 "'remainder' must be 'drop', 'own' or the name of a partition "
                 f"(got {value_text(self.remainder)}; partitions: {', '.join(map(repr, seen))})"
             )
+        if self.remainder not in REMAINDER_KEYWORDS and self[self.remainder].role == "comm":
+            raise SpecError(
+                f"partition {self.remainder!r}: 'role' 'comm' cannot take the remainder "
+                "(a communication partition's SM count is what NCCL is told); give the "
+                "remainder to another partition, or use remainder='own' or 'drop'"
+            )
+
+    def workqueue_of(self, partition: Partition | None) -> tuple[str | None, int | None]:
+        """``(scope, limit)`` asked for ``partition`` (None: the owned remainder): its own
+        fields, else the spec's defaults; ``(None, None)`` asks for no workqueue
+        configuration."""
+        scope = None if partition is None else partition.workqueue_scope
+        limit = None if partition is None else partition.workqueue_limit
+        return (
+            self.workqueue_scope if scope is None else scope,
+            self.workqueue_limit if limit is None else limit,
+        )
 
     def __getitem__(self, name: str) -> Partition:
         if isinstance(name, str):  # names are str: nothing else is compared with them

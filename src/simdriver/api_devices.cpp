@@ -71,8 +71,8 @@ int attribute_value(const Device& d, int a, int ordinal) {
         case CU_DEVICE_ATTRIBUTE_NUMA_ID: return -1;
         case CU_DEVICE_ATTRIBUTE_HOST_NUMA_ID: return -1;
         case CU_DEVICE_ATTRIBUTE_MPS_ENABLED: return 0;
-        case CU_DEVICE_ATTRIBUTE_LOCALITY_DOMAIN_COUNT: return 1;
-        case CU_DEVICE_ATTRIBUTE_LOCALITY_DOMAIN_MULTIPROCESSOR_COUNT: return d.sm_count;
+        case CU_DEVICE_ATTRIBUTE_LOCALITY_DOMAIN_COUNT: return d.locality_domains;
+        case CU_DEVICE_ATTRIBUTE_LOCALITY_DOMAIN_MULTIPROCESSOR_COUNT: return d.domain_sm_count();
         default: return 0;  // guess: other capabilities are reported as absent
     }
 }
@@ -124,6 +124,11 @@ SIM_EXPORT CUresult cuDeviceGetAttribute(int* pi, CUdevice_attribute attrib, CUd
     if (pi == nullptr) return CUDA_ERROR_INVALID_VALUE;
     if (!valid_device(dev)) return CUDA_ERROR_INVALID_DEVICE;
     if ((int)attrib <= 0 || (int)attrib >= (int)CU_DEVICE_ATTRIBUTE_MAX) return CUDA_ERROR_INVALID_VALUE;
+    // guess: a driver before 13.4 does not know the locality-domain attributes.
+    if ((attrib == CU_DEVICE_ATTRIBUTE_LOCALITY_DOMAIN_COUNT ||
+         attrib == CU_DEVICE_ATTRIBUTE_LOCALITY_DOMAIN_MULTIPROCESSOR_COUNT) &&
+        g_driver_version < 13040)
+        return CUDA_ERROR_INVALID_VALUE;
     *pi = attribute_value(*g_devices[dev], (int)attrib, dev);
     return CUDA_SUCCESS;
 }

@@ -71,6 +71,9 @@ SIM_EXPORT CUresult cuGreenCtxCreate(CUgreenCtx* phCtx, CUdevResourceDesc desc, 
     g->id = next_id();
     g->device = dev;
     g->sms = d->sms;
+    g->wq_set = d->wq.set;
+    g->wq_limit = d->wq.limit;
+    g->wq_scope = d->wq.scope;
     c->kind = CtxKind::Green;
     c->device = dev;
     c->id = next_id();

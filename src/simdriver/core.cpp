@@ -244,6 +244,17 @@ SIM_EXPORT int greenres_sim_add_device(const char* name, int cc_major, int cc_mi
     return 0;
 }
 
+// Locality domains of a configured device (13.4; 1 unless set). Each domain must have at
+// least 2 SMs.
+SIM_EXPORT int greenres_sim_set_locality_domains(int device, int count) {
+    std::lock_guard<std::mutex> lk(config_mu());
+    if (g_initialized.load()) return CUDA_ERROR_ILLEGAL_STATE;
+    if (!valid_device(device) || count < 1 || count > 64 || g_devices[device]->sm_count / count < 2)
+        return CUDA_ERROR_INVALID_VALUE;
+    g_devices[device]->locality_domains = count;
+    return 0;
+}
+
 SIM_EXPORT int greenres_sim_set_driver_version(int version) {
     std::lock_guard<std::mutex> lk(config_mu());
     if (g_initialized.load()) return CUDA_ERROR_ILLEGAL_STATE;

@@ -56,7 +56,6 @@ CUresult capture_info_v3_ptsz(CUstream h, CUstreamCaptureStatus* st, cuuint64_t*
 CUresult graph_instantiate_v1(CUgraphExec* phExec, CUgraph hGraph, CUgraphNode* errNode, char* log, size_t n);
 CUresult graph_launch_ptsz(CUgraphExec e, CUstream h);
 CUresult graph_instantiate_params_ptsz(CUgraphExec* phExec, CUgraph hGraph, CUDA_GRAPH_INSTANTIATE_PARAMS* params);
-CUresult stream_get_dev_resource_ptsz(CUstream hStream, CUdevResource* resource, CUdevResourceType type);
 CUresult memAllocAsync_ptsz(CUdeviceptr* dptr, size_t bytesize, CUstream h);
 CUresult memAllocFromPoolAsync_ptsz(CUdeviceptr* dptr, size_t bytesize, CUmemoryPool pool, CUstream h);
 CUresult memFreeAsync_ptsz(CUdeviceptr dptr, CUstream h);
@@ -187,6 +186,7 @@ const Entry kTable[] = {
     V(cuGreenCtxRecordEvent, 12040, &cuGreenCtxRecordEvent),
     V(cuGreenCtxWaitEvent, 12040, &cuGreenCtxWaitEvent),
     V(cuStreamGetGreenCtx, 12040, &cuStreamGetGreenCtx),
+    V(cuStreamGetDevResource, 13010, &cuStreamGetDevResource),
     V(cuGreenCtxStreamCreate, 12050, &cuGreenCtxStreamCreate),
     V(cuGreenCtxGetId, 12090, &cuGreenCtxGetId),
     // streams
@@ -303,8 +303,6 @@ const Entry kTable[] = {
     V(cuGraphAddEmptyNode, 10000, &cuGraphAddEmptyNode),
     V(cuGraphGetId, 13010, &cuGraphGetId),
     V(cuGraphExecGetId, 13010, &cuGraphExecGetId),
-    V(cuStreamGetDevResource, 13010, &cuStreamGetDevResource),
-    PZ(cuStreamGetDevResource, 13010, &stream_get_dev_resource_ptsz),
     // memory pools and stream-ordered allocation
     V(cuDeviceGetDefaultMemPool, 11020, &cuDeviceGetDefaultMemPool),
     V(cuDeviceGetMemPool, 11020, &cuDeviceGetMemPool),

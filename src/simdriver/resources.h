@@ -15,6 +15,26 @@ enum ResOrigin : int32_t {
     kOriginQueried = 0,     // from a device, context or green context: splittable
     kOriginGroup = 1,       // a result of a split: not splittable until made a green context
     kOriginRemainder = 2,   // the remainder of a split: splittable (discouraged by cuda.h)
+    kOriginWqConfig = 3,    // a CU_DEV_RESOURCE_TYPE_WORKQUEUE_CONFIG (13.1) from a query
+    kOriginWorkqueue = 4,   // a CU_DEV_RESOURCE_TYPE_WORKQUEUE: the workqueue of a context
+};
+
+// CUDA_DEVICE_MAX_CONNECTIONS: read once (at cuInit), 8 when unset, clamped to the
+// documented 1..32. The maximum wqConcurrencyLimit a primary context reports.
+int max_connections();
+
+// A workqueue configuration: what a descriptor and a green context carry.
+struct WqConfig {
+    bool set = false;            // false: the driver's default (device scope, the maximum)
+    unsigned limit = 0;
+    int scope = CU_WORKQUEUE_SCOPE_DEVICE_CTX;
+    unsigned long long shared_from = 0;  // id of the context whose workqueue it reuses (0: own)
+    bool operator<(const WqConfig& o) const {
+        if (set != o.set) return set < o.set;
+        if (limit != o.limit) return limit < o.limit;
+        if (scope != o.scope) return scope < o.scope;
+        return shared_from < o.shared_from;
+    }
 };
 
 struct ResInfo {
@@ -24,6 +44,10 @@ struct ResInfo {
     int32_t origin;
     int32_t index;                // group index, -1 for the remainder and queried resources
     uint64_t mask[kMaxSms / 64];
+    // workqueue resources: the configuration of the context they came from
+    uint32_t wq_limit;
+    int32_t wq_scope;
+    unsigned long long wq_context;  // kOriginWorkqueue: the context id
 };
 static_assert(sizeof(ResInfo) <= sizeof(((CUdevResource*)nullptr)->_internal_padding), "provenance fits");
 static_assert(sizeof(CUdevResource) == 144, "CUdevResource ABI");
@@ -42,7 +66,8 @@ inline SmSet mask_to_set(const uint64_t* mask) {
 }
 
 inline void fill_sm_resource(CUdevResource* out, int device, const SmSet& sms, unsigned long long split_id,
-                             int origin, int index, unsigned min_part, unsigned align, unsigned flags) {
+                             int origin, int index, unsigned min_part, unsigned align, unsigned flags,
+                             unsigned domain = 0) {
     memset(out, 0, sizeof *out);
     out->type = CU_DEV_RESOURCE_TYPE_SM;
     ResInfo info{};
@@ -58,7 +83,7 @@ inline void fill_sm_resource(CUdevResource* out, int device, const SmSet& sms, u
     out->sm.minSmPartitionSize = min_part;
     out->sm.smCoscheduledAlignment = align;
     out->sm.flags = flags;
-    out->sm.localityDomainId = 0;
+    out->sm.localityDomainId = domain;
 }
 
 // Reads back a resource made by this driver; INVALID_VALUE when it was not, or
@@ -73,12 +98,34 @@ inline CUresult read_sm_resource(const CUdevResource* r, ResInfo* info, SmSet* s
     return CUDA_SUCCESS;
 }
 
+// A workqueue resource (config or handle) for `device`, carrying `config`.
+inline void fill_wq_resource(CUdevResource* out, CUdevResourceType type, int device, const WqConfig& config,
+                             unsigned long long context_id) {
+    memset(out, 0, sizeof *out);
+    out->type = type;
+    ResInfo info{};
+    info.magic = kResMagic;
+    info.device = device;
+    info.origin = type == CU_DEV_RESOURCE_TYPE_WORKQUEUE ? kOriginWorkqueue : kOriginWqConfig;
+    info.index = -1;
+    info.wq_limit = config.set ? config.limit : (unsigned)max_connections();
+    info.wq_scope = config.scope;
+    info.wq_context = context_id;
+    memcpy(out->_internal_padding, &info, sizeof info);
+    if (type == CU_DEV_RESOURCE_TYPE_WORKQUEUE_CONFIG) {
+        out->wqConfig.device = device;
+        out->wqConfig.wqConcurrencyLimit = info.wq_limit;
+        out->wqConfig.sharingScope = (CUdevWorkqueueConfigScope)config.scope;
+    }
+}
+
 struct Desc : Object {
     explicit Desc(uint32_t gen) : Object(kMagicDesc, gen) {}
     static constexpr SlabKind kSlab = kSlabDesc;
     static constexpr uint32_t kMagic = kMagicDesc;
     int device = 0;
     SmSet sms;
+    WqConfig wq;
 };
 
 }  // namespace sim

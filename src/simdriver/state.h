@@ -20,6 +20,7 @@
 
 #include <cuda.h>
 
+#include <algorithm>
 #include <atomic>
 #include <bitset>
 #include <chrono>
@@ -85,6 +86,12 @@ struct Device {
     int major = 0, minor = 0, sm_count = 0;
     unsigned long long total_mem = 0;
     int min_partition = 0, alignment = 0;
+    // Locality domains (13.4): SM ids are laid out domain by domain, `sm_count /
+    // locality_domains` each; the last domain also has the leftover SMs (supplemental SMs,
+    // beyond CU_DEVICE_ATTRIBUTE_LOCALITY_DOMAIN_MULTIPROCESSOR_COUNT).
+    int locality_domains = 1;
+    int domain_sm_count() const { return sm_count / locality_domains; }
+    int domain_of(int sm) const { return std::min(sm / domain_sm_count(), locality_domains - 1); }
     unsigned char uuid[16] = {};
     Context* primary = nullptr;          // created at cuInit, one handle for the process
     std::atomic<unsigned long long> allocated{0};
@@ -327,6 +334,10 @@ struct GreenCtx : Object {
     unsigned long long id = 0;
     int device = 0;
     SmSet sms;
+    // Its workqueue configuration (13.1): from the descriptor; the default when unset.
+    bool wq_set = false;
+    unsigned wq_limit = 0;
+    int wq_scope = 0;
     Context* ctx = nullptr;                    // what cuCtxFromGreenCtx returns
     std::mutex mu;                             // guards streams, waits
     std::vector<Stream*> streams;              // streams made with cuGreenCtxStreamCreate or while current

@@ -263,3 +263,38 @@ def test_a_file_too_deep_is_bad_input_in_a_fresh_process(tmp_path):
     result = run_cli("plan", str(path), "--device", "sim:h100")
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "nested 100000 levels deep" in result.stderr
+
+
+def test_plan_svg_writes_the_sm_map(tmp_path, capsys):
+    import greenres
+
+    from support.svgmap import check_panel, panels
+
+    picture = tmp_path / "serving.svg"
+    assert main(["plan", str(SERVING), "--svg", str(picture)]) == 0
+    assert "decode" in capsys.readouterr().out  # the explanation is still printed
+    [(title, cells, legend)] = panels(picture.read_text(encoding="utf-8"))
+    assert title == "plan"
+    check_panel(greenres.load_spec(SERVING).plan(greenres.Device(0)), cells, legend)
+
+
+def test_plan_svg_of_a_spec_with_modes_draws_every_mode_unless_one_is_chosen(tmp_path):
+    import greenres
+
+    from support.svgmap import check_panel, panels
+
+    modes = EXAMPLES / "modes.toml"
+    modal = greenres.load_spec(modes).plan(greenres.Device(0))
+    every, one = tmp_path / "every.svg", tmp_path / "one.svg"
+    assert main(["plan", str(modes), "--svg", str(every)]) == 0
+    drawn = panels(every.read_text(encoding="utf-8"))
+    assert [t for t, _, _ in drawn] == [f"mode {m}" for m in modal.mode_names]
+    assert main(["plan", str(modes), "--mode", "prefill-heavy", "--svg", str(one)]) == 0
+    [(_, cells, legend)] = panels(one.read_text(encoding="utf-8"))
+    check_panel(modal["prefill-heavy"], cells, legend)
+
+
+def test_plan_svg_to_a_folder_that_does_not_exist_is_bad_input(tmp_path, capsys):
+    missing = tmp_path / "no" / "such" / "map.svg"
+    assert main(["plan", str(SERVING), "--svg", str(missing)]) == 2
+    assert "No such file or directory" in capsys.readouterr().err

@@ -28,8 +28,9 @@ from support.rthelpers import layout_of
 pytestmark = pytest.mark.gpu
 
 STREAM_FORMS = (
-    r"must be a greenres\.Stream, an object with __cuda_stream__, a cuda\.bindings CUstream "
-    r"or an int handle"
+    r"must be a greenres\.Stream, an object with __cuda_stream__, an object with an int "
+    r"cuda_stream or ptr attribute \(torch\.cuda\.Stream, cupy\.cuda\.Stream\), a "
+    r"cuda\.bindings CUstream or an int handle"
 )
 
 

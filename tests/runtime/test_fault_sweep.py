@@ -84,6 +84,37 @@ def _modal_plan():
     return spec.plan(greenres.Device(0))
 
 
+def _workqueue_plan():
+    spec = PartitionSpec(
+        partitions=(
+            Partition("a", sms=16, workqueue_scope="balanced", workqueue_limit=2),
+            Partition("b", sms=16, workqueue_scope="device_ctx"),
+            Partition("c", sms=16),
+        )
+    )
+    return spec.plan(greenres.Device(0))
+
+
+def _guarded(state):
+    # A foreign library leaves a context pushed inside the partition (and reports a failed
+    # push of its own as a DriverError, as greenres would).
+    with state["layout"]["a"].guard(warn=False):
+        (err,) = cu.cuCtxPushCurrent(state["layout"]["b"].context_handle)
+        if err != cu.CUresult.CUDA_SUCCESS:
+            raise DriverError("cuCtxPushCurrent", int(err), err.name, "injected")
+
+
+def _cached_replay(state):
+    # the graph cache of a layout: capture once on the partition's stream, then replay
+    state["layout"].graphs.replay("step", lambda stream: None, "a")
+
+
+def _cache_after_failure(state, error):
+    cache = state["layout"].graphs
+    assert cache.replays == 0, f"a failed cached replay counted ({error})"
+    cache.clear()
+
+
 def _captured(layout, keep=False):
     graph = Graph(keep_graph=keep)
     with graph.capture(layout["a"].stream):
@@ -167,6 +198,9 @@ def _close_retry(key):
 OPERATIONS = {
     "layout create": Operation(lambda: {}, _layout_create, _close_all),
     "modal layout create": Operation(lambda: {"plan": _modal_plan()}, _modal_create, _close_all),
+    "layout create with workqueues": Operation(
+        lambda: {"plan": _workqueue_plan()}, _modal_create, _close_all
+    ),
     "layout close": Operation(
         _with_layout(stream=lambda layout: layout["a"].create_stream()),
         lambda s: s["layout"].close(),
@@ -187,6 +221,10 @@ OPERATIONS = {
         after_failure=_exit_after_failure,
     ),
     "with": Operation(_with_layout(), _with, _close_all, after_failure=_with_after_failure),
+    "graph cache replay": Operation(
+        _with_layout(), _cached_replay, _close_all, after_failure=_cache_after_failure
+    ),
+    "guard": Operation(_with_layout(), _guarded, _close_all, after_failure=_with_after_failure),
     "handoff Stream to Stream": Operation(
         _with_layout(),
         lambda s: greenres.handoff(s["layout"]["a"].stream, s["layout"]["b"].stream),

@@ -4,6 +4,7 @@ import threading
 import time
 
 import pytest
+from cuda.bindings import driver as cu
 
 from greenres import ThreadOwnershipError
 
@@ -179,3 +180,40 @@ def test_the_pin_of_an_entered_partition_survives_contention():
             t.join()
         assert sys.getrefcount(part) == refs
         assert not part.entered
+
+
+def test_threads_retrying_a_left_temporary_event_destroy_it_once(sim, primary):
+    """A temporary handoff event whose destroy failed is retried by the next foreign
+    handoff; threads retrying at once must destroy it exactly once (a second destroy of
+    the same handle is a use-after-free on a real driver: a hazard in the simulator)."""
+    import greenres
+
+    with layout_of({"a": 16, "b": 16}) as layout:
+        src, dst = int(layout["a"].stream), int(layout["b"].stream)
+        before = sim.live_objects()
+        errors = []
+        for _ in range(20):
+            sim.inject_fault("cuEventDestroy", "CUDA_ERROR_UNKNOWN")
+            with pytest.raises(greenres.DestroyError):
+                greenres.handoff(src, dst)
+            assert sim.live_objects_since(before) == {"event": 1}
+            barrier = threading.Barrier(4)
+
+            def retry(barrier=barrier):
+                cu.cuCtxPushCurrent(primary)
+                try:
+                    barrier.wait()
+                    greenres.handoff(src, dst)
+                except BaseException as exc:
+                    errors.append(exc)
+                finally:
+                    cu.cuCtxPopCurrent()
+
+            threads = [threading.Thread(target=retry) for _ in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert errors == []
+            assert sim.live_objects_since(before) == {}
+        assert sim.hazards() == []

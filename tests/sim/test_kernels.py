@@ -33,6 +33,7 @@ PTX = b"""
 .visible .entry py_scale(.param .u64 dst, .param .u32 factor) { ret; }
 """
 U64, U32, VP = ctypes.c_uint64, ctypes.c_uint32, ctypes.c_void_p
+HOSTFN = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 
 
 @pytest.fixture
@@ -72,7 +73,7 @@ def test_a_launch_runs_its_model_in_stream_order(module):
     f, spin = fn(module, "greenres_fill_u32"), fn(module, "greenres_spin_ns")
     ptr = check(driver.cuMemAlloc(64 * 4))
     s = stream()
-    check(launch(spin, s, (30_000_000,), (U64,)))  # 30 ms: the fills wait behind it
+    check(launch(spin, s, (200_000_000,), (U64,)))  # 200 ms: the fills wait behind it
     fill(f, s, ptr, 1, 64)
     fill(f, s, ptr, 2, 64)
     assert driver.cuStreamQuery(s)[0] == E.CUDA_ERROR_NOT_READY
@@ -84,16 +85,21 @@ def test_a_launch_runs_its_model_in_stream_order(module):
 
 @pytest.mark.parametrize("wait", [True, False])
 def test_an_event_orders_launches_across_streams_and_a_missing_wait_shows(module, wait):
-    f, spin = fn(module, "greenres_fill_u32"), fn(module, "greenres_spin_ns")
+    f = fn(module, "greenres_fill_u32")
     ptr = check(driver.cuMemAlloc(16 * 4))
     a, b = stream(), stream()
     ev = check(driver.cuEventCreate(0))
-    check(launch(spin, a, (30_000_000,), (U64,)))
+    gate = threading.Event()
+    hold = HOSTFN(lambda _: gate.wait(10))  # a is held until b had its chance
+    check(driver.cuLaunchHostFunc(a, ctypes.cast(hold, ctypes.c_void_p).value, 0))
     fill(f, a, ptr, 1, 16)
     check(driver.cuEventRecord(ev, a))
     if wait:
         check(driver.cuStreamWaitEvent(b, ev, 0))
     fill(f, b, ptr, 2, 16)
+    if not wait:
+        check(driver.cuStreamSynchronize(b))  # b's fill ran first: nothing ordered it
+    gate.set()
     for s in (a, b):
         check(driver.cuStreamSynchronize(s))
     assert read_u32(ptr, 16) == ([2] * 16 if wait else [1] * 16)

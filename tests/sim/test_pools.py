@@ -2,6 +2,7 @@
 attribute that advertises them works, pool accounting, attributes, stream-ordered free,
 errors; the memory features the simulator does not model are not advertised."""
 
+import ctypes
 import threading
 
 import pytest
@@ -14,6 +15,7 @@ pytestmark = pytest.mark.sim_only
 
 A = driver.CUmemPool_attribute
 DA = driver.CUdevice_attribute
+HOSTFN = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 
 
 def _attr(pool, attr):
@@ -68,12 +70,14 @@ def test_a_use_on_another_stream_without_a_dependency_is_caught(ctx):
     a = check(driver.cuStreamCreate(NON_BLOCKING))
     b = check(driver.cuStreamCreate(NON_BLOCKING))
     ptr = check(driver.cuMemAllocAsync(256, a))
-    sim.set_op_delay_us(50_000)
+    gate = threading.Event()
+    hold = HOSTFN(lambda _: gate.wait(10))  # b is held until the free on a has run
+    check(driver.cuLaunchHostFunc(b, ctypes.cast(hold, ctypes.c_void_p).value, 0))
     check(driver.cuMemsetD8Async(ptr, 1, 256, b))  # no event orders b before the free on a
     check(driver.cuMemFreeAsync(ptr, a))
     check(driver.cuStreamSynchronize(a))
+    gate.set()
     check(driver.cuStreamSynchronize(b))
-    sim.set_op_delay_us(0)
     assert any(h.startswith("memory_op_on_freed_memory") for h in sim.hazards())
     sim.clear_hazards()
     for s in (a, b):

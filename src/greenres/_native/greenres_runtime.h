@@ -44,6 +44,19 @@ typedef CUresult (*greenres_split_fn)(CUdevResource*, unsigned int, const CUdevR
                                       CUdevResource*, unsigned int, greenres_group_params*);
 typedef CUresult (*greenres_green_id_fn)(CUgreenCtx, unsigned long long*);
 
+/* CUdevWorkqueueConfigResource of CUDA 13.1, the union member of a CUdevResource of type
+   CU_DEV_RESOURCE_TYPE_WORKQUEUE_CONFIG (1000). 12.x headers lack both; the union sits at
+   the same offset (96) in 12.x and 13.x, so it is viewed through this. */
+typedef struct {
+    CUdevice device;
+    unsigned int wqConcurrencyLimit;
+    int sharingScope; /* CUdevWorkqueueConfigScope: 0 device context, 1 balanced */
+} greenres_wq_config;
+static inline greenres_wq_config* greenres_wq_config_of(CUdevResource* r) {
+    return (greenres_wq_config*)&r->sm;
+}
+#define GREENRES_RESOURCE_TYPE_WORKQUEUE_CONFIG ((CUdevResourceType)1000)
+
 /* ------------------------------------------------------------------ threads */
 
 /* Thread identity without a syscall: the address of a thread_local is unique among live

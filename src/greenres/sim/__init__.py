@@ -106,6 +106,7 @@ def _declare(lib: ctypes.CDLL) -> None:
             [c.c_char_p, c.c_int, c.c_int, c.c_int, c.c_ulonglong, c.c_int, c.c_int],
         ),
         "greenres_sim_set_driver_version": (c.c_int, [c.c_int]),
+        "greenres_sim_set_locality_domains": (c.c_int, [c.c_int, c.c_int]),
         "greenres_sim_is_configured": (c.c_int, []),
         "greenres_sim_is_initialized": (c.c_int, []),
         "greenres_sim_driver_version": (c.c_int, []),
@@ -198,7 +199,7 @@ def install(
     rc = lib.greenres_sim_set_driver_version(config[2])
     if rc != 0:
         raise ValueError(f"driver_version {driver_version} rejected by the simulator (error {rc})")
-    for _ in range(n):
+    for ordinal in range(n):
         rc = lib.greenres_sim_add_device(
             prof.name.encode(),
             prof.compute_capability[0],
@@ -208,6 +209,8 @@ def install(
             prof.min_partition_size,
             prof.alignment,
         )
+        if rc == 0 and prof.locality_domains != 1:
+            rc = lib.greenres_sim_set_locality_domains(ordinal, prof.locality_domains)
         if rc != 0:
             raise RuntimeError(f"the simulator refused device {prof.key} (error {rc})")
     _lib, _config = lib, config
