@@ -26,6 +26,7 @@ from greenres.errors import (
     DestroyError,
     DriverError,
     DriverTooOldError,
+    FormError,
     GreenresError,
     LayoutMismatchError,
     PlanError,
@@ -64,6 +65,7 @@ if TYPE_CHECKING:
         current_partition,
         device_count,
         driver_version,
+        graph,
         handoff,
     )
 
@@ -93,6 +95,7 @@ _RUNTIME_NAMES = frozenset(
         "current_partition",
         "device_count",
         "driver_version",
+        "graph",
         "handoff",
     }
 )
@@ -150,6 +153,7 @@ __all__ = [
     "DriverError",
     "DriverTooOldError",
     "Event",
+    "FormError",
     "Graph",
     "GraphPool",
     "GreenContext",
@@ -179,6 +183,7 @@ __all__ = [
     "device_count",
     "driver_version",
     "get_include",
+    "graph",
     "handoff",
     "isolation_context",
     "isolation_key",

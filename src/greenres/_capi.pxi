@@ -49,7 +49,7 @@ cdef int _capi_enter(greenres_partition* partition, void* from_stream, int resol
                      greenres_error* error) noexcept nogil:
     cdef Failure failure
     cdef int code = enter_partition(<PartState*>partition, <cydriver.CUstream>from_stream,
-                                    resolve != 0, &failure)
+                                    resolve != 0, False, &failure)
     if code == ADMIT_WAIT:
         code = GREENRES_LAYOUT_CLOSING
     return _capi_result(code, &failure, error)

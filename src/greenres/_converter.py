@@ -52,6 +52,7 @@ def make_converter() -> cattrs.Converter:
     """A new cattrs converter with greenres' hooks: structuring is strict (unknown keys are
     errors, values reach the classes' validators unconverted) and reports paths;
     unstructuring omits the defaults of partitions so files stay short."""
+    import attrs
     import cattrs
     from cattrs.gen import make_dict_unstructure_fn, override
 
@@ -66,7 +67,8 @@ def make_converter() -> cattrs.Converter:
             if isinstance(value, bool):
                 return value
             if isinstance(value, Mapping):
-                return converter.structure(value, kind)
+                # built-in and registered forms by name, as IsolationSchema takes a dict
+                return kind.from_mapping(value)
             raise SpecError(
                 f"must be true, false or a table of form names (got {value_text(value)})"
             )
@@ -109,7 +111,12 @@ def make_converter() -> cattrs.Converter:
     table(IsolationSchema)
 
     def unstructure_selection(value: Any) -> Any:
-        return value if isinstance(value, bool) else converter.unstructure(value)
+        if isinstance(value, bool):
+            return value
+        # one flat table of form names: registered forms beside the built-in ones
+        table = {f.name: getattr(value, f.name) for f in attrs.fields(type(value))}
+        table.update(table.pop("user_forms"))
+        return table
 
     converter.register_unstructure_hook(
         IsolationSchema,

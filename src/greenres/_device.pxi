@@ -62,6 +62,41 @@ def device_count():
     return count
 
 
+def _current_ordinal():
+    """The ordinal of the current context's device, else 0: the seeds' default device
+    (``torch.cuda.current_device()`` and friends)."""
+    cdef cydriver.CUdevice current
+    cdef cydriver.CUdevice candidate
+    cdef int count = 0
+    cdef int i
+    cdef cydriver.CUresult err
+    _ensure_init()
+    with nogil:
+        err = cydriver.cuCtxGetDevice(&current)
+    if err == cydriver.CUDA_ERROR_INVALID_CONTEXT:
+        return 0  # no current context
+    check(err, "cuCtxGetDevice")
+    check(cydriver.cuDeviceGetCount(&count), "cuDeviceGetCount")
+    for i in range(count):
+        # a CUdevice is an opaque handle: map it back to its ordinal through the driver
+        check(cydriver.cuDeviceGet(&candidate, i), "cuDeviceGet")
+        if candidate == current:
+            return i
+    return 0
+
+
+def _current_device_identity():
+    """``(device form, driver version)`` of :func:`_current_ordinal`'s device for
+    :mod:`greenres.isolation`: only what the ``device`` form holds, no split queries."""
+    device = Device(_current_ordinal())
+    identity = {
+        "name": device.name,
+        "compute_capability": list(device.compute_capability),
+        "sm_count": device.sm_resource.count,  # as SmFacts.sm_count: keys agree with facts=
+    }
+    return identity, driver_version()
+
+
 def _too_old(feature, int needed):
     cdef int loaded = driver_version()
     return DriverTooOldError(

@@ -169,6 +169,9 @@ cdef struct PartState:
     cydriver.CUstream from_streams[GREENRES_MAX_NESTING]
     cydriver.CUcontext below[GREENRES_MAX_NESTING]   # the context current before each enter
     char has_from[GREENRES_MAX_NESTING]
+    # 1 for an enter by set_context(): the partition's side of it is the green context's
+    # default (NULL) stream, not `stream` (the torch seed's semantics)
+    char on_default[GREENRES_MAX_NESTING]
     # NVTX annotation (when the layout was created with it): the range of an enter, and a
     # handoff mark to every partition of the layout (by index; the last: to any other stream)
     int nvtx
@@ -200,7 +203,7 @@ cdef struct StackRepair:
 
 cdef int check(cydriver.CUresult err, const char* function) except -1 nogil
 cdef int enter_partition(PartState* p, cydriver.CUstream from_stream, bint resolve,
-                         Failure* failure) noexcept nogil
+                         bint on_default, Failure* failure) noexcept nogil
 cdef int exit_partition(PartState* p, Failure* failure, StackRepair* repair,
                         void** unpinned) noexcept nogil
 cdef int pooled_handoff(EventPool* pool, cydriver.CUstream src, cydriver.CUstream dst,

@@ -33,6 +33,7 @@ from greenres.cuda_versions import (
     GREEN_CONTEXT_ID,
     LOCALITY_DOMAINS,
     STRUCTURED_SPLIT,
+    TORCH_GREEN_CONTEXTS,
     WORKQUEUES,
 )
 from greenres.devices import documented_granularity
@@ -65,12 +66,14 @@ include "_split.pxi"
 include "_layout.pxi"
 include "_partition.pxi"
 include "_guard.pxi"
+include "_green_seed.pxi"
 include "_handoff.pxi"
 include "_stream.pxi"
 include "_event.pxi"
 include "_graph_pool.pxi"
 include "_capture.pxi"
 include "_graph.pxi"
+include "_graph_seed.pxi"
 include "_nvtx.pxi"
 include "_capi.pxi"
 

@@ -158,16 +158,24 @@ cdef class Graph(_Resource):
             _admissions_end(&a)
         return _Capture(self, stream, mode)
 
-    def capture_begin(self, stream, mode="thread_local"):
-        """Begin capturing ``stream`` (``cuStreamBeginCapture``).
+    def capture_begin(self, stream=None, mode="thread_local", *, pool=None):
+        """Begin capturing a stream (``cuStreamBeginCapture``).
+
+        Two spellings (docs/seeds.md): greenres' ``capture_begin(stream, mode)`` and the
+        MTIA seed's ``capture_begin(pool=None)``, where a :class:`GraphPool` given first is
+        the pool and the stream is the current capture stream (the one ``greenres.graph``
+        entered, else the current partition's, else ``graph``'s default capture stream).
+        ``pool``: share another graph's memory pool from this capture on.
 
         Raises:
-            UsageError: when the graph is capturing or holds a capture (``reset()`` first).
+            UsageError: when the graph is capturing or holds a capture (``reset()`` first),
+                or already uses another pool.
         """
         cdef cydriver.CUstream s
         cdef cydriver.CUstreamCaptureMode cmode = _capture_mode(mode)
         cdef cydriver.CUresult err
         cdef Admissions a
+        stream, pool = _capture_arguments(stream, pool)
         _admissions_init(&a)
         try:
             self._admit_ops(&a)
@@ -177,9 +185,13 @@ cdef class Graph(_Resource):
             if self._graph != NULL or self._exec != NULL:
                 raise UsageError(
                     "the graph holds a capture: call reset() before capturing again")
+            _check_graph_pool(self, pool)
             with nogil:
                 err = cydriver.cuStreamBeginCapture(s, cmode)
             check(err, "cuStreamBeginCapture")
+            if pool is not None and self._pool is None:
+                (<GraphPool>pool)._add_user()  # checked open above: cannot fail
+                self._pool = pool
             self._stream = s
             self._stream_obj = stream
             self._capturing = True

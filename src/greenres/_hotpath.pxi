@@ -76,6 +76,7 @@ cdef enum:
     DRIVER_FAILED = 7
     ADMIT_CLOSED = 8     # the layout was closed (the wrappers raise ClosedError)
     ADMIT_WAIT = 9       # a close() of the layout is deciding: wait for it, then retry
+    NOT_CURRENT = 10     # a set_context() enter's exit while its green context is not current
 
 # What an exit had to undo on this thread's context stack (ContextStackWarning).
 cdef enum:
@@ -84,6 +85,9 @@ cdef enum:
     REPAIR_REPLACED = 2    # the partition's context had been replaced (cuCtxSetCurrent)
     REPAIR_POPPED = 3      # the partition's context had been popped already
     REPAIR_LOST = 4        # not even the context current at enter is on the stack any more
+
+# The NULL stream, typed: the default stream of the current context in a ternary.
+cdef cydriver.CUstream NULL_STREAM = NULL
 
 cdef inline int _fail(Failure* failure, cydriver.CUresult err, const char* function) noexcept nogil:
     failure.error = err
@@ -100,12 +104,14 @@ cdef inline int _enter_failed(PartState* p, bint claimed, Failure* failure,
 
 
 cdef int enter_partition(PartState* p, cydriver.CUstream from_stream, bint resolve,
-                         Failure* failure) noexcept nogil:
+                         bint on_default, Failure* failure) noexcept nogil:
     """Make the partition current on this thread after the caller's stream's work so far.
 
-    ``resolve``: find the caller's stream here (the stream of the partition this thread is
-    in, else the legacy stream of the current context when it is the device's primary
-    context, else none: nothing to order after). Returns 0 or a code; on any failure
+    ``resolve``: find the caller's stream here (the partition's side of the enter this
+    thread is in, else the legacy stream of the current context when it is the device's
+    primary context, else none: nothing to order after). ``on_default``: the partition's
+    side is the green context's default stream (NULL while it is current: the torch
+    seed's set_context) instead of its own stream. Returns 0 or a code; on any failure
     nothing changed. The claim of the owner word admits the enter on the layout's lifetime
     (greenres_runtime.h, "lifetimes"): ADMIT_CLOSED or ADMIT_WAIT when the layout is closed
     or being closed; a nested enter owns the partition already, and no close can destroy
@@ -147,7 +153,11 @@ cdef int enter_partition(PartState* p, cydriver.CUstream from_stream, bint resol
                 if claimed:
                     greenres_release(&p.owner)
                 return OTHER_DEVICE
+            # the outer enter's side: its stream, or its default stream (NULL, while its
+            # green context is current, as it is now)
             from_stream = outer.stream
+            if outer.on_default[outer.depth - 1]:
+                from_stream = NULL
         else:
             # The legacy stream of the device's primary context, when that is current. Any
             # other current context (another device's, a user context) cannot record this
@@ -163,12 +173,15 @@ cdef int enter_partition(PartState* p, cydriver.CUstream from_stream, bint resol
     if err != cydriver.CUDA_SUCCESS:
         return _enter_failed(p, claimed, failure, err, "cuCtxPushCurrent")
     if has_from:
-        err = greenres_hot.stream_wait_event(p.stream, p.enter_event, 0)
+        # after the push: NULL is then the green context's default stream
+        err = greenres_hot.stream_wait_event(NULL_STREAM if on_default else p.stream,
+                                             p.enter_event, 0)
         if err != cydriver.CUDA_SUCCESS:
             greenres_hot.ctx_pop_current(&popped)
             return _enter_failed(p, claimed, failure, err, "cuStreamWaitEvent")
     p.from_streams[depth] = from_stream
     p.has_from[depth] = has_from
+    p.on_default[depth] = on_default
     p.below[depth] = current
     p.depth = depth + 1
     greenres_push_on(t, p)
@@ -267,8 +280,18 @@ cdef int exit_partition(PartState* p, Failure* failure, StackRepair* repair,
         return OUT_OF_ORDER
     depth = p.depth - 1
     has_from = p.has_from[depth]
+    if p.on_default[depth]:
+        # The default stream is NULL only while the green context is current: if code
+        # inside changed the stack, the partition's work cannot be named; change nothing
+        # (the seed asserts that the popped context is its own).
+        err = greenres_hot.ctx_get_current(&current)
+        if err != cydriver.CUDA_SUCCESS:
+            return _fail(failure, err, "cuCtxGetCurrent")
+        if current != p.ctx:
+            return NOT_CURRENT
     if has_from:
-        err = greenres_hot.event_record(p.exit_event, p.stream)
+        err = greenres_hot.event_record(p.exit_event,
+                                        NULL_STREAM if p.on_default[depth] else p.stream)
         if err != cydriver.CUDA_SUCCESS:
             return _fail(failure, err, "cuEventRecord")
     err = greenres_hot.ctx_pop_current(&popped)
@@ -365,6 +388,12 @@ def _thread_rule_error(str name, int code):
             "without from_stream: events of one device cannot order another device's "
             "stream (exit the outer partition first, or pass from_stream= a stream of "
             "this partition's device)"
+        )
+    if code == NOT_CURRENT:
+        return UsageError(
+            f"the current context is not the green context of partition {name!r}: code after "
+            "set_context() changed this thread's context stack (pop what it pushed first); "
+            "pop_context() changed nothing"
         )
     return UsageError(f"internal error {code}")
 

@@ -32,6 +32,7 @@ cdef class GreenContext:
     cdef object _layout_ref
     cdef object _scope         # the reusable object enter() returns
     cdef int _next_stream_number   # for the NVTX names of streams made later
+    cdef object _owned_layout  # GreenContext.create(): the layout it owns (close, with)
     cdef object __weakref__
 
     def __init__(self, *args, **kwargs):
@@ -68,30 +69,32 @@ cdef class GreenContext:
             raise self._closed_error()
         return 0
 
-    cdef int _enter(self, cydriver.CUstream caller, bint resolve) except -1:
+    cdef int _enter(self, cydriver.CUstream caller, bint resolve,
+                    bint on_default=False) except -1:
         """enter_partition, with the GIL held or released as the hot-path policy says
         (greenres.configure(hot_path_gil=...)). The outermost enter pins the partition: the
-        entering thread's nesting stack points at its state until it is exited."""
+        entering thread's nesting stack points at its state until it is exited.
+        ``on_default``: set_context()'s enter (the default stream is the partition's side)."""
         cdef PartState* s = self._s
         cdef Failure failure
         cdef int code
         if _hot_path_releases_gil:
             with nogil:
-                code = enter_partition(s, caller, resolve, &failure)
+                code = enter_partition(s, caller, resolve, on_default, &failure)
         else:
-            code = enter_partition(s, caller, resolve, &failure)
+            code = enter_partition(s, caller, resolve, on_default, &failure)
         if code:
-            return self._enter_failed(code, caller, resolve, &failure)
+            return self._enter_failed(code, caller, resolve, on_default, &failure)
         if s.depth == 1:
             _pin(s, self)
         return 0
 
     cdef int _enter_failed(self, int code, cydriver.CUstream caller, bint resolve,
-                           Failure* failure) except -1:
+                           bint on_default, Failure* failure) except -1:
         if code == ADMIT_WAIT:  # a close() is deciding: wait for it without the GIL, retry
             with nogil:
                 greenres_gate_wait(self._s.gate)
-            return self._enter(caller, resolve)
+            return self._enter(caller, resolve, on_default)
         if code == ADMIT_CLOSED:
             raise self._closed_error()
         if code == DRIVER_FAILED:
@@ -306,24 +309,82 @@ cdef class GreenContext:
             ThreadOwnershipError: when the partition is current on another thread.
             UsageError: for a ``from_stream`` of another device.
         """
-        cdef cydriver.CUstream caller = NULL
-        cdef bint resolve = from_stream is None
-        cdef Admissions a
-        if resolve:
-            self._enter(NULL, True)
-        elif type(from_stream) is int and 0 <= from_stream < _HANDLE_LIMIT:
-            # the common raw handle: nothing to admit, nothing else to check
-            self._enter(<cydriver.CUstream><uintptr_t>from_stream, False)
-        else:
-            _admissions_init(&a)
-            try:
-                caller = _use_stream(from_stream, "from_stream", &a, self.device.ordinal)
-                self._enter(caller, False)
-            finally:
-                _admissions_end(&a)
+        self._enter_from(from_stream, False, "from_stream")
         if self._scope is None:
             self._scope = _Entered(self)
         return self._scope
+
+    cdef int _enter_from(self, from_stream, bint on_default, str parameter) except -1:
+        cdef Admissions a
+        cdef cydriver.CUstream caller
+        if from_stream is None:
+            return self._enter(NULL, True, on_default)
+        if type(from_stream) is int and 0 <= from_stream < _HANDLE_LIMIT:
+            # the common raw handle: nothing to admit, nothing else to check
+            return self._enter(<cydriver.CUstream><uintptr_t>from_stream, False, on_default)
+        _admissions_init(&a)
+        try:
+            caller = _use_stream(from_stream, parameter, &a, self.device.ordinal)
+            self._enter(caller, False, on_default)
+        finally:
+            _admissions_end(&a)
+        return 0
+
+    @staticmethod
+    def create(num_sms, device_id=None):
+        """PyTorch's ``GreenContext.create``: a green context of ``num_sms`` SMs (rounded up
+        as the planner rounds; :attr:`sm_count` is what was granted) owning a layout of its
+        own; ``device_id=None`` is the current context's device, else device 0. ``close()``
+        or the end of a ``with`` block frees everything.
+
+        Each call makes its own split, so two green contexts made by two calls can share
+        SMs (docs/driver-facts.md): the second call warns once. Disjoint partitions come from
+        one :meth:`Layout.create`.
+
+        Raises:
+            DriverTooOldError: for a driver older than 12.8 (both versions named).
+            PlanError: when ``num_sms`` does not fit the device.
+        """
+        return _create_green_context(num_sms, device_id)
+
+    def set_context(self, stream=None):
+        """PyTorch's ``set_context``: the caller's ``stream`` (any stream form; by default as
+        :meth:`enter` finds it) records an event, the green context is pushed (made current
+        when no context is), and its **default stream** (the NULL stream while it is current,
+        ``CU_GREEN_CTX_DEFAULT_STREAM``) waits for the event, so work ported from the seed
+        that goes on the default stream is ordered as there. Same path as :meth:`enter`."""
+        self._enter_from(stream, True, "stream")
+
+    def pop_context(self):
+        """PyTorch's ``pop_context``: the default stream records an event, the green context
+        is popped and the caller's stream of :meth:`set_context` waits for it.
+
+        Raises:
+            UsageError: when this green context is not the current context (code after
+                set_context changed the stack; nothing changed), or another partition was
+                entered after it.
+            ThreadOwnershipError: when it was not set on this thread.
+        """
+        self._exit()
+
+    def Stream(self):
+        """PyTorch 2.15's ``GreenContext.Stream()``: a new stream of this green context
+        (:meth:`create_stream`)."""
+        return self.create_stream()
+
+    def close(self):
+        """Free a green context made by :meth:`create` (its layout, every handle).
+        Idempotent. A partition of a :class:`Layout` is closed with its layout.
+
+        Raises:
+            UsageError: for a partition of a Layout (close the layout).
+        """
+        if self._owned_layout is None:
+            raise UsageError(
+                f"partition {self.name!r} belongs to a Layout: close the layout (only green "
+                "contexts made by GreenContext.create are closed on their own)"
+            )
+        self._owned_layout.close()
 
     @cython.binding(False)  # a plain method descriptor: no CyFunction/PyMethod layer
     def exit(self):
@@ -358,11 +419,15 @@ cdef class GreenContext:
 
     @cython.binding(False)  # a plain method descriptor: no CyFunction/PyMethod layer
     def __enter__(self):
+        if self._owned_layout is not None:  # GreenContext.create's: a resource, as a file
+            return _check_owned_open(self)
         self._enter(NULL, True)
         return self
 
     @cython.binding(False)  # a plain method descriptor: no CyFunction/PyMethod layer
     def __exit__(self, exc_type, exc, tb):
+        if self._owned_layout is not None:
+            return self._owned_layout.__exit__(exc_type, exc, tb)
         if exc_type is None:
             self._exit()
             return False
@@ -417,8 +482,9 @@ cdef class GreenContext:
                     (<Stream>stream)._end()
         return 0
 
-    def isolation_key(self, schema, **kwargs):
-        """This partition's isolation key (see :func:`greenres.isolation.isolation_key`)."""
+    def isolation_key(self, schema=None, **kwargs):
+        """This partition's isolation key (see :func:`greenres.isolation.isolation_key`;
+        ``schema`` defaults to every form)."""
         from greenres.isolation import isolation_key
 
         return isolation_key(schema, partition=self, **kwargs)

@@ -14,6 +14,7 @@ __all__ = [
     "LOCALITY_DOMAINS",
     "SM_GRANULARITY_FIELDS",
     "STRUCTURED_SPLIT",
+    "TORCH_GREEN_CONTEXTS",
     "WORKQUEUES",
 ]
 
@@ -25,6 +26,9 @@ GREEN_CONTEXT_STREAMS = 12050
 GREEN_CONTEXT_ID = 13000
 #: ``minSmPartitionSize`` and ``smCoscheduledAlignment`` in ``CUdevSmResource``.
 SM_GRANULARITY_FIELDS = 13000
+#: What PyTorch's green contexts require (``CUDAGreenContext.cpp``), and so
+#: ``greenres.GreenContext.create``, their port.
+TORCH_GREEN_CONTEXTS = 12080
 #: The structured ``cuDevSmResourceSplit`` with group parameters and backfill.
 STRUCTURED_SPLIT = 13010
 #: Workqueue resources (``CU_DEV_RESOURCE_TYPE_WORKQUEUE_CONFIG``) and

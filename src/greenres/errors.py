@@ -13,6 +13,7 @@ __all__ = [
     "DestroyError",
     "DriverError",
     "DriverTooOldError",
+    "FormError",
     "GreenresError",
     "LayoutMismatchError",
     "PlanError",
@@ -89,6 +90,12 @@ class DriverTooOldError(GreenresError, NotImplementedError):
 
 class SpecError(GreenresError, ValueError):
     """A partition spec, isolation schema or spec file is invalid."""
+
+
+class FormError(GreenresError, RuntimeError):
+    """A user context form of an isolation key (``greenres.isolation.register_form``)
+    raised, or returned data that is not JSON-ready. The message names the form; the
+    form's own exception is the ``__cause__``."""
 
 
 class PlanError(GreenresError, ValueError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 import greenres
 from greenres import errors
 from greenres.cli import main
+from greenres.isolation import registered_forms, unregister_form
 
 from support.childprocess import run_child
 
@@ -57,8 +59,22 @@ def _namespace() -> dict:
     return namespace
 
 
-NAMESPACE = _namespace()
+@contextmanager
+def _registered_forms_restored():
+    # the preamble registers user forms: the process-wide registry must not keep them,
+    # or every other test's default schema would select them
+    before = set(registered_forms())
+    try:
+        yield
+    finally:
+        for name in set(registered_forms()) - before:
+            unregister_form(name)
+
+
+with _registered_forms_restored():
+    NAMESPACE = _namespace()
 CLASSES = {
+    "FormError": errors.FormError,
     "SpecError": errors.SpecError,
     "PlanError": errors.PlanError,
     "DriverTooOldError": errors.DriverTooOldError,
@@ -70,8 +86,8 @@ CLASSES = {
 @pytest.mark.parametrize("row", tables(API_HEADER), ids=lambda row: row[0])
 def test_every_api_row(row):
     _what, example, raises, excerpt = row
-    with pytest.raises(Exception) as info:
-        eval(_code(example), dict(NAMESPACE))
+    with _registered_forms_restored(), pytest.raises(Exception) as info:
+        eval(_code(example), _namespace())
     assert type(info.value) is CLASSES[_code(raises)], info.value
     assert _code(excerpt) in str(info.value)
 

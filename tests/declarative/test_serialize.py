@@ -218,7 +218,7 @@ def test_schema_files(tmp_path):
         f"{path}: at $.runtime_context: must be true, false or a table of form names (got 'yes')"
     )
     path.write_text("[compile_context]\ndevices = true\n")
-    with pytest.raises(SpecError, match=r"at \$\.compile_context: unknown key 'devices'"):
+    with pytest.raises(SpecError, match=r"at \$\.compile_context: unknown compile form 'devices'"):
         load_schema(path)
     assert schema_to_dict(IsolationSchema(True, SelectedCompileContext(device=False))) == {
         "runtime_context": True,

@@ -219,11 +219,12 @@ def test_unknown_profile_lists_known_ones():
 SCHEMA_CASES = [
     (
         lambda: IsolationSchema(runtime_context="yes"),
-        "'runtime_context' must be True, False or a SelectedRuntimeContext (got 'yes')",
+        "'runtime_context' must be True, False, a SelectedRuntimeContext or a dict of runtime "
+        "form names to bools (got 'yes')",
     ),
     (
         lambda: IsolationSchema(compile_context=SelectedRuntimeContext()),
-        "'compile_context' must be True, False or a SelectedCompileContext",
+        "'compile_context' must be True, False, a SelectedCompileContext or a dict",
     ),
     (lambda: SelectedRuntimeContext(partition=1), "'partition' must be a bool (got 1)"),
     (

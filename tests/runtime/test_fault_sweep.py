@@ -10,6 +10,7 @@ this file."""
 from __future__ import annotations
 
 import gc
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +56,8 @@ def _close_all(state):
     for part in state.get("entered", []):
         if part.entered:
             part.exit()
+    if state.get("green") is not None:
+        state["green"].close()
     if state.get("layout") is not None:
         state["layout"].close()
     if state.get("pushed"):
@@ -188,6 +191,42 @@ def _switch_after_failure(state, error):
     assert state["layout"].mode == "x", f"a failed switch changed the mode ({error})"
 
 
+def _green_create(state):
+    with warnings.catch_warnings():  # the second create warns that splits can overlap
+        warnings.simplefilter("ignore", UserWarning)
+        state["green"] = greenres.GreenContext.create(16)
+
+
+def _set_context(state):
+    part = state["layout"]["a"]
+    part.set_context(state["layout"]["b"].stream)
+    state.setdefault("entered", []).append(part)
+
+
+def _set_context_setup():
+    state = {}
+    layout = _layout(state)
+    layout["a"].set_context()
+    state["entered"] = [layout["a"]]
+    return state
+
+
+def _green_close_setup():
+    state = {}
+    _green_create(state)
+    return state
+
+
+def _graph_block(state):
+    state["graph"] = Graph()
+    with greenres.graph(state["graph"], stream=state["layout"]["a"].stream):
+        state["graph"].allocate(512)
+
+
+def _graph_block_after_failure(state, error):
+    assert not state["graph"].capturing and not state["graph"].captured, str(error)
+
+
 def _close_retry(key):
     def retry(state):
         state[key].close()  # retries what a DestroyError left, or closes what a refusal kept
@@ -225,6 +264,28 @@ OPERATIONS = {
         _with_layout(), _cached_replay, _close_all, after_failure=_cache_after_failure
     ),
     "guard": Operation(_with_layout(), _guarded, _close_all, after_failure=_with_after_failure),
+    "GreenContext.create": Operation(lambda: {}, _green_create, _close_all),
+    "set_context": Operation(
+        _with_layout(), _set_context, _close_all, after_failure=_enter_after_failure
+    ),
+    "pop_context": Operation(
+        _set_context_setup,
+        lambda s: s["layout"]["a"].pop_context(),
+        _close_all,
+        after_failure=_exit_after_failure,
+    ),
+    "GreenContext.Stream": Operation(
+        _with_layout(), lambda s: s.update(stream=s["layout"]["a"].Stream()), _close_all
+    ),
+    "greenres.graph block": Operation(
+        _with_layout(), _graph_block, _close_all, after_failure=_graph_block_after_failure
+    ),
+    "created green context close": Operation(
+        _green_close_setup,
+        lambda s: s["green"].close(),
+        _close_all,
+        retry=_close_retry("green"),
+    ),
     "handoff Stream to Stream": Operation(
         _with_layout(),
         lambda s: greenres.handoff(s["layout"]["a"].stream, s["layout"]["b"].stream),

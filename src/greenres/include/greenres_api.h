@@ -49,7 +49,9 @@ enum greenres_status {
     GREENRES_POOL_EXHAUSTED = 6,  /* (internal: handoff falls back by itself) */
     GREENRES_DRIVER_FAILED = 7,   /* a driver call failed: see cuda_error and function */
     GREENRES_LAYOUT_CLOSED = 8,   /* the layout is closed */
-    GREENRES_LAYOUT_CLOSING = 9   /* a close() of the layout is deciding: try again */
+    GREENRES_LAYOUT_CLOSING = 9,  /* a close() of the layout is deciding: try again */
+    GREENRES_NOT_CURRENT = 10     /* exit of a set_context() enter whose green context is
+                                     not the current context (nothing changed) */
 };
 
 /* A partition's state inside greenres (opaque). */
