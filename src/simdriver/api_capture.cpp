@@ -43,10 +43,14 @@ void invalidate_capture(Capture* c) {
 // A capture's graph that never reaches the user (invalidated or unjoined at
 // the end, or its origin stream gone): once the capture is no longer active,
 // nothing reads it (node additions and joins check the status first).
-static void discard_graph(Graph* g) { reclaim_object(g); }
+static void discard_graph(Graph* g) { end_graph(g); }
 
+// Destroying a stream that was forked into a capture is allowed (cuda.core's
+// GraphBuilder.join destroys the forked streams it joined): it only leaves.
+// Work of it that was never joined still makes cuStreamEndCapture answer
+// UNJOINED. Destroying the origin stream ends the capture: invalidated.
 void leave_capture(Stream* s, Capture* c) {
-    invalidate_capture(c);
+    if (c->origin == s) invalidate_capture(c);
     std::lock_guard<std::mutex> lk(c->mu);
     auto& m = c->members;
     m.erase(std::remove(m.begin(), m.end(), s), m.end());
@@ -91,7 +95,7 @@ bool capture_add_node(Stream* s, Capture* c, Op op) {
     n->green_id = s->green ? s->green->id : 0;
     {
         std::lock_guard<std::mutex> g(c->graph->mu);
-        c->graph->nodes.push_back(n);
+        add_node_locked(c->graph, n);
     }
     s->tail.assign(1, n);
     return true;
@@ -354,6 +358,12 @@ static CUresult instantiate(CUgraphExec* phExec, CUgraph hGraph, unsigned long l
     auto* e = make_object<GraphExec>();
     if (e == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
     std::lock_guard<std::mutex> lk(g->mu);
+    // The exec owns references of its own to the graph's user objects.
+    e->user_refs = std::make_shared<UserRefs>();
+    for (auto& ref : g->user_refs.held) {
+        user_object_retain(ref.first, ref.second);
+        e->user_refs->add(ref.first, ref.second);
+    }
     // Kahn's algorithm in capture order: a valid order that keeps stream order.
     std::unordered_map<Node*, int> indeg;
     std::unordered_map<Node*, std::vector<Node*>> out;
@@ -383,8 +393,11 @@ static CUresult graph_launch(CUgraphExec hExec, CUstream h, bool pt) {
     GraphExec* e = live_exec(hExec);
     if (e == nullptr) return CUDA_ERROR_INVALID_VALUE;
     RESOLVE(h, s, pt);
-    auto ops = e->ops;  // the exec may be destroyed while the launch is queued
-    return submit(s, [ops] { for (auto& op : ops) op(); }, false);
+    // The exec may be destroyed while the launch is queued: the launch holds a
+    // copy of the ops and a share of the exec's user objects.
+    auto ops = e->ops;
+    UserRefsPtr refs = e->user_refs;
+    return submit(s, [ops, refs] { for (auto& op : ops) op(); }, false);
 }
 
 static CUresult graph_upload(CUgraphExec hExec, CUstream h, bool pt) {
@@ -398,6 +411,26 @@ CUresult graph_instantiate_v1(CUgraphExec* phExec, CUgraph hGraph, CUgraphNode* 
     if (errNode != nullptr) *errNode = nullptr;
     if (log != nullptr && n > 0) log[0] = 0;
     return instantiate(phExec, hGraph, 0);
+}
+// cuda.h: result_out says why an instantiation failed; the upload stream is
+// used (and checked) only with CUDA_GRAPH_INSTANTIATE_FLAG_UPLOAD.
+static CUresult instantiate_with_params(CUgraphExec* phExec, CUgraph hGraph, CUDA_GRAPH_INSTANTIATE_PARAMS* params,
+                                        bool pt) {
+    if (params == nullptr) return CUDA_ERROR_INVALID_VALUE;
+    params->hErrNode_out = nullptr;
+    params->result_out = CUDA_GRAPH_INSTANTIATE_ERROR;
+    if (params->flags & CUDA_GRAPH_INSTANTIATE_FLAG_UPLOAD) {
+        Stream* s;
+        CUresult r = resolve_stream(params->hUploadStream, &s, pt);
+        if (r != CUDA_SUCCESS) return r;
+    }
+    CUresult r = instantiate(phExec, hGraph, params->flags);
+    if (r == CUDA_SUCCESS) params->result_out = CUDA_GRAPH_INSTANTIATE_SUCCESS;
+    return r;
+}
+CUresult graph_instantiate_params_ptsz(CUgraphExec* phExec, CUgraph hGraph, CUDA_GRAPH_INSTANTIATE_PARAMS* params) {
+    SIM_ENTER_INIT("cuGraphInstantiateWithParams");
+    return instantiate_with_params(phExec, hGraph, params, true);
 }
 CUresult graph_launch_ptsz(CUgraphExec e, CUstream h) {
     SIM_ENTER_INIT("cuGraphLaunch");
@@ -430,7 +463,7 @@ SIM_EXPORT CUresult cuGraphDestroy(CUgraph hGraph) {
         return CUDA_ERROR_INVALID_VALUE;
     }
     g_live[kLiveGraph].fetch_sub(1, std::memory_order_relaxed);
-    reclaim_object(g);  // its nodes are freed when the slot is reused (~Graph)
+    end_graph(g);  // releases its user objects
     return CUDA_SUCCESS;
 }
 
@@ -457,6 +490,12 @@ SIM_EXPORT CUresult cuGraphInstantiateWithFlags(CUgraphExec* phExec, CUgraph hGr
     return instantiate(phExec, hGraph, flags);
 }
 
+SIM_EXPORT CUresult cuGraphInstantiateWithParams(CUgraphExec* phExec, CUgraph hGraph,
+                                                 CUDA_GRAPH_INSTANTIATE_PARAMS* params) {
+    SIM_ENTER_INIT("cuGraphInstantiateWithParams");
+    return instantiate_with_params(phExec, hGraph, params, false);
+}
+
 SIM_EXPORT CUresult cuGraphLaunch(CUgraphExec e, CUstream h) {
     SIM_ENTER_INIT("cuGraphLaunch");
     return graph_launch(e, h, false);
@@ -477,7 +516,8 @@ SIM_EXPORT CUresult cuGraphExecDestroy(CUgraphExec hExec) {
         return CUDA_ERROR_INVALID_VALUE;
     }
     g_live[kLiveExec].fetch_sub(1, std::memory_order_relaxed);
-    reclaim_object(e);  // a queued launch holds a copy of the ops, not the exec
+    e->user_refs.reset();  // released now, or by the last queued launch that shares them
+    reclaim_object(e);     // a queued launch holds a copy of the ops, not the exec
     return CUDA_SUCCESS;
 }
 

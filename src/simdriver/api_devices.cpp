@@ -54,18 +54,18 @@ int attribute_value(const Device& d, int a, int ordinal) {
         case CU_DEVICE_ATTRIBUTE_LOCAL_L1_CACHE_SUPPORTED: return 1;
         case CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR: return hopper ? 233472 : 167936;
         case CU_DEVICE_ATTRIBUTE_MAX_REGISTERS_PER_MULTIPROCESSOR: return 65536;
-        case CU_DEVICE_ATTRIBUTE_MANAGED_MEMORY: return 1;
         case CU_DEVICE_ATTRIBUTE_MULTI_GPU_BOARD: return 0;
         case CU_DEVICE_ATTRIBUTE_MULTI_GPU_BOARD_GROUP_ID: return ordinal;
         case CU_DEVICE_ATTRIBUTE_SINGLE_TO_DOUBLE_PRECISION_PERF_RATIO: return 2;
-        case CU_DEVICE_ATTRIBUTE_CONCURRENT_MANAGED_ACCESS: return 1;
         case CU_DEVICE_ATTRIBUTE_COMPUTE_PREEMPTION_SUPPORTED: return 1;
-        case CU_DEVICE_ATTRIBUTE_COOPERATIVE_LAUNCH: return 1;
         case CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN: return hopper ? 232448 : 166912;
-        case CU_DEVICE_ATTRIBUTE_HOST_REGISTER_SUPPORTED: return 1;
-        case CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED: return 1;
         case CU_DEVICE_ATTRIBUTE_MAX_BLOCKS_PER_MULTIPROCESSOR: return 32;
         case CU_DEVICE_ATTRIBUTE_RESERVED_SHARED_MEMORY_PER_BLOCK: return 1024;
+        // Memory pools and stream-ordered allocation are modelled (api_pools.cpp).
+        // Managed memory, host registration, virtual memory management and
+        // cooperative launches are not: those attributes are 0 (the default
+        // below), so that cuda.core and others do not take paths the simulator
+        // cannot answer (tests/sim/test_pools.py).
         case CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED: return 1;
         case CU_DEVICE_ATTRIBUTE_CLUSTER_LAUNCH: return hopper ? 1 : 0;
         case CU_DEVICE_ATTRIBUTE_NUMA_ID: return -1;

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <map>
 
+#include "pools.h"
 #include "state.h"
 
 using namespace sim;
@@ -25,6 +26,7 @@ struct Alloc {
     size_t size;
     int device;
     bool host;
+    MemPool* pool;   // stream-ordered allocations: the pool that accounts for them
 };
 static std::map<uintptr_t, Alloc>& allocs() {
     static auto* m = new std::map<uintptr_t, Alloc>;
@@ -34,10 +36,10 @@ static std::map<uintptr_t, Alloc>& allocs() {
 // Allocations are made and accounted in 256-byte units (cuMemAlloc's alignment).
 static size_t round256(size_t n) { return (n + 255) / 256 * 256; }
 
-static void register_alloc(void* p, size_t size, int device, bool host) {
+static void register_alloc(void* p, size_t size, int device, bool host, MemPool* pool = nullptr) {
     {
         std::unique_lock<std::shared_mutex> lk(alloc_mu());
-        allocs()[(uintptr_t)p] = Alloc{size, device, host};
+        allocs()[(uintptr_t)p] = Alloc{size, device, host, pool};
     }
     g_live[kLiveAlloc].fetch_add(1, std::memory_order_relaxed);
 }
@@ -205,6 +207,25 @@ SIM_EXPORT CUresult cuMemAlloc_v2(CUdeviceptr* dptr, size_t bytesize) {
     return CUDA_SUCCESS;
 }
 
+static CUresult free_alloc(uintptr_t p, bool host);
+size_t sim::round_alloc(size_t n) { return round256(n); }
+
+CUresult sim::pool_alloc_memory(MemPool* pool, size_t bytesize, CUdeviceptr* out) {
+    void* p = aligned_alloc(256, round256(bytesize));
+    if (p == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
+    register_alloc(p, bytesize, pool->device, false, pool);
+    *out = (CUdeviceptr)p;
+    return CUDA_SUCCESS;
+}
+
+bool sim::is_device_alloc(CUdeviceptr p) {
+    std::shared_lock<std::shared_mutex> lk(alloc_mu());
+    auto it = allocs().find((uintptr_t)p);
+    return it != allocs().end() && !it->second.host;
+}
+
+CUresult sim::free_device_memory(CUdeviceptr p) { return free_alloc((uintptr_t)p, false); }
+
 static CUresult free_alloc(uintptr_t p, bool host) {
     Alloc a;
     {
@@ -214,7 +235,10 @@ static CUresult free_alloc(uintptr_t p, bool host) {
         a = it->second;
         allocs().erase(it);
     }
-    if (!host) g_devices[a.device]->allocated.fetch_sub(round256(a.size));
+    if (a.pool != nullptr)
+        pool_released(a.pool, round256(a.size));  // the pool decides what the device gets back
+    else if (!host)
+        g_devices[a.device]->allocated.fetch_sub(round256(a.size));
     free((void*)p);
     g_live[kLiveAlloc].fetch_sub(1, std::memory_order_relaxed);
     return CUDA_SUCCESS;

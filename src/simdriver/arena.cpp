@@ -20,13 +20,16 @@
 #include <algorithm>
 #include <deque>
 
+#include "kernels.h"
+#include "pools.h"
 #include "resources.h"
 
 namespace sim {
 
 Slab g_slabs[kSlabKinds];
 const char* const kSlabNames[kSlabKinds] = {
-    "context", "green context", "stream", "event", "graph", "graph exec", "resource descriptor",
+    "context", "green context", "stream", "event", "graph", "graph exec", "resource descriptor", "user object",
+    "memory pool", "module", "function",
 };
 
 namespace {
@@ -43,6 +46,10 @@ constexpr size_t kReserve[kSlabKinds] = {
     1 * kGiB,  // graphs
     1 * kGiB,  // graph execs
     1 * kGiB,  // resource descriptors
+    1 * kGiB,  // user objects
+    1 * kGiB,  // memory pools
+    1 * kGiB,  // modules and libraries
+    1 * kGiB,  // functions and kernels
 };
 constexpr size_t kMinReserve = size_t(16) << 20;
 constexpr size_t kChunk = size_t(256) << 10;  // made accessible at a time
@@ -135,7 +142,7 @@ SIM_EXPORT int greenres_sim_arena_stats(int kind, const char** name, unsigned lo
     if (kind < 0 || kind >= kSlabKinds) return -1;
     static const size_t kSlot[kSlabKinds] = {
         slot_size<Context>(), slot_size<GreenCtx>(), slot_size<Stream>(), slot_size<Event>(),
-        slot_size<Graph>(),   slot_size<GraphExec>(), slot_size<Desc>(),
+        slot_size<Graph>(),   slot_size<GraphExec>(), slot_size<Desc>(), slot_size<UserObject>(), slot_size<MemPool>(), slot_size<Module>(), slot_size<Function>(),
     };
     SlabAlloc& a = g_alloc[kind];
     std::lock_guard<std::mutex> lk(a.mu);

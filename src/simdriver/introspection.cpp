@@ -20,7 +20,8 @@ SIM_EXPORT int greenres_sim_live_count(const char* kind) {
     static const std::unordered_map<std::string, int> kinds = {
         {"context", kLiveContext}, {"green_context", kLiveGreen}, {"stream", kLiveStream},
         {"event", kLiveEvent},     {"allocation", kLiveAlloc},    {"graph", kLiveGraph},
-        {"graph_exec", kLiveExec},
+        {"graph_exec", kLiveExec}, {"user_object", kLiveUser},
+        {"memory_pool", kLivePool}, {"module", kLiveModule},
     };
     if (strcmp(kind, "primary_context") == 0) {
         // Devices whose primary context is retained (active).

@@ -55,6 +55,14 @@ CUresult capture_info_v3_ptsz(CUstream h, CUstreamCaptureStatus* st, cuuint64_t*
                               const CUgraphEdgeData** e, size_t* n);
 CUresult graph_instantiate_v1(CUgraphExec* phExec, CUgraph hGraph, CUgraphNode* errNode, char* log, size_t n);
 CUresult graph_launch_ptsz(CUgraphExec e, CUstream h);
+CUresult graph_instantiate_params_ptsz(CUgraphExec* phExec, CUgraph hGraph, CUDA_GRAPH_INSTANTIATE_PARAMS* params);
+CUresult memAllocAsync_ptsz(CUdeviceptr* dptr, size_t bytesize, CUstream h);
+CUresult memAllocFromPoolAsync_ptsz(CUdeviceptr* dptr, size_t bytesize, CUmemoryPool pool, CUstream h);
+CUresult memFreeAsync_ptsz(CUdeviceptr dptr, CUstream h);
+CUresult launchKernel_ptsz(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx,
+                           unsigned int by, unsigned int bz, unsigned int shared, CUstream h, void** params,
+                           void** extra);
+CUresult launchKernelEx_ptsz(const CUlaunchConfig* config, CUfunction f, void** params, void** extra);
 CUresult graph_upload_ptsz(CUgraphExec e, CUstream h);
 CUresult memsetD8_ptds(CUdeviceptr d, unsigned char v, size_t n);
 CUresult memsetD32_ptds(CUdeviceptr d, unsigned int v, size_t n);
@@ -290,6 +298,51 @@ const Entry kTable[] = {
     V(cuGraphUpload, 11010, &cuGraphUpload),
     PZ(cuGraphUpload, 11010, &graph_upload_ptsz),
     V(cuGraphExecDestroy, 10000, &cuGraphExecDestroy),
+    V(cuGraphInstantiateWithParams, 12000, &cuGraphInstantiateWithParams),
+    PZ(cuGraphInstantiateWithParams, 12000, &graph_instantiate_params_ptsz),
+    V(cuGraphAddEmptyNode, 10000, &cuGraphAddEmptyNode),
+    V(cuGraphGetId, 13010, &cuGraphGetId),
+    V(cuGraphExecGetId, 13010, &cuGraphExecGetId),
+    // memory pools and stream-ordered allocation
+    V(cuDeviceGetDefaultMemPool, 11020, &cuDeviceGetDefaultMemPool),
+    V(cuDeviceGetMemPool, 11020, &cuDeviceGetMemPool),
+    V(cuDeviceSetMemPool, 11020, &cuDeviceSetMemPool),
+    V(cuMemPoolCreate, 11020, &cuMemPoolCreate),
+    V(cuMemPoolDestroy, 11020, &cuMemPoolDestroy),
+    V(cuMemPoolGetAttribute, 11020, &cuMemPoolGetAttribute),
+    V(cuMemPoolSetAttribute, 11020, &cuMemPoolSetAttribute),
+    V(cuMemPoolTrimTo, 11020, &cuMemPoolTrimTo),
+    V(cuMemPoolSetAccess, 11020, &cuMemPoolSetAccess),
+    V(cuMemPoolGetAccess, 11020, &cuMemPoolGetAccess),
+    V(cuMemAllocAsync, 11020, &cuMemAllocAsync),
+    PZ(cuMemAllocAsync, 11020, &memAllocAsync_ptsz),
+    V(cuMemAllocFromPoolAsync, 11020, &cuMemAllocFromPoolAsync),
+    PZ(cuMemAllocFromPoolAsync, 11020, &memAllocFromPoolAsync_ptsz),
+    V(cuMemFreeAsync, 11020, &cuMemFreeAsync),
+    PZ(cuMemFreeAsync, 11020, &memFreeAsync_ptsz),
+    // modules, libraries, kernels (host models)
+    V(cuModuleLoadData, 2000, &cuModuleLoadData),
+    V(cuModuleLoadDataEx, 2010, &cuModuleLoadDataEx),
+    V(cuModuleUnload, 2000, &cuModuleUnload),
+    V(cuModuleGetFunction, 2000, &cuModuleGetFunction),
+    V(cuFuncGetName, 12030, &cuFuncGetName),
+    V(cuFuncGetAttribute, 2020, &cuFuncGetAttribute),
+    V(cuLibraryLoadData, 12000, &cuLibraryLoadData),
+    V(cuLibraryUnload, 12000, &cuLibraryUnload),
+    V(cuLibraryGetKernel, 12000, &cuLibraryGetKernel),
+    V(cuKernelGetFunction, 12000, &cuKernelGetFunction),
+    V(cuKernelGetName, 12030, &cuKernelGetName),
+    V(cuKernelGetAttribute, 12000, &cuKernelGetAttribute),
+    V(cuLaunchKernel, 4000, &cuLaunchKernel),
+    PZ(cuLaunchKernel, 7000, &launchKernel_ptsz),
+    V(cuLaunchKernelEx, 11060, &cuLaunchKernelEx),
+    PZ(cuLaunchKernelEx, 11060, &launchKernelEx_ptsz),
+    // user objects
+    V(cuUserObjectCreate, 11030, &cuUserObjectCreate),
+    V(cuUserObjectRetain, 11030, &cuUserObjectRetain),
+    V(cuUserObjectRelease, 11030, &cuUserObjectRelease),
+    V(cuGraphRetainUserObject, 11030, &cuGraphRetainUserObject),
+    V(cuGraphReleaseUserObject, 11030, &cuGraphReleaseUserObject),
 };
 
 CUresult lookup(const char* symbol, void** out, int version, cuuint64_t flags, CUdriverProcAddressQueryResult* status) {

@@ -80,6 +80,7 @@ extern __thread const char* t_api_fn __attribute__((tls_model("initial-exec")));
 
 // ---------------------------------------------------------------- devices
 struct Context;
+struct MemPool;
 struct Device {
     std::string name;
     int major = 0, minor = 0, sm_count = 0;
@@ -94,6 +95,9 @@ struct Device {
     unsigned char uuid[16] = {};
     Context* primary = nullptr;          // created at cuInit, one handle for the process
     std::atomic<unsigned long long> allocated{0};
+    std::mutex pool_mu;                  // guards the pools below (api_pools.cpp)
+    MemPool* default_pool = nullptr;     // made on first use, never destroyed
+    MemPool* current_pool = nullptr;     // cuDeviceSetMemPool; null: the default pool
 };
 extern std::vector<Device*> g_devices;    // fixed once cuInit succeeded
 extern std::atomic<bool> g_initialized;
@@ -117,6 +121,10 @@ enum Magic : uint32_t {
     kMagicGraph = 0x53477270,
     kMagicExec = 0x53457865,
     kMagicDesc = 0x53447363,
+    kMagicUser = 0x5355736f,      // "SUso"
+    kMagicPool = 0x53506f6c,      // "SPol"
+    kMagicModule = 0x534d6f64,    // "SMod"
+    kMagicFunction = 0x5346756e,  // "SFun"
 };
 
 struct Object {
@@ -176,7 +184,8 @@ inline bool drop_ref(Object* o) { return o->refs.fetch_sub(1, std::memory_order_
 // (arena.cpp). What a handle check reads (base, committed) changes only when a
 // slab grows, so the hot path loads two read-mostly words, takes no lock and
 // touches no shared counter.
-enum SlabKind { kSlabContext, kSlabGreen, kSlabStream, kSlabEvent, kSlabGraph, kSlabExec, kSlabDesc, kSlabKinds };
+enum SlabKind { kSlabContext, kSlabGreen, kSlabStream, kSlabEvent, kSlabGraph, kSlabExec, kSlabDesc, kSlabUser,
+                kSlabPool, kSlabModule, kSlabFunction, kSlabKinds };
 struct alignas(64) Slab {
     std::atomic<size_t> committed{0};    // bytes from base that are mapped (zero-filled past the last slot)
     std::atomic<uintptr_t> base{0};      // 0 until the first allocation
@@ -335,6 +344,38 @@ struct GreenCtx : Object {
     std::vector<SignalPtr> future_waits;       // from cuGreenCtxWaitEvent, applied to streams made later
 };
 
+// ---------------------------------------------------------------- user objects (api_user_objects.cpp)
+// A user object: a destructor and its argument, run on the simulator's
+// destructor thread when the last reference (the callers' and the graphs')
+// goes. Reclaimed then: a handle used after that is a destroyed handle.
+struct UserObject : Object {
+    explicit UserObject(uint32_t gen) : Object(kMagicUser, gen) {}
+    static constexpr SlabKind kSlab = kSlabUser;
+    static constexpr uint32_t kMagic = kMagicUser;
+    void* ptr = nullptr;
+    CUhostFn destroy = nullptr;
+    std::atomic<long long> count{0};     // references of callers and graphs together
+};
+// Adds `n` references (the caller made sure the object is live).
+void user_object_retain(UserObject* u, unsigned n);
+// Drops `n` references; false (nothing changed) when fewer are held. The last
+// one queues the destructor and reclaims the object.
+bool user_object_release(UserObject* u, unsigned n);
+// References a graph or a graph exec owns: one entry per object. Dropped when
+// the set is destroyed, so an exec's set that a queued launch shares is
+// released when the last launch of it has run.
+struct UserRefs {
+    std::vector<std::pair<UserObject*, unsigned>> held;
+    UserRefs() = default;
+    UserRefs(const UserRefs&) = delete;
+    UserRefs& operator=(const UserRefs&) = delete;
+    ~UserRefs() { release_all(); }
+    void add(UserObject* u, unsigned n);
+    bool remove(UserObject* u, unsigned n);   // false: the set holds fewer than n
+    void release_all();
+};
+using UserRefsPtr = std::shared_ptr<UserRefs>;
+
 // ---------------------------------------------------------------- capture & graphs
 struct Graph;
 struct Node {
@@ -342,8 +383,13 @@ struct Node {
     std::vector<Node*> deps;
     unsigned long long green_id = 0;     // green ctx of the stream it was captured on (0 = none)
 };
+// cuGraphGetId / cuGraphExecGetId: one sequence for graphs and execs (api_graphs.cpp).
+unsigned next_graph_id();
+// Appends a node to a graph (caller holds g->mu).
+void add_node_locked(Graph* g, Node* n);
 struct Graph : Object {
-    explicit Graph(uint32_t gen) : Object(kMagicGraph, gen) {}
+    explicit Graph(uint32_t gen) : Object(kMagicGraph, gen), id(next_graph_id()) {}
+    unsigned id;
     // Nodes are freed with the slot (when it is reused): a racing reader of a
     // destroyed graph never meets freed nodes.
     ~Graph() {
@@ -353,13 +399,20 @@ struct Graph : Object {
     static constexpr uint32_t kMagic = kMagicGraph;
     std::mutex mu;
     std::vector<Node*> nodes;
+    UserRefs user_refs;                  // guarded by mu; released by the destroy (or discard)
     bool user_visible = false;           // counted in live objects once handed to the user
 };
+// Ends a graph (cuGraphDestroy, or a capture's graph that never reaches the
+// user): marks it dead under its mutex (so cuGraphRetainUserObject cannot add
+// to it after), releases its user objects, frees its slot.
+void end_graph(Graph* g);
 struct GraphExec : Object {
-    explicit GraphExec(uint32_t gen) : Object(kMagicExec, gen) {}
+    explicit GraphExec(uint32_t gen) : Object(kMagicExec, gen), id(next_graph_id()) {}
+    unsigned id;
     static constexpr SlabKind kSlab = kSlabExec;
     static constexpr uint32_t kMagic = kMagicExec;
     std::vector<std::function<void()>> ops;   // topological order
+    UserRefsPtr user_refs;                    // the graph's references, retained again at instantiate
 };
 
 enum CaptureStatus { kCapActive = 1, kCapInvalidated = 2 };
@@ -511,8 +564,8 @@ extern std::atomic<int> g_op_delay_us;
 
 // capture helpers (api_capture.cpp)
 void invalidate_capture(Capture* c);
-// A stream that is retired while it captures invalidates the capture and
-// leaves it (the capture no longer refers to the stream).
+// A stream that is retired while it captures leaves it (the capture no longer
+// refers to the stream); the origin stream also invalidates it.
 void leave_capture(Stream* s, Capture* c);
 // The calling thread is about to make a "potentially unsafe" call.
 // Returns CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED (and invalidates) if forbidden.
@@ -521,7 +574,7 @@ bool capture_add_node(Stream* s, Capture* c, Op op);
 
 // ---------------------------------------------------------------- introspection
 enum LiveKind { kLiveContext, kLivePrimary, kLiveGreen, kLiveStream, kLiveEvent, kLiveAlloc,
-                kLiveGraph, kLiveExec, kLiveKinds };
+                kLiveGraph, kLiveExec, kLiveUser, kLivePool, kLiveModule, kLiveKinds };
 extern std::atomic<int> g_live[kLiveKinds];
 void add_hazard(const std::string& kind, const std::string& detail);
 
@@ -531,6 +584,16 @@ inline unsigned long long next_id() { return g_next_id.fetch_add(1, std::memory_
 
 // memory (api_memory.cpp)
 bool device_range_ok(CUdeviceptr p, size_t n);
+struct MemPool;
+size_t round_alloc(size_t n);                  // the unit allocations are made and accounted in
+// Backing memory for a pool allocation (the pool accounted for it already).
+CUresult pool_alloc_memory(MemPool* pool, size_t bytesize, CUdeviceptr* out);
+// `p` is the start of a live device allocation.
+bool is_device_alloc(CUdeviceptr p);
+// cuMemFree's work, for any device allocation (stream-ordered ones included).
+CUresult free_device_memory(CUdeviceptr p);
+// A pool allocation of `rounded` bytes was freed (api_pools.cpp).
+void pool_released(MemPool* pool, size_t rounded);
 
 }  // namespace sim
 

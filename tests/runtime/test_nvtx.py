@@ -251,13 +251,6 @@ def test_device_ranges_fire_when_the_stream_gets_there():
     assert start["range"] == end["range"]
 
 
-def _user_objects() -> bool:
-    import greenres.sim
-
-    return "cuUserObjectCreate" in greenres.sim.function_names()
-
-
-@pytest.mark.skipif(not _user_objects(), reason="the simulator has no user objects yet")
 def test_device_ranges_fire_at_every_replay():
     out = run_recorded(
         """

@@ -1,5 +1,5 @@
 """Bogus handles: every function taking a CUstream, CUevent, CUcontext, CUgreenCtx, CUgraph,
-CUgraphExec or CUdevResourceDesc answers an error for a handle that is not a live object of
+CUgraphExec, CUdevResourceDesc, CUuserObject, CUmemoryPool, CUmodule or CUfunction answers an error for a handle that is not a live object of
 the right kind (garbage integers, pointers into or next to objects, forged object headers,
 destroyed objects, stale handles whose slot holds a newer object since, objects of another
 kind), never a crash. A destroyed or stale handle also records the hazard destroyed_handle
@@ -14,8 +14,9 @@ Expected errors: the one cuda.h documents for the function. CUstream/CUevent:
 CUDA_ERROR_INVALID_HANDLE (the enum's own doc names CUstream and CUevent). CUcontext and
 CUgreenCtx: CUDA_ERROR_INVALID_CONTEXT, except where cuda.h documents
 CUDA_ERROR_CONTEXT_IS_DESTROYED for a destroyed green context (cuGreenCtxDestroy,
-cuGreenCtxGetId). CUgraph, CUgraphExec and CUdevResourceDesc: CUDA_ERROR_INVALID_VALUE (the
-only error cuda.h lists for them).
+cuGreenCtxGetId). CUgraph, CUgraphExec, CUdevResourceDesc, CUuserObject and CUmemoryPool:
+CUDA_ERROR_INVALID_VALUE (the only error cuda.h lists for them). CUmodule and CUfunction:
+CUDA_ERROR_INVALID_HANDLE.
 """
 # ruff: noqa: E501  (the child scripts below are tables of calls, one per line)
 
@@ -84,6 +85,26 @@ dptr = ctypes.c_ulonglong()
 ok(L.cuMemAlloc_v2(ctypes.byref(dptr), ctypes.c_size_t(64)), "cuMemAlloc")
 dptr = dptr.value
 
+destroy_t = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+destroy_fn = destroy_t(lambda _: None)
+def user():
+    return new("cuUserObjectCreate", None, destroy_fn, U(1), U(1))
+pool_props = ctypes.create_string_buffer(256)
+ctypes.memmove(pool_props, (ctypes.c_int * 4)(1, 0, 1, 0), 16)  # PINNED, no handles, device 0
+def pool():
+    return new("cuMemPoolCreate", pool_props)
+PTX = b".version 8.0\n.target sm_90\n.address_size 64\n.visible .entry k() { ret; }\n"
+def module():
+    return new("cuModuleLoadData", PTX)
+function_module = {}
+def function():
+    m = module()
+    f = new("cuModuleGetFunction", P(m), b"k")
+    function_module[f] = m
+    return f
+live["user"], live["pool"], live["module"] = user(), pool(), module()
+live["function"] = new("cuModuleGetFunction", P(live["module"]), b"k")
+
 # Stale handles: an object destroyed, then objects of its kind made (and destroyed) until one
 # lands in the same slot (same address bits, a newer generation). The newer one stays alive.
 MASK = (1 << 48) - 1
@@ -113,6 +134,11 @@ stale_of["graph"], newer["graph"] = stale(lambda: new("cuGraphCreate", U(0)),
 stale_of["exec"], newer["exec"] = stale(
     lambda: new("cuGraphInstantiateWithFlags", P(live["graph"]), ctypes.c_ulonglong(0)),
     lambda h: ok(L.cuGraphExecDestroy(P(h)), "destroy exec"))
+stale_of["user"], newer["user"] = stale(user, lambda h: ok(L.cuUserObjectRelease(P(h), U(1)), "release user"))
+stale_of["pool"], newer["pool"] = stale(pool, lambda h: ok(L.cuMemPoolDestroy(P(h)), "destroy pool"))
+stale_of["module"], newer["module"] = stale(module, lambda h: ok(L.cuModuleUnload(P(h)), "unload"))
+stale_of["function"], newer["function"] = stale(
+    function, lambda h: ok(L.cuModuleUnload(P(function_module[h])), "unload"))
 
 dead = {}
 dead["stream"] = stream(); ok(L.cuStreamDestroy_v2(P(dead["stream"])), "destroy stream")
@@ -124,13 +150,18 @@ ok(L.cuCtxDestroy_v2(P(c)), "destroy ctx"); dead["context"] = c
 gr = new("cuGraphCreate", U(0)); ok(L.cuGraphDestroy(P(gr)), "destroy graph"); dead["graph"] = gr
 gr = new("cuGraphCreate", U(0)); ex = new("cuGraphInstantiateWithFlags", P(gr), ctypes.c_ulonglong(0))
 ok(L.cuGraphExecDestroy(P(ex)), "destroy exec"); dead["exec"] = ex
+dead["user"] = user(); ok(L.cuUserObjectRelease(P(dead["user"]), U(1)), "release user")
+dead["pool"] = pool(); ok(L.cuMemPoolDestroy(P(dead["pool"])), "destroy pool")
+dead["module"] = module(); ok(L.cuModuleUnload(P(dead["module"])), "unload")
+dead["function"] = function(); ok(L.cuModuleUnload(P(function_module[dead["function"]])), "unload")
 # A live stream of a destroyed user context: destroyed with its context.
 c = new("cuCtxCreate_v2", U(0), 0); orphan = stream(); ok(L.cuCtxPopCurrent_v2(None), "pop")
 ok(L.cuCtxDestroy_v2(P(c)), "destroy ctx")
 
 # Forged objects: heap memory that starts like a simulator object (its kind's magic, alive).
 MAGIC = dict(context=0x53437478, green=0x53477278, stream=0x53537472, event=0x53457674,
-             graph=0x53477270, exec=0x53457865, desc=0x53447363)
+             graph=0x53477270, exec=0x53457865, desc=0x53447363, user=0x5355736f,
+             pool=0x53506f6c, module=0x534d6f64, function=0x5346756e)
 forged_bufs = {}
 def forged(kind):
     buf = (ctypes.c_uint32 * 1024)(*([MAGIC[kind], 1] * 512))
@@ -164,6 +195,9 @@ sz = ctypes.c_size_t()
 rbuf = ctypes.create_string_buffer(144)
 S, E, G = P(live["stream"]), P(live["event"]), P(live["green"])
 X = P(live["exec"])
+UO, F = P(live["user"]), P(live["function"])
+instantiate_params = ctypes.create_string_buffer(32)
+loc = (ctypes.c_int * 2)(1, 0)  # CU_MEM_LOCATION_TYPE_DEVICE, device 0
 B = ctypes.byref
 
 def proc(name):
@@ -214,6 +248,10 @@ FAMILIES = {
         "cuStreamWaitEvent_ptsz": (lambda h: ptsz["cuStreamWaitEvent"](h, E, 0), IH, IH),
         "cuLaunchHostFunc_ptsz": (lambda h: ptsz["cuLaunchHostFunc"](h, hostfn, None), IH, IH),
         "cuGraphLaunch_ptsz": (lambda h: ptsz["cuGraphLaunch"](X, h), IH, IH),
+        "cuMemAllocAsync": (lambda h: L.cuMemAllocAsync(B(ull), ctypes.c_size_t(64), h), IH, IH),
+        "cuMemFreeAsync": (lambda h: L.cuMemFreeAsync(ctypes.c_ulonglong(dptr), h), IH, IH),
+        "cuStreamGetDevResource": (lambda h: L.cuStreamGetDevResource(h, rbuf, SM), IH, IH),
+        "cuLaunchKernel": (lambda h: L.cuLaunchKernel(F, U(1), U(1), U(1), U(1), U(1), U(1), U(0), h, None, None), IH, IH),
     }),
     "event": ("event", {
         "cuEventRecord": (lambda h: L.cuEventRecord(h, S), IH, IH),
@@ -253,18 +291,50 @@ FAMILIES = {
     "graph": ("graph", {
         "cuGraphGetNodes": (lambda h: L.cuGraphGetNodes(h, None, B(sz)), IV, IV),
         "cuGraphInstantiateWithFlags": (lambda h: L.cuGraphInstantiateWithFlags(B(p1), h, ctypes.c_ulonglong(0)), IV, IV),
+        "cuGraphRetainUserObject": (lambda h: L.cuGraphRetainUserObject(h, UO, U(1), U(0)), IV, IV),
+        "cuGraphReleaseUserObject": (lambda h: L.cuGraphReleaseUserObject(h, UO, U(1)), IV, IV),
+        "cuGraphAddEmptyNode": (lambda h: L.cuGraphAddEmptyNode(B(p1), h, None, ctypes.c_size_t(0)), IV, IV),
+        "cuGraphGetId": (lambda h: L.cuGraphGetId(h, B(u)), IV, IV),
+        "cuGraphInstantiateWithParams": (lambda h: L.cuGraphInstantiateWithParams(B(p1), h, instantiate_params), IV, IV),
         "cuGraphDestroy": (lambda h: L.cuGraphDestroy(h), IV, IV),
     }),
     "exec": ("exec", {
         "cuGraphLaunch": (lambda h: L.cuGraphLaunch(h, S), IV, IV),
         "cuGraphUpload": (lambda h: L.cuGraphUpload(h, S), IV, IV),
+        "cuGraphExecGetId": (lambda h: L.cuGraphExecGetId(h, B(u)), IV, IV),
         "cuGraphExecDestroy": (lambda h: L.cuGraphExecDestroy(h), IV, IV),
     }),
     "desc": ("desc", {
         "cuGreenCtxCreate": (lambda h: L.cuGreenCtxCreate(B(p1), h, 0, U(1)), IV, None),
     }),
+    "user": ("user", {
+        "cuUserObjectRetain": (lambda h: L.cuUserObjectRetain(h, U(1)), IV, IV),
+        "cuUserObjectRelease": (lambda h: L.cuUserObjectRelease(h, U(1)), IV, IV),
+        "cuGraphRetainUserObject": (lambda h: L.cuGraphRetainUserObject(P(live["graph"]), h, U(1), U(0)), IV, IV),
+        "cuGraphReleaseUserObject": (lambda h: L.cuGraphReleaseUserObject(P(live["graph"]), h, U(1)), IV, IV),
+    }),
+    "pool": ("pool", {
+        "cuMemPoolGetAttribute": (lambda h: L.cuMemPoolGetAttribute(h, 1, B(i)), IV, IV),
+        "cuMemPoolSetAttribute": (lambda h: L.cuMemPoolSetAttribute(h, 1, B(i)), IV, IV),
+        "cuMemPoolTrimTo": (lambda h: L.cuMemPoolTrimTo(h, ctypes.c_size_t(0)), IV, IV),
+        "cuMemPoolGetAccess": (lambda h: L.cuMemPoolGetAccess(B(i), h, loc), IV, IV),
+        "cuMemPoolSetAccess": (lambda h: L.cuMemPoolSetAccess(h, None, ctypes.c_size_t(0)), IV, IV),
+        "cuMemAllocFromPoolAsync": (lambda h: L.cuMemAllocFromPoolAsync(B(ull), ctypes.c_size_t(64), h, S), IV, IV),
+        "cuDeviceSetMemPool": (lambda h: L.cuDeviceSetMemPool(0, h), IV, IV),
+        "cuMemPoolDestroy": (lambda h: L.cuMemPoolDestroy(h), IV, IV),
+    }),
+    "module": ("module", {
+        "cuModuleGetFunction": (lambda h: L.cuModuleGetFunction(B(p1), h, b"k"), IH, IH),
+        "cuModuleUnload": (lambda h: L.cuModuleUnload(h), IH, IH),
+    }),
+    "function": ("function", {
+        "cuFuncGetName": (lambda h: L.cuFuncGetName(B(p1), h), IH, IH),
+        "cuFuncGetAttribute": (lambda h: L.cuFuncGetAttribute(B(i), 0, h), IH, IH),
+        "cuLaunchKernel": (lambda h: L.cuLaunchKernel(h, U(1), U(1), U(1), U(1), U(1), U(1), U(0), S, None, None), IH, IH),
+    }),
 }
-OTHER_KINDS = ["stream", "event", "context", "green", "green_ctx", "graph", "exec", "desc"]
+OTHER_KINDS = ["stream", "event", "context", "green", "green_ctx", "graph", "exec", "desc",
+               "user", "pool", "module", "function"]
 # A green context's CUcontext is a context: a right kind for "context", a wrong one for "green".
 WRONG = {k: [o for o in OTHER_KINDS if o != k and not (k == "context" and o == "green_ctx")]
          for k in FAMILIES}
@@ -309,6 +379,10 @@ ok(L.cuCtxGetId(P(newer["context"]), B(ull)), "the newer context")
 ok(L.cuGreenCtxGetId(P(newer["green"]), B(ull)), "the newer green context")
 ok(L.cuGraphGetNodes(P(newer["graph"]), None, B(sz)), "the newer graph")
 ok(L.cuGraphLaunch(P(newer["exec"]), S), "launch the newer exec")
+ok(L.cuUserObjectRetain(P(newer["user"]), U(1)), "the newer user object")
+ok(L.cuMemPoolTrimTo(P(newer["pool"]), ctypes.c_size_t(0)), "the newer pool")
+ok(L.cuModuleGetFunction(B(p1), P(newer["module"]), b"k"), "the newer module")
+ok(L.cuFuncGetName(B(p1), P(newer["function"])), "the newer function")
 ok(L.cuStreamSynchronize(S), "sync the live stream")
 print("DONE", flush=True)
 """
@@ -325,7 +399,19 @@ def run_family(family):
     return tuple(json.loads(line) for line in out if line.startswith("{"))
 
 
-FAMILIES = ["stream", "event", "context", "green", "graph", "exec", "desc"]
+FAMILIES = [
+    "stream",
+    "event",
+    "context",
+    "green",
+    "graph",
+    "exec",
+    "desc",
+    "user",
+    "pool",
+    "module",
+    "function",
+]
 # The kind a destroyed_handle hazard names for the handles of each family.
 KIND_NAME = {
     "stream": "stream",
@@ -334,6 +420,10 @@ KIND_NAME = {
     "green": "green context",
     "graph": "graph",
     "exec": "graph exec",
+    "user": "user object",
+    "pool": "memory pool",
+    "module": "module",
+    "function": "function",
 }
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "LIBRARY_PATH",
     "PROFILES",
     "DeviceProfile",
+    "LaunchInfo",
     "arena_stats",
     "call_counts",
     "clear_faults",
@@ -45,8 +46,12 @@ __all__ = [
     "live_objects",
     "live_objects_since",
     "parse_profile",
+    "register_kernel",
     "reset_call_counts",
     "set_op_delay_us",
+    "unmodelled_launches",
+    "unregister_kernel",
+    "wait_user_object_destructors",
 ]
 
 DEFAULT_DRIVER_VERSION = STRUCTURED_SPLIT
@@ -60,6 +65,9 @@ LIVE_KINDS = (
     "allocation",
     "graph",
     "graph_exec",
+    "user_object",
+    "memory_pool",
+    "module",
 )
 
 _lib: ctypes.CDLL | None = None
@@ -123,6 +131,7 @@ def _declare(lib: ctypes.CDLL) -> None:
             c.c_int,
             [c.c_int, c.POINTER(c.c_char_p)] + [c.POINTER(c.c_ulonglong)] * 4,
         ),
+        "greenres_sim_wait_user_object_destructors": (c.c_int, [c.c_int]),
         "cuGetErrorName": (c.c_int, [c.c_int, c.POINTER(c.c_char_p)]),
     }
     for name, (res, args) in sig.items():
@@ -401,6 +410,14 @@ def set_op_delay_us(microseconds: int) -> None:
     _need().greenres_sim_set_op_delay_us(int(microseconds))
 
 
+def wait_user_object_destructors(timeout: float = 10.0) -> None:
+    """Wait until the destructor of every user object that lost its last reference has
+    run (they run on the simulator's destructor thread, as on a real driver's internal
+    thread, and no CUDA call waits for them). TimeoutError after ``timeout`` seconds."""
+    if _need().greenres_sim_wait_user_object_destructors(int(timeout * 1000)) != 0:
+        raise TimeoutError(f"user object destructors still pending after {timeout} s")
+
+
 def graph_node_green_contexts(graph: Any) -> tuple[int, ...]:
     """Per node of a graph, the green context id of the stream it was captured on (0: none)."""
     lib = _need()
@@ -408,3 +425,7 @@ def graph_node_green_contexts(graph: Any) -> tuple[int, ...]:
     if ids is None:
         raise ValueError(f"{graph!r} is not a live graph")
     return ids
+
+
+# Kernels by host models (their own module; re-exported here).
+from .kernels import LaunchInfo, register_kernel, unmodelled_launches, unregister_kernel  # noqa: E402

@@ -1,0 +1,118 @@
+"""Kernels on the simulated driver: host models registered by kernel name.
+
+A module or library loaded on the simulator (``cuModuleLoadData``, ``cuLibraryLoadData``,
+cuda.core's ``ObjectCode``, NVRTC output) names its kernels; a launch of one runs the model
+registered under that name, on the stream's worker thread, in stream order (and again at
+every replay of a graph that captured it). A launch of a kernel with no model fails with
+``CUDA_ERROR_NOT_SUPPORTED``, is counted (:func:`unmodelled_launches`) and recorded as the
+hazard ``kernel_without_model``.
+
+A model is either a C function pointer ``void model(const greenres_sim_launch*, void*)``
+(an int address or a ctypes function; the struct is :class:`LaunchInfo`) or a Python
+callable taking a :class:`LaunchInfo`; a Python model runs with the GIL, which ctypes
+takes on the worker thread (measure: docs/simulator.md, "Kernels"). ``param_sizes`` are
+the sizes in bytes of the kernel's parameters: the arguments are copied when the launch is
+queued, as the driver does, and ``info.params[i]`` points at the copy of parameter ``i``.
+
+Built in: ``greenres_fill_u32(unsigned* dst, unsigned value, size_t n)``,
+``greenres_spin_ns(unsigned long long ns)`` and ``greenres_smid_probe(unsigned* out)``
+(``out[block]`` = the SM id the block ran on, dealt round-robin over the SMs of the
+context the launch ran in, as ``%smid`` reports).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable, Sequence
+from typing import Any
+
+__all__ = ["LaunchInfo", "register_kernel", "unmodelled_launches", "unregister_kernel"]
+
+
+class LaunchInfo(ctypes.Structure):
+    """``greenres_sim_launch`` (src/simdriver/kernels.h): what a model gets for one launch."""
+
+    _fields_ = (
+        ("kernel", ctypes.c_char_p),
+        ("grid", ctypes.c_uint * 3),
+        ("block", ctypes.c_uint * 3),
+        ("shared_mem", ctypes.c_uint),
+        ("params", ctypes.POINTER(ctypes.c_void_p)),
+        ("nparams", ctypes.c_int),
+        ("device", ctypes.c_int),
+        ("sm_ids", ctypes.POINTER(ctypes.c_int)),
+        ("sm_count", ctypes.c_int),
+        ("green_ctx_id", ctypes.c_ulonglong),
+    )
+
+    def param(self, index: int, ctype: Any) -> Any:
+        """The value of parameter ``index`` read as ``ctype`` (``ctypes.c_uint64``, ...)."""
+        if not 0 <= index < self.nparams:
+            raise IndexError(f"parameter {index} of {self.nparams}")
+        return ctype.from_address(self.params[index]).value
+
+    @property
+    def sms(self) -> tuple[int, ...]:
+        """The SM ids of the context the launch runs in."""
+        return tuple(self.sm_ids[i] for i in range(self.sm_count))
+
+
+MODEL_FN = ctypes.CFUNCTYPE(None, ctypes.POINTER(LaunchInfo), ctypes.c_void_p)
+
+#: Python models wrapped in C callbacks, kept alive while registered.
+_wrapped: dict[str, Any] = {}
+
+
+def _lib() -> ctypes.CDLL:
+    from greenres.sim import _need
+
+    lib = _need()
+    lib.greenres_sim_register_kernel.restype = ctypes.c_int
+    lib.greenres_sim_register_kernel.argtypes = [
+        ctypes.c_char_p,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.POINTER(ctypes.c_size_t),
+        ctypes.c_int,
+    ]
+    lib.greenres_sim_unmodelled_launches.restype = ctypes.c_longlong
+    return lib
+
+
+def register_kernel(
+    name: str, model: Callable[[LaunchInfo], None] | int | Any, param_sizes: Sequence[int] = ()
+) -> None:
+    """Run ``model`` for every launch of a kernel called ``name`` (replacing any model)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"'name' must be a non-empty kernel name (got {name!r})")
+    sizes = [int(n) for n in param_sizes]
+    if any(n <= 0 or n > 4096 for n in sizes):
+        raise ValueError(f"'param_sizes' must be sizes in bytes of 1..4096 (got {sizes})")
+    if isinstance(model, int):
+        address, keep = model, None
+    elif isinstance(model, ctypes._CFuncPtr):
+        address, keep = ctypes.cast(model, ctypes.c_void_p).value, model
+    elif callable(model):
+
+        def trampoline(info, _user, model=model):
+            model(info.contents)
+
+        keep = MODEL_FN(trampoline)
+        address = ctypes.cast(keep, ctypes.c_void_p).value
+    else:
+        raise TypeError(f"'model' must be a callable or a C function pointer (got {model!r})")
+    array = (ctypes.c_size_t * max(len(sizes), 1))(*sizes)
+    if _lib().greenres_sim_register_kernel(name.encode(), address, None, array, len(sizes)) != 0:
+        raise ValueError(f"the simulator refused the model of {name!r}")
+    _wrapped[name] = keep
+
+
+def unregister_kernel(name: str) -> None:
+    """Remove the model of kernel ``name`` (its launches fail again)."""
+    _lib().greenres_sim_register_kernel(name.encode(), None, None, None, 0)
+    _wrapped.pop(name, None)
+
+
+def unmodelled_launches() -> int:
+    """Launches refused so far because their kernel had no model."""
+    return int(_lib().greenres_sim_unmodelled_launches())
