@@ -1,8 +1,9 @@
 # Included by _driver.pyx (one extension module; one file per concept).
 # Graphs captured in a partition (their capture modes and context manager: _capture.pxi).
-# One class a little over 450 lines: its capture, instantiate/replay and destroy paths share
-# one small state (capturing, held graph and executable, the layout it belongs to), which is
-# easier to check in one place than split across files.
+# One class over 450 lines: its capture, instantiate/replay and destroy paths share one small
+# state (capturing, held graph and executable, the layout it belongs to), which is easier to
+# check in one place, and Cython keeps a cdef class's methods in one class body (the MTIA
+# API's context manager is in _graph_seed.pxi).
 
 
 @cython.no_gc_clear

@@ -1,5 +1,8 @@
 # Included by _driver.pyx (one extension module; one file per concept).
 # Partitions (GreenContext): streams, enter/exit, isolation keys.
+# Over 450 lines because Cython keeps a cdef class's methods in one class body; what is not
+# a method lives elsewhere (the nogil paths: _hotpath.pxi; the torch-style API's helpers:
+# _green_seed.pxi; the stack guard: _guard.pxi).
 
 
 _SCOPE_NAMES = {value: name for name, value in WORKQUEUE_SCOPE_VALUES.items()}

@@ -6,8 +6,10 @@ Three steps, none of which is ever retried:
 
 1. :func:`_checked_mechanism` refuses what the facts cannot do, and :class:`_Grain` says
    what one unit of the split is.
-2. :func:`_size` gives every partition a whole number of units, or the complete list of
-   what does not fit (it returns the PlanError's text; it raises nothing).
+2. :func:`greenres._sizing.size_units` gives every partition a whole number of units, or
+   the complete list of what does not fit (it returns the PlanError's text; it raises
+   nothing); :mod:`greenres._planner_resources` checks the locality domains and workqueue
+   budgets beside the SMs.
 3. :func:`_assemble` lays the units out on the one split and makes the plan and its
    recipe together.
 
@@ -19,10 +21,17 @@ The words of every reason and violation are :mod:`greenres._plan_messages`'.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import lru_cache
 from typing import Any
 
 from greenres import _plan_messages as words
+from greenres._planner_resources import (
+    NO_QUEUE,
+    Queue,
+    domain_violations,
+    located,
+    plan_workqueues,
+)
+from greenres._sizing import size_units
 from greenres._validators import value_text
 from greenres.errors import DriverTooOldError, PlanError, SpecError
 from greenres.facts import SmFacts, resolve_facts
@@ -46,23 +55,6 @@ from greenres.spec import (
 )
 
 __all__ = ["auto_uses_groups", "plan_counts", "plan_modes", "plan_spec"]
-
-
-_NO_QUEUE = ("", 0, "")
-
-
-@lru_cache(maxsize=4096)
-def _share_terms(share: float) -> tuple[int, int, str]:
-    """``(numerator, denominator, percent)``: the share as the decimal it prints as, in
-    lowest terms (0.15 is 3/20, not the binary 0.1499999999999999944..., so 0.15 of 10 groups
-    is a tie, 1.5), and as a percentage for reasons (``"15%"``).
-
-    Memoised: a pure function of the float (parsing it is most of a share's cost), and
-    shares repeat across plans and modes."""
-    from decimal import Decimal
-
-    numerator, denominator = Decimal(repr(share)).as_integer_ratio()
-    return numerator, denominator, f"{share * 100:.6g}%"
 
 
 class _Grain:
@@ -125,51 +117,6 @@ def _checked_mechanism(spec: PartitionSpec, facts: SmFacts, mechanism: str) -> s
     return mechanism
 
 
-def _located(spec: PartitionSpec, facts: SmFacts, mechanism: str) -> bool:
-    """Whether partitions ask for locality domains; refuses what cannot place them.
-
-    Raises:
-        DriverTooOldError: without locality domains in the facts (CUDA 13.4) or the
-            structured split.
-        SpecError: for ``mechanism="groups"`` or a domain index the device does not have.
-    """
-    placed = [p for p in spec.partitions if p.locality_domain is not None]
-    if not placed:
-        return False
-    if facts.locality_domain_count == 0 or not facts.structured_split:
-        raise DriverTooOldError(words.missing_locality_domains(facts, [p.name for p in placed]))
-    if mechanism == "groups":
-        raise SpecError(
-            "locality domains need mechanism 'structured' (got mechanism='groups'): a split "
-            "by count cannot place its groups"
-        )
-    for p in placed:
-        domain = p.locality_domain
-        if domain != LOCALITY_SPREAD and domain >= facts.locality_domain_count:
-            raise SpecError(
-                f"partition {p.name!r}: 'locality_domain' must be below the "
-                f"{facts.locality_domain_count} locality domain"
-                f"{'s' if facts.locality_domain_count != 1 else ''} of {facts.device_name} "
-                f"(got {domain})"
-            )
-    return True
-
-
-def _domain_violations(
-    spec: PartitionSpec, facts: SmFacts, grain: _Grain, units: dict[str, int]
-) -> list[str]:
-    """Each locality domain whose partitions need more SMs than a domain has."""
-    room = facts.locality_domain_sm_count // grain.unit * grain.unit
-    out = []
-    domains = sorted({p.locality_domain for p in spec.partitions if type(p.locality_domain) is int})
-    for domain in domains:
-        names = [p.name for p in spec.partitions if p.locality_domain == domain]
-        need = sum(units[name] for name in names) * grain.unit
-        if need > room:
-            out.append(words.domain_violation(facts, domain, names, need, room))
-    return out
-
-
 def auto_uses_groups(
     spec: PartitionSpec, facts: SmFacts, grain: _Grain, units: dict[str, int] | None
 ) -> bool:
@@ -201,22 +148,22 @@ def plan_spec(spec: Any, device_or_facts: Any, mechanism: str) -> Plan:
             hint = "; a ModalSpec is planned by make_modal_plan()"
         raise TypeError(f"make_plan() needs a PartitionSpec (got {type(spec).__name__}){hint}")
     facts = device_or_facts if type(device_or_facts) is SmFacts else resolve_facts(device_or_facts)
-    located = _located(spec, facts, mechanism)
+    is_located = located(spec, facts, mechanism)
     chosen = _checked_mechanism(spec, facts, mechanism)
     grain = _Grain(spec, facts, chosen)
-    units, reasons, error = _size(spec, facts, grain)
+    units, reasons, error = size_units(spec, facts, grain)
     auto_structured = mechanism == "auto" and chosen == "structured"
     if auto_structured and auto_uses_groups(spec, facts, grain, units):
         grain = _Grain(spec, facts, "groups")
-        units, reasons, error = _size(spec, facts, grain)
-    queues, queue_violations = _plan_workqueues(spec, facts)
+        units, reasons, error = size_units(spec, facts, grain)
+    queues, queue_violations = plan_workqueues(spec, facts)
     if error is not None:
         raise PlanError(error)
-    if located:
-        queue_violations = _domain_violations(spec, facts, grain, units) + queue_violations
+    if is_located:
+        queue_violations = domain_violations(spec, facts, grain, units) + queue_violations
     if queue_violations:
         raise PlanError(words.violations_text(spec, facts, grain, queue_violations))
-    return _assemble(spec, facts, grain, units, reasons, queues, located)
+    return _assemble(spec, facts, grain, units, reasons, queues, is_located)
 
 
 def plan_modes(spec: Any, device_or_facts: Any, mechanism: str) -> ModalPlan:
@@ -257,159 +204,6 @@ def plan_counts(counts: Any, device_or_facts: Any, mechanism: str) -> Plan:
     return plan_spec(PartitionSpec(partitions, remainder="drop"), device_or_facts, mechanism)
 
 
-# ----------------------------------------------------------------------------- sizing
-
-# A share being sized: (index, partition, target numerator, target denominator, rounded
-# units, floor units, percent text).
-_Share = tuple[int, Any, int, int, int, int, str]
-
-
-def _size(
-    spec: PartitionSpec, facts: SmFacts, grain: _Grain
-) -> tuple[dict[str, int] | None, dict[str, str], str | None]:
-    """``(units, reasons, None)``: every partition's units (declaration order) and the
-    reasons of those that differ from the request; or ``(None, {}, message)`` with the
-    PlanError's text listing every violation."""
-    unit, min_units, total_units = grain.unit, grain.min_units, grain.total_units
-    if total_units < min_units:
-        return (
-            None,
-            {},
-            f"cannot plan on {facts.device_name}: it has {words.sms(facts.sm_count)} and the "
-            f"smallest partition is {words.sms(min_units * unit)}",
-        )
-    by_groups = grain.mechanism == "groups"
-    units: dict[str, int] = {}
-    reasons: dict[str, str] = {}
-    violations: list[str] = []
-    # per share: (index, partition, target numerator, target denominator, rounded, floor,
-    # percent); its target is numerator / denominator units, exactly
-    shares: list[_Share] = []
-    rest = None
-    rest_floor = 0  # units "the rest" needs at least (0 without such a partition)
-    for index, p in enumerate(spec.partitions):
-        name, sms = p.name, p.sms
-        if sms is not None:
-            whole = -(-sms // unit)
-            need = whole if whole > min_units else min_units
-            units[name] = need
-            if need * unit != sms:
-                if whole < min_units:
-                    reasons[name] = f"raised to the minimum of {words.sms(need * unit)}"
-                elif by_groups:
-                    reasons[name] = f"rounded up to {grain.units_words(need)}"
-                else:
-                    reasons[name] = f"rounded up to a multiple of {unit}"
-            if need > total_units:
-                violations.append(
-                    f"{name} asks {words.sms(sms)}; {facts.device_name} gives at most "
-                    f"{total_units * unit} {grain.words()}"
-                )
-            continue
-        # a share or the rest: at least the minimum, and min_sms when given
-        floor = min_units
-        if p.min_sms is not None:
-            floor_whole = -(-p.min_sms // unit)
-            if floor_whole > total_units:
-                violations.append(
-                    f"{name} asks at least {words.sms(p.min_sms)} (min_sms); {facts.device_name} "
-                    f"gives at most {total_units * unit} {grain.words()}"
-                )
-            if floor_whole > floor:
-                floor = floor_whole
-        if p.share is None:
-            rest, rest_floor = p, floor
-            continue
-        numerator, denominator, percent = _share_terms(p.share)
-        numerator *= total_units
-        rounded = (2 * numerator + denominator) // (2 * denominator)  # nearest; ties go up
-        units[name] = rounded if rounded > floor else floor
-        shares.append((index, p, numerator, denominator, rounded, floor, percent))
-    used = sum(units.values())
-    trimmed = ()
-    if used + rest_floor > total_units and shares:
-        trimmed = _give_back(units, shares, used + rest_floor - total_units)
-        used = sum(units.values())
-    for share in shares:
-        name = share[1].name
-        if units[name] * share[3] != share[2]:  # granted differs from the exact target
-            reasons[name] = words.share_reason(grain, share, units[name], name in trimmed)
-    if used + rest_floor > total_units:
-        violations.append(words.total_violation(spec, facts, grain, units, used, rest, rest_floor))
-    elif rest is not None:
-        units[rest.name] = total_units - used
-    if violations:
-        return None, {}, words.violations_text(spec, facts, grain, violations)
-    return units, reasons, None
-
-
-def _give_back(units: dict[str, int], shares: list[_Share], excess: int) -> set[str]:
-    """Take back one unit from shares rounded up, smallest fraction first (ties: the
-    later-declared first), from at most ``excess`` shares; the names of those trimmed."""
-    from fractions import Fraction  # only here: most plans need no giving back
-
-    candidates = [
-        (Fraction(numerator % denominator, denominator), -index, p.name)
-        for index, p, numerator, denominator, rounded, floor, _percent in shares
-        if units[p.name] == rounded and rounded * denominator > numerator and rounded - 1 >= floor
-    ]
-    candidates.sort()
-    trimmed = set()
-    for _fraction, _index, name in candidates[:excess]:
-        units[name] -= 1
-        trimmed.add(name)
-    return trimmed
-
-
-# ----------------------------------------------------------------------------- workqueues
-
-# A planned workqueue configuration: (scope name, limit, reason).
-_Queue = tuple[str, int, str]
-
-
-def _plan_workqueues(spec: PartitionSpec, facts: SmFacts) -> tuple[dict[str, _Queue], list[str]]:
-    """Every partition's workqueue configuration (only those that ask for one) and the
-    violations of the device's maximum concurrency.
-
-    A scope without a limit: ``"device_ctx"`` takes the device's maximum (the driver's
-    default); ``"balanced"`` shares what the balanced partitions with limits leave, evenly
-    (at least 1 each). A limit without a scope is ``"device_ctx"``.
-
-    Raises:
-        DriverTooOldError: when a partition asks for one and the facts have no
-            workqueue-config resource (a driver older than 13.1).
-    """
-    asked = [(p.name, *spec.workqueue_of(p)) for p in spec.partitions]
-    if spec.remainder == "own":
-        asked.append((REMAINDER_PARTITION_NAME, *spec.workqueue_of(None)))
-    asked = [item for item in asked if item[1] is not None or item[2] is not None]
-    if not asked:
-        return {}, []
-    most = facts.workqueue_max_concurrency
-    if most == 0:
-        raise DriverTooOldError(words.missing_workqueues(facts, [name for name, _, _ in asked]))
-    violations = [
-        words.workqueue_limit_violation(facts, name, limit)
-        for name, _scope, limit in asked
-        if limit is not None and limit > most
-    ]
-    open_balanced = sum(1 for _n, scope, limit in asked if scope == "balanced" and limit is None)
-    given = sum(limit for _n, scope, limit in asked if scope == "balanced" and limit is not None)
-    left = max(most - given, 0)
-    share = max(1, left // open_balanced) if open_balanced else 0
-    queues: dict[str, _Queue] = {}
-    for name, scope, limit in asked:
-        scope = scope or "device_ctx"
-        reason = ""
-        if limit is None:
-            if scope == "balanced":
-                limit, reason = share, words.balanced_reason(share, left, open_balanced)
-            else:
-                limit, reason = most, "the device's maximum"
-        queues[name] = (scope, limit, reason)
-    return queues, violations
-
-
 # ----------------------------------------------------------------------------- assembly
 
 
@@ -419,7 +213,7 @@ def _assemble(
     grain: _Grain,
     units: dict[str, int],
     reasons: dict[str, str],
-    queues: dict[str, _Queue],
+    queues: dict[str, Queue],
     located: bool = False,
 ) -> Plan:
     """Lay the units out on the one split: the plan and, from the same numbers, its recipe.
@@ -500,7 +294,7 @@ def _assemble(
                 note = words.remainder_note(grain, policy, extra_units, split_remainder)
                 reason = f"{reason}; {note}" if reason else note
         streams, priority = p.streams, p.priority
-        scope, limit, queue_reason = queues.get(name, _NO_QUEUE)
+        scope, limit, queue_reason = queues.get(name, NO_QUEUE)
         # positional, in field order: this runs for every partition of every plan
         planned.append(
             PlannedPartition(
@@ -522,7 +316,7 @@ def _assemble(
         first_result += groups
     if policy == "own":
         groups = extra_units if by_groups else 0
-        scope, limit, queue_reason = queues.get(REMAINDER_PARTITION_NAME, _NO_QUEUE)
+        scope, limit, queue_reason = queues.get(REMAINDER_PARTITION_NAME, NO_QUEUE)
         planned.append(
             PlannedPartition(
                 name=REMAINDER_PARTITION_NAME,

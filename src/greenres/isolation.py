@@ -29,6 +29,9 @@ Called with no arguments, the functions use the default schema and the current d
 (the current context's, else device 0): that is the only time this module loads the
 runtime, and without a driver the device forms are ``None``, as the seed's
 ``accelerator_properties`` is without a GPU.
+
+(A little over 450 lines: the schema values, the context's forms and the key form one
+path, from selection to hash; the user-form registry is :mod:`greenres._forms`.)
 """
 
 from __future__ import annotations

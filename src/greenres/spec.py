@@ -5,6 +5,10 @@ Everything here is a frozen attrs class, validated at construction: a bad value 
 rule and the value, for example ``'sms' must be >= 1 (got 0)``. Planning against a device
 is :meth:`PartitionSpec.plan` (see :mod:`greenres.plan`). This module never imports the
 driver.
+
+(A little over 450 lines: the three value classes keep their attrs validators and
+converters beside the fields they check, each with its message spelled out; the shared
+checks are in :mod:`greenres._validators`.)
 """
 
 from __future__ import annotations
