@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cuda.bindings import driver as cu
 
@@ -34,13 +34,15 @@ class Settings:
 
 @dataclass
 class Session:
+    """``stack`` frees what the running suite made (:func:`greenres.benchmark.run` gives
+    each suite a stack of its own, closed when the suite ends or raises)."""
+
     device: gr.Device
     settings: Settings
     stack: contextlib.ExitStack
     primary: object = None
     floor: Floor | None = None
     sim: object = None  # greenres.sim when the simulated driver is installed
-    _events: list = field(default_factory=list)
 
     @classmethod
     def open(cls, device: gr.Device, settings: Settings, stack: contextlib.ExitStack):
