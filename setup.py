@@ -12,6 +12,7 @@ them with the ASan runtime preloaded: scripts/sanitize does both).
 import glob
 import importlib.util
 import os
+import sys
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -109,6 +110,16 @@ def _cythonized():
         [driver],
         language_level=3,
         compiler_directives={"embedsignature": True, "binding": True},
+        # The generated C++ depends on the cuda-bindings it cimports (12.x and 13.x differ):
+        # written under build/, one folder per Python, cuda-bindings and sanitizer setting,
+        # never next to the .pyx, so that builds for several environments at once (tox
+        # run-parallel) cannot compile each other's output.
+        build_dir=os.path.join(
+            "build",
+            "cython",
+            f"py{sys.version_info[0]}{sys.version_info[1]}-bindings{_bindings_major()}"
+            + ("-sanitized" if SANITIZE_FLAGS else ""),
+        ),
     )
 
 
