@@ -42,9 +42,13 @@ BUILTIN_FORMS = {
 
 @frozen
 class UserForm:
-    """A registered context form: its ``name``, its ``group`` (``"runtime"`` or
-    ``"compile"``) and ``compute``, called with no arguments for the form's JSON-ready
-    value."""
+    """A registered context form (:func:`greenres.isolation.register_form`).
+
+    Attributes:
+        name: the form's name, the key of its value in the context.
+        group: ``"runtime"`` or ``"compile"``.
+        compute: called with no arguments for the form's JSON-ready value.
+    """
 
     name: str
     group: str

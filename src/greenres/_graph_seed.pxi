@@ -181,6 +181,11 @@ class graph:
     stream captures) and begins the capture with ``pool``. On exit it ends the capture;
     when the block raised, the capture is ended and discarded and the graph reset (never
     left half-captured), and the block's exception is the one raised.
+
+    Attributes:
+        default_capture_stream: (class attribute) the capture stream when neither
+            ``stream`` nor a current partition gives one; None: greenres' per-device
+            default stream.
     """
 
     #: The capture stream when neither ``stream`` nor a current partition gives one

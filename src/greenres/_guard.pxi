@@ -119,6 +119,11 @@ class ContextGuard:
     ContextStackWarning says it too when anything was.
 
     Made by :meth:`GreenContext.guard`. One use per guard, on one thread.
+
+    Attributes:
+        partition: the :class:`GreenContext` it enters.
+        report: the :class:`StackReport` of the end of the block (None before it).
+        warn: whether a ContextStackWarning says what was undone.
     """
 
     __slots__ = ("_below", "_from_stream", "_thread", "partition", "report", "warn")

@@ -150,6 +150,8 @@ class SelectedRuntimeContext:
         environment: ``CUDA_DEVICE_MAX_CONNECTIONS``, ``CUDA_MPS_ACTIVE_THREAD_PERCENTAGE``
             and ``CUDA_VISIBLE_DEVICES``.
         stream_priority: the priority of the partition's streams.
+        user_forms: registered runtime forms selected or deselected by name, as sorted
+            ``(name, bool)`` pairs (a registered form not named here is selected).
     """
 
     partition: bool = field(default=True, validator=check_bool)
@@ -180,6 +182,8 @@ class SelectedCompileContext:
         driver_version: the CUDA driver's version.
         bindings_version: cuda-bindings' version.
         greenres_version: greenres' version.
+        user_forms: registered compile forms selected or deselected by name, as sorted
+            ``(name, bool)`` pairs (a registered form not named here is selected).
     """
 
     device: bool = field(default=True, validator=check_bool)
