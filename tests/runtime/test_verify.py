@@ -211,3 +211,53 @@ def test_report_text_names_overlaps_and_unrecorded_blocks():
     assert "2 block(s) stored nothing" in text and text.endswith("verify: FAILED")
     with pytest.raises(KeyError):
         report["c"]
+
+
+@pytest.mark.sim_only
+def test_a_failed_free_is_reported_and_retried_by_the_next_verify(sim):
+    with Layout.create({"a": 16, "b": 16}) as layout:
+        held = sim.live_objects()
+        sim.inject_fault("cuMemFree", "CUDA_ERROR_INVALID_VALUE")
+        with pytest.raises(greenres.DestroyError) as info:
+            layout.verify()
+        assert [f.function for f in info.value.failures] == ["cuMemFree"]
+        assert "the verify probe" in str(info.value)
+        assert sim.live_objects()["allocation"] == held["allocation"] + 1
+        assert layout.verify().ok  # frees what the first one could not, first
+        assert sim.live_objects() == held
+    assert sim.hazards() == []
+
+
+@pytest.mark.sim_only
+def test_a_stream_that_cannot_be_drained_keeps_the_probe_alive_until_the_next_verify(sim):
+    """After a failed call, the probe's buffer and module are freed only once its stream
+    is drained: when waiting fails too, the next verify() waits (cuCtxSynchronize) and
+    frees them. No queued operation ever runs on freed memory."""
+    with Layout.create({"a": 16, "b": 16}) as layout:
+        held = sim.live_objects()
+        stack = current_context()
+        for nth in (1, 2, 3):  # the wait after the launch, and both waits of the drain
+            sim.inject_fault("cuStreamSynchronize", "CUDA_ERROR_LAUNCH_FAILED", nth=nth)
+        with pytest.raises(greenres.DriverError, match="cuStreamSynchronize"):
+            layout.verify()
+        sim.clear_faults()
+        assert current_context() == stack
+        left = sim.live_objects()
+        assert left["allocation"] == held["allocation"] + 1
+        assert left["module"] == held["module"] + 1
+        assert layout.verify().ok
+        assert sim.live_objects() == held
+    assert sim.hazards() == []
+
+
+def test_verify_inside_an_entered_partition_leaves_its_context_stack_alone():
+    import warnings
+
+    with Layout.create({"a": 16, "b": 16}) as layout:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a ContextStackWarning at exit fails the test
+            with layout["a"]:
+                before = current_context()
+                assert layout.verify().ok
+                assert current_context() == before
+                assert greenres.current_partition() is layout["a"]
