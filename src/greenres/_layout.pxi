@@ -280,6 +280,12 @@ cdef class Layout:
 
         return layout_svg(self)
 
+    def verify(self, *, blocks_per_sm=8):
+        """Run the ``%smid`` probe in every partition: :func:`greenres.verify.verify`."""
+        from greenres.verify import verify
+
+        return verify(self, blocks_per_sm=blocks_per_sm)
+
     def switch(self, mode):
         """Make ``mode`` current and return its partitions. O(1) in the driver: every mode was
         created by :meth:`create`. Fences with events: every stream of the new mode waits for

@@ -1,8 +1,9 @@
-"""The ``greenres`` command: ``info``, ``plan``, ``key``, ``demo`` and ``bench``.
+"""The ``greenres`` command: ``info``, ``plan``, ``key``, ``demo``, ``verify`` and ``bench``.
 
 Exit codes: 0 success, 2 bad input (the message says what), 1 driver error (also: no
-driver could be loaded, a check of ``demo`` failed, or ``bench`` left a simulated driver
-object alive).
+driver could be loaded, a check of ``demo`` failed, ``verify`` found partitions that are
+not disjoint or not within their counts, or ``bench`` left a simulated driver object
+alive).
 ``--device 0`` uses the loaded driver; ``--device sim:h100`` (or ``sim:8xh100``) installs
 the simulated driver first. With no ``--device`` and no driver on the machine, the CLI
 uses the simulated H100 and says so on stderr (the library itself never falls back).
@@ -223,12 +224,27 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_DRIVER_ERROR if report.live_after_close else EXIT_OK
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    import greenres
+
+    spec = _load_spec(args.spec)
+    device = _device(args)
+    plan = _plan_for(spec, device.sm_facts(), args.mode)
+    with greenres.Layout.create(plan, device=device) as layout:
+        report = layout.verify()
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(report.text())
+    return EXIT_OK if report.ok else EXIT_DRIVER_ERROR
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="greenres",
         description="Partition NVIDIA GPUs with CUDA green contexts: inspect devices, plan "
         "partition specs, compute isolation keys, and run a demo pipeline.",
-        epilog="Exit codes: 0 success, 1 driver error or failed demo check, 2 bad input.",
+        epilog="Exit codes: 0 success, 1 driver error or failed demo or verify check, 2 bad input.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -272,6 +288,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--spec", help="spec file to use instead of the built-in example")
     demo.add_argument("--json", action="store_true", help="machine-readable output")
+
+    verify = add(
+        "verify",
+        cmd_verify,
+        "Create a partition spec's layout and launch a probe kernel in every partition: "
+        "report the SM ids each one ran on, the SM count the driver reports for it, and "
+        "whether the partitions are disjoint (exit 1 when not).",
+    )
+    verify.add_argument("spec", help="path of the spec file")
+    verify.add_argument("--mode", help="which mode of a spec with modes (default: its default)")
+    verify.add_argument("--json", action="store_true", help="machine-readable output")
 
     bench = add(
         "bench",

@@ -298,3 +298,38 @@ def test_plan_svg_to_a_folder_that_does_not_exist_is_bad_input(tmp_path, capsys)
     missing = tmp_path / "no" / "such" / "map.svg"
     assert main(["plan", str(SERVING), "--svg", str(missing)]) == 2
     assert "No such file or directory" in capsys.readouterr().err
+
+
+def test_verify_reports_disjoint_partitions(capsys):
+    assert main(["verify", str(SERVING)]) == 0
+    out = capsys.readouterr().out
+    assert "pairwise disjoint" in out and out.rstrip().endswith("verify: ok")
+    for name in ("decode", "prefill", "comm", "batch"):
+        assert f"  {name} " in out
+
+
+def test_verify_json_has_every_partition_within_its_count(capsys):
+    assert main(["verify", str(EXAMPLES / "modes.toml"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["disjoint"] and report["overlaps"] == []
+    for part in report["partitions"]:
+        assert 0 < part["observed"] <= part["sm_count"] and part["unrecorded"] == 0
+
+
+def test_verify_bad_input_exits_2(tmp_path, capsys):
+    assert main(["verify", str(tmp_path / "missing.toml")]) == 2
+    assert main(["verify", str(SERVING), "--mode", "x"]) == 2
+    assert "no modes" in capsys.readouterr().err
+
+
+@pytest.mark.sim_only
+def test_verify_driver_error_exits_1_and_leaves_nothing_alive(capsys):
+    before = sim.live_objects()
+    sim.inject_fault("cuLaunchKernel", "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES", nth=2)
+    try:
+        assert main(["verify", str(SERVING)]) == 1
+    finally:
+        sim.clear_faults()
+    err = capsys.readouterr().err
+    assert "cuLaunchKernel" in err and "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES" in err
+    assert sim.live_objects() == before and sim.hazards() == []

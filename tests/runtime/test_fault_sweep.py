@@ -274,6 +274,8 @@ OPERATIONS = {
         _close_all,
         after_failure=_exit_after_failure,
     ),
+    # A failed free is retried by the next verify() (the retry here): nothing leaks.
+    "layout verify": Operation(_with_layout(), lambda s: s["layout"].verify(), _close_all),
     "GreenContext.Stream": Operation(
         _with_layout(), lambda s: s.update(stream=s["layout"]["a"].Stream()), _close_all
     ),
