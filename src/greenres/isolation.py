@@ -157,7 +157,6 @@ class SelectedRuntimeContext:
     partition: bool = field(default=True, validator=check_bool)
     environment: bool = field(default=True, validator=check_bool)
     stream_priority: bool = field(default=True, validator=check_bool)
-    #: registered runtime forms deselected (or selected) by name, as sorted pairs
     user_forms: tuple[tuple[str, bool], ...] = field(
         default=(), converter=_user_form_pairs, validator=_user_form_selection("runtime")
     )
@@ -190,7 +189,6 @@ class SelectedCompileContext:
     driver_version: bool = field(default=True, validator=check_bool)
     bindings_version: bool = field(default=True, validator=check_bool)
     greenres_version: bool = field(default=True, validator=check_bool)
-    #: registered compile forms deselected (or selected) by name, as sorted pairs
     user_forms: tuple[tuple[str, bool], ...] = field(
         default=(), converter=_user_form_pairs, validator=_user_form_selection("compile")
     )

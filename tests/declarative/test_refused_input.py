@@ -5,6 +5,7 @@ AttributeError, KeyError, OverflowError, RecursionError or ValueError from insid
 from __future__ import annotations
 
 import re
+import sys
 
 import pytest
 
@@ -338,7 +339,12 @@ FILE_CASES = [
     ("deep.json", '{"partitions": ' + "[" * 40 + "]" * 40 + "}", "nested 41 levels deep"),
     ("deep.toml", "a = " + "[" * 5000 + "]" * 5000, "nested 5001 levels deep"),
     ("deep.toml", "a = " + "{b = " * 3000 + "1" + "}" * 3000, "nested 3001 levels deep"),
-    ("dotted.toml", "[" + ".".join(["a"] * 3000) + "]\nx = 1\n", "nested 3001 levels deep"),
+    (
+        "dotted.toml",
+        "[" + ".".join(["a"] * 3000) + "]\nx = 1\n",
+        # tomli (Python 3.10) stops a dotted header early: the depth it lets through differs
+        "nested 3001 levels deep" if sys.version_info >= (3, 11) else "levels deep",
+    ),
     (
         "long.json",
         '{"partitions": [{"name": "a", "sms": ' + LONG + "}]}",

@@ -153,6 +153,7 @@ def test_nccl_config_of_the_runtime_partition_is_the_plans(layout):
 
 @pytest.mark.sim_only
 def test_cuda_core_set_current_inside_a_guard_is_undone():
+    pytest.importorskip("cuda.core")
     out = childprocess.run_python(
         textwrap.dedent(
             """

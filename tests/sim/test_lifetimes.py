@@ -19,8 +19,10 @@ PRELUDE = r"""
 import json, threading
 import greenres.sim as sim
 sim.install("h100")
-from cuda.bindings import driver as cu
+from cuda.bindings import __version__ as _bindings_version, driver as cu
 
+# cuCtxCreate: the v4 ABI (params, flags, dev) in cuda-bindings 13, (flags, dev) in 12.9
+_BINDINGS_13 = int(_bindings_version.split(".")[0]) >= 13
 MASK = (1 << 48) - 1
 NON_BLOCKING = cu.CUstream_flags.CU_STREAM_NON_BLOCKING
 SM = cu.CUdevResourceType.CU_DEV_RESOURCE_TYPE_SM
@@ -53,7 +55,7 @@ desc = ok(cu.cuDevResourceGenerateDesc([res], 1))
 make_green = lambda: ok(cu.cuGreenCtxCreate(desc, 0, DEFAULT_STREAM))
 kill_green = lambda h: ok(cu.cuGreenCtxDestroy(h))
 def make_ctx():
-    c = ok(cu.cuCtxCreate(None, 0, 0))
+    c = ok(cu.cuCtxCreate(None, 0, 0) if _BINDINGS_13 else cu.cuCtxCreate(0, 0))
     ok(cu.cuCtxPopCurrent())
     return c
 kill_ctx = lambda h: ok(cu.cuCtxDestroy(h))
@@ -102,7 +104,7 @@ ORPHANED_CONTEXTS = r"""
 # A user context destroyed with a user stream left (cuCtxDestroy leaves user streams as
 # stale handles), after it had a legacy and a per-thread stream: its slot waits for the user
 # stream; the internal streams ended with it.
-c = ok(cu.cuCtxCreate(None, 0, 0))
+c = ok(cu.cuCtxCreate(None, 0, 0) if _BINDINGS_13 else cu.cuCtxCreate(0, 0))
 orphan = make_stream()
 ok(cu.cuStreamQuery(cu.CUstream(0)))          # its legacy stream
 ok(cu.cuStreamQuery(cu.CUstream(2)))          # its per-thread stream

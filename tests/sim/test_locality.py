@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from support.simhelpers import run_python
+from support.simhelpers import requires_bindings, run_python
 
-pytestmark = pytest.mark.sim_only
+pytestmark = [pytest.mark.sim_only, requires_bindings("CUdevSmResourceGroup_flags")]
 
 PRELUDE = """
 import json

@@ -42,6 +42,7 @@ def result(done):
 
 
 def test_runs_a_program_that_imports_cuda_core_first(tmp_path):
+    pytest.importorskip("cuda.core")  # the program imports it first
     program = tmp_path / "app.py"
     program.write_text(CUDA_CORE_FIRST)
     out = result(runner(["h100", str(program), "one", "--two", "3"], tmp_path))
@@ -55,6 +56,7 @@ def test_runs_a_program_that_imports_cuda_core_first(tmp_path):
 
 
 def test_module_form_with_a_count_and_driver_version(tmp_path):
+    pytest.importorskip("cuda.core")  # the program imports it first
     (tmp_path / "app_mod.py").write_text(CUDA_CORE_FIRST)
     done = runner(["2xh100@13000", "-m", "app_mod", "x"], tmp_path, PYTHONPATH=tmp_path)
     out = result(done)
@@ -65,6 +67,7 @@ def test_module_form_with_a_count_and_driver_version(tmp_path):
 
 
 def test_driver_version_option_and_exit_status(tmp_path):
+    pytest.importorskip("cuda.core")  # the program imports it first
     program = tmp_path / "app.py"
     program.write_text(CUDA_CORE_FIRST)
     done = runner(["--driver-version", "12090", "a100", str(program), "--exit", "7"], tmp_path)
@@ -104,6 +107,7 @@ def test_clear_errors(tmp_path, args, message):
 
 
 def test_greenres_sim_set_to_another_machine_is_an_error(tmp_path):
+    pytest.importorskip("cuda.core")  # the program imports it first
     """GREENRES_SIM installs its machine when greenres.sim is imported (the runner imports it):
     the runner cannot then make another one, and says so."""
     program = tmp_path / "app.py"

@@ -25,7 +25,11 @@ pytestmark = [
     ),
 ]
 
-from support.simhelpers import driver  # noqa: E402
+from support.simhelpers import _has, driver  # noqa: E402
+
+# The constants below are read at import: skip the module itself on bindings without them.
+if not _has("CUdevResourceType.CU_DEV_RESOURCE_TYPE_WORKQUEUE_CONFIG"):
+    pytest.skip("cuda-bindings lacks the CUDA 13.1 workqueue types", allow_module_level=True)
 
 T = driver.CUdevResourceType
 WQ_CONFIG = T.CU_DEV_RESOURCE_TYPE_WORKQUEUE_CONFIG
