@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <map>
 #include <tuple>
+#include <type_traits>
 
 #include "resources.h"
 
@@ -335,13 +336,16 @@ SIM_EXPORT CUresult cuDevResourceGenerateDesc(CUdevResourceDesc* phDesc, CUdevRe
                 // errors for a device, scope or limit that cannot be.
                 const CUdevWorkqueueConfigResource& config = res.wqConfig;
                 if (!valid_device(config.device)) return CUDA_ERROR_INVALID_VALUE;
-                if (config.sharingScope != CU_WORKQUEUE_SCOPE_DEVICE_CTX &&
-                    config.sharingScope != CU_WORKQUEUE_SCOPE_GREEN_CTX_BALANCED)
+                // The caller's bytes, read as an integer: loading a value outside the enum's
+                // range as the enum type is undefined behaviour (UBSan's -fsanitize=enum).
+                std::underlying_type_t<CUdevWorkqueueConfigScope> scope;
+                memcpy(&scope, &config.sharingScope, sizeof scope);
+                if (scope != CU_WORKQUEUE_SCOPE_DEVICE_CTX && scope != CU_WORKQUEUE_SCOPE_GREEN_CTX_BALANCED)
                     return CUDA_ERROR_INVALID_VALUE;
                 if (config.wqConcurrencyLimit == 0) return CUDA_ERROR_INVALID_VALUE;
                 // cuda.h: "Configurations may exceed this concurrency limit": accepted.
                 wq.limit = config.wqConcurrencyLimit;
-                wq.scope = config.sharingScope;
+                wq.scope = static_cast<int>(scope);
                 wq_device = config.device;
             } else {
                 // An opaque handle: only what this driver made (guess: INVALID_VALUE).

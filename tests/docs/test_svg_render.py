@@ -4,6 +4,7 @@ that partition's colour (or the dropped SMs' grey). Skipped where chromium is mi
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -53,6 +54,12 @@ def cell_centres(svg: str):
     return root, out
 
 
+def browser_env() -> dict[str, str]:
+    """The browser is a tool here, not code under test: under scripts/sanitize it must not
+    inherit the preloaded ASan runtime (chromium is not built for it and fails to start)."""
+    return {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+
+
 def render(svg: str, tmp_path: Path):
     root, centres = cell_centres(svg)
     width, height = int(root.get("width")), int(root.get("height"))
@@ -73,6 +80,7 @@ def render(svg: str, tmp_path: Path):
         capture_output=True,
         text=True,
         timeout=120,
+        env=browser_env(),
     )
     assert done.returncode == 0 and picture.exists(), done.stderr[-3000:]
     image = read_png(str(picture))

@@ -4,9 +4,6 @@ look the symbol up, get NULL and call through it (a segfault in any process runn
 simulator). See docs/simulator.md, "cuGetExportTable".
 """
 
-import importlib.util
-import os
-
 import pytest
 
 from support.simhelpers import run_python
@@ -72,23 +69,10 @@ print("export table lookups", sim.call_counts("cuGetExportTable")["cuGetExportTa
 """
 
 
-def _sanitizer_env():
-    """Under scripts/sanitize (libasan preloaded) NVRTC cannot dlopen its own
-    libnvrtc-builtins through its $ORIGIN run path (ASan's dlopen interceptor hides the
-    caller; it fails so without the simulator too): name the folder for the loader."""
-    if os.environ.get("GREENRES_SANITIZED") != "1":
-        return {}
-    spec = importlib.util.find_spec("nvidia")
-    roots = list(spec.submodule_search_locations) if spec else []
-    libs = [os.path.join(r, "cu13", "lib") for r in roots if os.path.isdir(os.path.join(r, "cu13"))]
-    path = os.pathsep.join([*libs, os.environ.get("LD_LIBRARY_PATH", "")]).strip(os.pathsep)
-    return {"LD_LIBRARY_PATH": path} if libs else {}
-
-
 def test_nvrtc_compiles_under_the_simulator():
     """NVRTC loads the simulator as its libcuda.so.1 and asks it for an export table: the
     compile must succeed (run in a child: the old failure was a segfault)."""
-    out = run_python(NVRTC, env_extra=_sanitizer_env())
+    out = run_python(NVRTC)
     if out.startswith("NO NVRTC"):
         pytest.skip(f"the nvidia-cuda-nvrtc wheel is not installed: {out.strip()}")
     lines = out.split("\n")

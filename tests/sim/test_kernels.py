@@ -3,7 +3,6 @@ from the image), launches are queued in stream order and run the model registere
 a kernel without a model fails loudly, NVRTC output loads, %smid is the context's SMs."""
 
 import ctypes
-import os
 import threading
 
 import pytest
@@ -314,11 +313,6 @@ def _nvrtc_cubin(source, name):
     return cubin
 
 
-@pytest.mark.skipif(
-    os.environ.get("GREENRES_SANITIZED") == "1",
-    reason="NVRTC's builtins fail to compile with the ASan runtime preloaded "
-    "(NVRTC_ERROR_BUILTIN_OPERATION_FAILURE); the plain build runs this test",
-)
 def test_an_nvrtc_cubin_loads_and_its_kernels_launch_through_their_models(ctx):
     try:
         cubin = _nvrtc_cubin(
