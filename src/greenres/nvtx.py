@@ -55,8 +55,9 @@ __all__ = [
 
 class range(contextlib.ContextDecorator):  # the seed's name, shadowing the builtin here
     """``with nvtx.range(msg, *args, **kwargs):`` pushes a range for the block (popped on
-    exceptions too); ``@nvtx.range(msg)`` does it around every call of a function. Extra
-    arguments go to ``msg.format(*args, **kwargs)``, except ``domain``, ``category`` and
+    exceptions too); ``@nvtx.range(msg)`` does it around every call of a function. The
+    message is always ``msg.format(*args, **kwargs)``, as the seed's is (so braces are
+    doubled even with no arguments); extra arguments go to it, except ``domain``, ``category`` and
     ``color``, which are the range's (so a format field cannot be called that).
 
     Raises:
@@ -74,7 +75,8 @@ class range(contextlib.ContextDecorator):  # the seed's name, shadowing the buil
     ) -> None:
         if not isinstance(msg, str):
             raise TypeError(f"'msg' must be a str (got {msg!r})")
-        self.msg = msg.format(*args, **kwargs) if args or kwargs else msg
+        # always formatted, as torch.cuda.nvtx.range does: "a{{b}}" is pushed as "a{b}"
+        self.msg = msg.format(*args, **kwargs)
         self.domain = domain
         self.category = category
         self.color = color

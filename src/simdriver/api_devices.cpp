@@ -127,7 +127,7 @@ SIM_EXPORT CUresult cuDeviceGetAttribute(int* pi, CUdevice_attribute attrib, CUd
     // guess: a driver before 13.4 does not know the locality-domain attributes.
     if ((attrib == CU_DEVICE_ATTRIBUTE_LOCALITY_DOMAIN_COUNT ||
          attrib == CU_DEVICE_ATTRIBUTE_LOCALITY_DOMAIN_MULTIPROCESSOR_COUNT) &&
-        g_driver_version < 13040)
+        g_driver_version < versions::kLocalityDomains)
         return CUDA_ERROR_INVALID_VALUE;
     *pi = attribute_value(*g_devices[dev], (int)attrib, dev);
     return CUDA_SUCCESS;

@@ -467,3 +467,10 @@ SIM_EXPORT int greenres_sim_register_kernel(const char* name, greenres_sim_kerne
 }
 
 SIM_EXPORT long long greenres_sim_unmodelled_launches() { return g_unmodelled.load(); }
+
+// A model that failed (a Python model that raised): the hazard kernel_model_failed, so a
+// launch whose model did not run to the end never passes silently.
+SIM_EXPORT void greenres_sim_model_failed(const char* kernel, const char* what) {
+    sim::add_hazard("kernel_model_failed",
+                    std::string(kernel ? kernel : "?") + ": " + (what ? what : "the model failed"));
+}

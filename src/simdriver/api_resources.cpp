@@ -38,7 +38,7 @@ CUresult check_resource_type(CUdevResourceType type) {
     if (type == CU_DEV_RESOURCE_TYPE_SM) return CUDA_SUCCESS;
     // The workqueue types arrived with 13.1: an older driver does not know them.
     if ((type == CU_DEV_RESOURCE_TYPE_WORKQUEUE_CONFIG || type == CU_DEV_RESOURCE_TYPE_WORKQUEUE) &&
-        g_driver_version >= 13010)
+        g_driver_version >= versions::kWorkqueues)
         return CUDA_SUCCESS;
     return CUDA_ERROR_INVALID_RESOURCE_TYPE;
 }
@@ -74,7 +74,7 @@ int single_domain(const Device& d, const SmSet& sms) {
 void fill_queried(CUdevResource* out, int device, const SmSet& sms) {
     const Device& d = *g_devices[device];
     // guess: on a device of several domains (13.4+), SMs of one domain say so.
-    int domain = d.locality_domains > 1 && g_driver_version >= 13040 ? single_domain(d, sms) : -1;
+    int domain = d.locality_domains > 1 && g_driver_version >= versions::kLocalityDomains ? single_domain(d, sms) : -1;
     fill_sm_resource(out, device, sms, 0, kOriginQueried, -1, (unsigned)d.min_partition, (unsigned)d.alignment,
                      domain >= 0 ? CU_DEV_SM_RESOURCE_GROUP_LOCALITY_DOMAIN_ID : 0, domain >= 0 ? domain : 0);
 }
@@ -220,7 +220,7 @@ SIM_EXPORT CUresult cuDevSmResourceSplit(CUdevResource* result, unsigned int nbG
                                          CUdevResource* remainder, unsigned int flags,
                                          CU_DEV_SM_RESOURCE_GROUP_PARAMS* groupParams) {
     SIM_ENTER_INIT("cuDevSmResourceSplit");
-    if (g_driver_version < 13010) return CUDA_ERROR_NOT_SUPPORTED;  // only reachable by direct linking
+    if (g_driver_version < versions::kWorkqueues) return CUDA_ERROR_NOT_SUPPORTED;  // only reachable by direct linking
     if (nbGroups == 0 || groupParams == nullptr || input == nullptr || flags != 0) return CUDA_ERROR_INVALID_VALUE;
     ResInfo info;
     SmSet sms;
@@ -235,7 +235,7 @@ SIM_EXPORT CUresult cuDevSmResourceSplit(CUdevResource* result, unsigned int nbG
     std::vector<unsigned> counts(nbGroups), aligns(nbGroups), domains(nbGroups);
     std::vector<SmSet> taken(nbGroups);
     SmSet used;
-    const bool knows_domains = g_driver_version >= 13040;
+    const bool knows_domains = g_driver_version >= versions::kLocalityDomains;
     const unsigned per_domain = (unsigned)d.domain_sm_count();
     // Everything is computed first so an error leaves no side effect.
     for (unsigned i = 0; i < nbGroups; ++i) {
@@ -376,7 +376,7 @@ SIM_EXPORT CUresult cuDevResourceGenerateDesc(CUdevResourceDesc* phDesc, CUdevRe
                 return CUDA_ERROR_INVALID_RESOURCE_CONFIGURATION;
             if (res.sm.smCoscheduledAlignment != first_align) return CUDA_ERROR_INVALID_RESOURCE_CONFIGURATION;
             // cuda.h (13.4): "and localityDomainId values".
-            if (g_driver_version >= 13040 && res.sm.localityDomainId != first_domain)
+            if (g_driver_version >= versions::kLocalityDomains && res.sm.localityDomainId != first_domain)
                 return CUDA_ERROR_INVALID_RESOURCE_CONFIGURATION;
             // guess: the same group twice is a configuration error.
             if ((all & sms).any()) return CUDA_ERROR_INVALID_RESOURCE_CONFIGURATION;

@@ -15,7 +15,7 @@ namespace sim {
 std::vector<Device*> g_devices;
 std::atomic<bool> g_initialized{false};
 std::atomic<bool> g_forked_child{false};
-int g_driver_version = 13010;
+int g_driver_version = versions::kDefault;
 std::atomic<bool> g_any_faults{false};
 std::atomic<int> g_live[kLiveKinds];
 std::atomic<unsigned long long> g_next_id{1};
@@ -258,7 +258,7 @@ SIM_EXPORT int greenres_sim_set_locality_domains(int device, int count) {
 SIM_EXPORT int greenres_sim_set_driver_version(int version) {
     std::lock_guard<std::mutex> lk(config_mu());
     if (g_initialized.load()) return CUDA_ERROR_ILLEGAL_STATE;
-    if (version < 12040 || version > 99999) return CUDA_ERROR_INVALID_VALUE;
+    if (version < versions::kGreenContexts || version > 99999) return CUDA_ERROR_INVALID_VALUE;
     g_driver_version = version;
     return 0;
 }

@@ -36,6 +36,8 @@
 #include <thread>
 #include <vector>
 
+#include "versions.h"
+
 #define SIM_EXPORT extern "C" __attribute__((visibility("default")))
 
 namespace sim {

@@ -89,10 +89,15 @@ def test_range_as_context_manager_and_decorator_pops_on_exceptions():
             pass
         with nvtx.range("block"):
             pass
+        with nvtx.range("{{literal}}"):  # formatted with no arguments too, as the seed does
+            pass
         print(json.dumps(events()))
         """
     )
-    assert kinds(out) == [("push", "step 1 of 3"), ("pop", None), ("push", "block"), ("pop", None)]
+    assert kinds(out) == [
+        ("push", "step 1 of 3"), ("pop", None), ("push", "block"), ("pop", None),
+        ("push", "{literal}"), ("pop", None),
+    ]  # fmt: skip
 
 
 def test_misuse_is_a_clear_error():

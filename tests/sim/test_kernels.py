@@ -3,6 +3,7 @@ from the image), launches are queued in stream order and run the model registere
 a kernel without a model fails loudly, NVRTC output loads, %smid is the context's SMs."""
 
 import ctypes
+import json
 import threading
 
 import pytest
@@ -16,6 +17,7 @@ from support.simhelpers import (
     device_resource,
     driver,
     make_green,
+    run_python,
     split,
     stream,
 )
@@ -186,6 +188,82 @@ def test_a_captured_launch_runs_at_every_replay(module):
         assert runs == [7, 7, 7]
         check(driver.cuGraphExecDestroy(exe))
         check(driver.cuGraphDestroy(graph))
+        check(driver.cuStreamDestroy(s))
+    finally:
+        sim.unregister_kernel("py_scale")
+
+
+# A model replaced or removed while launches of it wait (or a graph holds one): they still
+# run the model they were launched with. Freeing that model's callback crashed the process,
+# so the program runs in a child and says what ran.
+REPLACED_MODELS = r"""
+import ctypes, gc, json
+import greenres.sim as sim
+sim.install("h100")
+from cuda.bindings import driver as d
+
+def ok(r):
+    assert r[0] == d.CUresult.CUDA_SUCCESS, r
+    return r[1] if len(r) == 2 else r[1:]
+
+ok(d.cuInit(0))
+ctx = ok(d.cuDevicePrimaryCtxRetain(ok(d.cuDeviceGet(0))))
+ok(d.cuCtxPushCurrent(ctx))
+mod = ok(d.cuModuleLoadData(PTX))
+spin, scale = (ok(d.cuModuleGetFunction(mod, n)) for n in (b"greenres_spin_ns", b"py_scale"))
+s = ok(d.cuStreamCreate(1))
+U64, U32, VP = ctypes.c_uint64, ctypes.c_uint32, ctypes.c_void_p
+
+def launch(f, args, types):
+    (err,) = d.cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, s, (args, types), 0)
+    assert err == d.CUresult.CUDA_SUCCESS, err
+
+runs = []
+sim.register_kernel("py_scale", lambda info: runs.append("old"), (8, 4))
+launch(spin, (100_000_000,), (U64,))  # 100 ms: the launches below wait behind it
+for _ in range(3):
+    launch(scale, (0, 1), (VP, U32))
+sim.register_kernel("py_scale", lambda info: runs.append("new"), (8, 4))
+gc.collect()
+ok(d.cuStreamSynchronize(s))
+queued = list(runs)
+
+ok(d.cuStreamBeginCapture(s, d.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL))
+launch(scale, (0, 1), (VP, U32))
+graph = ok(d.cuStreamEndCapture(s))
+exe = ok(d.cuGraphInstantiate(graph, 0))
+sim.unregister_kernel("py_scale")
+gc.collect()
+for _ in range(2):
+    ok(d.cuGraphLaunch(exe, s))
+ok(d.cuStreamSynchronize(s))
+replayed = runs[len(queued):]
+later = d.cuLaunchKernel(scale, 1, 1, 1, 1, 1, 1, 0, s, ((0, 1), (VP, U32)), 0)[0]
+print(json.dumps({"queued": queued, "replayed": replayed, "later": later.name}))
+"""
+
+
+def test_a_replaced_or_removed_model_still_runs_for_the_launches_made_with_it():
+    out = run_python(REPLACED_MODELS.replace("PTX)", repr(PTX) + ")"))
+    result = json.loads(out.splitlines()[-1])
+    assert result["queued"] == ["old"] * 3  # launched before the replacement
+    assert result["replayed"] == ["new"] * 2  # captured before the removal
+    assert result["later"] == "CUDA_ERROR_NOT_SUPPORTED"  # a launch after it has no model
+
+
+def test_a_python_model_that_raises_is_a_hazard_not_a_silent_success(module, capfd):
+    def broken(info):
+        raise RuntimeError("model bug")
+
+    sim.register_kernel("py_scale", broken, (8, 4))
+    try:
+        s = stream()
+        check(launch(fn(module, "py_scale"), s, (0, 1), (VP, U32)))
+        check(driver.cuStreamSynchronize(s))
+        (hazard,) = [h for h in sim.hazards() if h.startswith("kernel_model_failed")]
+        assert "py_scale: RuntimeError: model bug" in hazard
+        assert "RuntimeError: model bug" in capfd.readouterr().err  # the traceback is shown
+        sim.clear_hazards()
         check(driver.cuStreamDestroy(s))
     finally:
         sim.unregister_kernel("py_scale")

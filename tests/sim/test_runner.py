@@ -22,14 +22,23 @@ sms = dev.resources.sm.sm_count
 count = driver.cuDeviceGetCount()[1]
 version = driver.cuDriverGetVersion()[1]
 import greenres.sim as sim
+import app_sibling  # found only if the program's folder is first on the import path
 print(json.dumps(dict(
-    name=__name__, argv=sys.argv, path0=sys.path[0], sms=sms, devices=count, version=version,
+    name=__name__, argv=sys.argv, sibling=app_sibling.__file__, sms=sms, devices=count, version=version,
     installed=sim.is_installed(), env=os.environ.get("GREENRES_SIM"),
     primary=sim.live_objects()["primary_context"],
 )))
 if "--exit" in sys.argv:
     raise SystemExit(int(sys.argv[-1]))
 """
+
+
+def write_program(folder, name):
+    """CUDA_CORE_FIRST as ``folder/name``, with the module it imports from its folder."""
+    (folder / "app_sibling.py").write_text("")
+    program = folder / name
+    program.write_text(CUDA_CORE_FIRST)
+    return program
 
 
 def runner(args, tmp_path, **env):
@@ -43,12 +52,12 @@ def result(done):
 
 def test_runs_a_program_that_imports_cuda_core_first(tmp_path):
     pytest.importorskip("cuda.core")  # the program imports it first
-    program = tmp_path / "app.py"
-    program.write_text(CUDA_CORE_FIRST)
+    program = write_program(tmp_path, "app.py")
     out = result(runner(["h100", str(program), "one", "--two", "3"], tmp_path))
     assert out["name"] == "__main__"
     assert out["argv"] == [str(program), "one", "--two", "3"]  # as `python app.py ...` gives
-    assert out["path0"] == str(tmp_path)  # the program's folder first, as python does
+    # the program's folder first on the import path, as python does
+    assert out["sibling"] == str(tmp_path / "app_sibling.py")
     assert out["sms"] == 132 and out["devices"] == 1
     assert out["installed"] is True
     assert out["env"] == "1xh100@13010"  # so greenres in the program (and children) agrees
@@ -57,7 +66,7 @@ def test_runs_a_program_that_imports_cuda_core_first(tmp_path):
 
 def test_module_form_with_a_count_and_driver_version(tmp_path):
     pytest.importorskip("cuda.core")  # the program imports it first
-    (tmp_path / "app_mod.py").write_text(CUDA_CORE_FIRST)
+    write_program(tmp_path, "app_mod.py")
     done = runner(["2xh100@13000", "-m", "app_mod", "x"], tmp_path, PYTHONPATH=tmp_path)
     out = result(done)
     assert out["name"] == "__main__"
@@ -68,8 +77,7 @@ def test_module_form_with_a_count_and_driver_version(tmp_path):
 
 def test_driver_version_option_and_exit_status(tmp_path):
     pytest.importorskip("cuda.core")  # the program imports it first
-    program = tmp_path / "app.py"
-    program.write_text(CUDA_CORE_FIRST)
+    program = write_program(tmp_path, "app.py")
     done = runner(["--driver-version", "12090", "a100", str(program), "--exit", "7"], tmp_path)
     assert done.returncode == 7, done.stderr[-2000:]
     out = json.loads(done.stdout.splitlines()[-1])
@@ -107,11 +115,10 @@ def test_clear_errors(tmp_path, args, message):
 
 
 def test_greenres_sim_set_to_another_machine_is_an_error(tmp_path):
-    pytest.importorskip("cuda.core")  # the program imports it first
     """GREENRES_SIM installs its machine when greenres.sim is imported (the runner imports it):
     the runner cannot then make another one, and says so."""
-    program = tmp_path / "app.py"
-    program.write_text(CUDA_CORE_FIRST)
+    pytest.importorskip("cuda.core")  # the program imports it first
+    program = write_program(tmp_path, "app.py")
     done = childprocess.run_child(
         ["-m", "greenres.sim", "h100", str(program)], GREENRES_SIM="8xh100"
     )

@@ -5,7 +5,9 @@ cuda.core's ``ObjectCode``, NVRTC output) names its kernels; a launch of one run
 registered under that name, on the stream's worker thread, in stream order (and again at
 every replay of a graph that captured it). A launch of a kernel with no model fails with
 ``CUDA_ERROR_NOT_SUPPORTED``, is counted (:func:`unmodelled_launches`) and recorded as the
-hazard ``kernel_without_model``.
+hazard ``kernel_without_model``; a Python model that raises records ``kernel_model_failed``.
+A launch runs the model registered when it was made (replacing a model changes later
+launches, not queued or captured ones).
 
 A model is either a C function pointer ``void model(const greenres_sim_launch*, void*)``
 (an int address or a ctypes function; the struct is :class:`LaunchInfo`) or a Python
@@ -23,6 +25,8 @@ context the launch ran in, as ``%smid`` reports).
 from __future__ import annotations
 
 import ctypes
+import sys
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -59,8 +63,12 @@ class LaunchInfo(ctypes.Structure):
 
 MODEL_FN = ctypes.CFUNCTYPE(None, ctypes.POINTER(LaunchInfo), ctypes.c_void_p)
 
-#: Python models wrapped in C callbacks, kept alive while registered.
-_wrapped: dict[str, Any] = {}
+#: Every model registered from Python (its C callback, or the ctypes function given), kept
+#: for the life of the process: a launch queued before the model was replaced or removed,
+#: and a graph that captured one, still call the model of their launch (as a kernel
+#: launched on a GPU runs the code it was launched with), so freeing it would leave them a
+#: dangling pointer. Registration is rare (set-up code), so nothing accumulates in practice.
+_kept_alive: list[Any] = []
 
 
 def _lib() -> ctypes.CDLL:
@@ -76,7 +84,18 @@ def _lib() -> ctypes.CDLL:
         ctypes.c_int,
     ]
     lib.greenres_sim_unmodelled_launches.restype = ctypes.c_longlong
+    lib.greenres_sim_model_failed.restype = None
+    lib.greenres_sim_model_failed.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
     return lib
+
+
+def _model_failed(name: str, error: BaseException) -> None:
+    """A Python model raised on a stream's worker: print it as Python prints an exception
+    nobody can catch, and record the hazard ``kernel_model_failed`` (the driver call that
+    queued the launch has long returned; a test asserts on the hazards)."""
+    traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
+    what = f"{type(error).__name__}: {error}"
+    _lib().greenres_sim_model_failed(name.encode(), what.encode("utf-8", "replace"))
 
 
 def register_kernel(
@@ -94,23 +113,27 @@ def register_kernel(
         address, keep = ctypes.cast(model, ctypes.c_void_p).value, model
     elif callable(model):
 
-        def trampoline(info, _user, model=model):
-            model(info.contents)
+        def trampoline(info, _user, model=model, name=name):
+            try:
+                model(info.contents)
+            except BaseException as error:  # noqa: BLE001 - nothing above a worker to raise to
+                _model_failed(name, error)
 
         keep = MODEL_FN(trampoline)
         address = ctypes.cast(keep, ctypes.c_void_p).value
     else:
         raise TypeError(f"'model' must be a callable or a C function pointer (got {model!r})")
     array = (ctypes.c_size_t * max(len(sizes), 1))(*sizes)
+    if keep is not None:
+        _kept_alive.append(keep)  # before the simulator can call it
     if _lib().greenres_sim_register_kernel(name.encode(), address, None, array, len(sizes)) != 0:
         raise ValueError(f"the simulator refused the model of {name!r}")
-    _wrapped[name] = keep
 
 
 def unregister_kernel(name: str) -> None:
-    """Remove the model of kernel ``name`` (its launches fail again)."""
+    """Remove the model of kernel ``name``: launches made after this fail again; launches
+    already queued, and graphs that captured one, still run the model they were made with."""
     _lib().greenres_sim_register_kernel(name.encode(), None, None, None, 0)
-    _wrapped.pop(name, None)
 
 
 def unmodelled_launches() -> int:
