@@ -123,7 +123,22 @@ _DECLARATIVE_NAMES = {
 }
 
 
+# Public submodules, imported on first attribute access: ``greenres.nvtx.range_push(...)``
+# after ``import greenres`` works as ``torch.cuda.nvtx`` does after ``import torch``.
+_SUBMODULES = frozenset(
+    {
+        "benchmark", "cli", "comm", "cuda_versions", "devices", "distributed", "errors",
+        "facts", "graph_cache", "isolation", "nvtx", "plan", "recipe", "serialize", "sim",
+        "spec", "svg", "verify",
+    }
+)  # fmt: skip
+
+
 def __getattr__(name: str):
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"greenres.{name}")  # which sets the attribute
     if name in _RUNTIME_NAMES:
         from greenres import _driver
 

@@ -27,6 +27,7 @@ cdef class Graph(_Resource):
 
     cdef cydriver.CUgraph _graph
     cdef cydriver.CUgraphExec _exec
+    cdef cydriver.CUgraph _discarded  # a discarded capture whose destroy failed: retried
     cdef cydriver.CUstream _stream
     cdef object _stream_obj    # the capture stream as given (kept alive, and replay's default)
     cdef _LayoutCore _core     # the layout of the capture stream (None: a foreign stream)
@@ -232,23 +233,33 @@ cdef class Graph(_Resource):
             err = cydriver.cuStreamEndCapture(s, &graph)
             if graph != NULL and (discard or err != cydriver.CUDA_SUCCESS):
                 destroyed = cydriver.cuGraphDestroy(graph)
+                if destroyed != cydriver.CUDA_SUCCESS:
+                    self._discarded = graph  # every release retries it, never replayed
                 graph = NULL
+        if discard and err == cydriver.CUDA_ERROR_STREAM_CAPTURE_INVALIDATED:
+            err = cydriver.CUDA_SUCCESS  # discarding a capture the driver ended: as asked
         if err != cydriver.CUDA_SUCCESS:
             with nogil:
                 if cydriver.cuStreamIsCapturing(s, &status) != cydriver.CUDA_SUCCESS:
                     status = cydriver.CU_STREAM_CAPTURE_STATUS_ACTIVE
             if status == cydriver.CU_STREAM_CAPTURE_STATUS_NONE:
+                # the capture is over all the same: so is its NVTX range; a capture still
+                # going on keeps its range until a retry ends it
                 self._capturing = False
+                self._end_nvtx_capture()
             check(err, "cuStreamEndCapture")
         self._capturing = False
         self._graph = graph
-        if self._nvtx_capture:
-            nvtxDomainRangeEnd(greenres_nvtx_domain, self._nvtx_capture)
-            self._nvtx_capture = 0
+        self._end_nvtx_capture()
         if destroyed != cydriver.CUDA_SUCCESS:
             raise DestroyError("the discarded capture of a greenres.Graph",
                                [_failure_of(destroyed, "cuGraphDestroy")])
         return 0
+
+    cdef void _end_nvtx_capture(self) noexcept:
+        if self._nvtx_capture:
+            nvtxDomainRangeEnd(greenres_nvtx_domain, self._nvtx_capture)
+            self._nvtx_capture = 0
 
     def _abort_capture(self):
         """End and discard the capture after an exception inside ``with g.capture(s):``.
@@ -386,7 +397,10 @@ cdef class Graph(_Resource):
             if self._core is not None:
                 layout_open = _try_admit_into(&a, self._s.gate, &self._s.inflight)
             if self._capturing and layout_open:
-                self._end_capture(True)
+                try:
+                    self._end_capture(True)
+                except DestroyError:
+                    pass  # the discarded capture is kept: _release_native retries it now
             failures = self._release_native() if layout_open else []
             self._capturing = False
             self._orphaned = False
@@ -406,8 +420,16 @@ cdef class Graph(_Resource):
         failures are returned)."""
         cdef cydriver.CUgraphExec exec_ = self._exec
         cdef cydriver.CUgraph graph = self._graph
+        cdef cydriver.CUgraph discarded = self._discarded
         cdef cydriver.CUresult err
         failures = []
+        if discarded != NULL:
+            with nogil:
+                err = cydriver.cuGraphDestroy(discarded)
+            if err == cydriver.CUDA_SUCCESS:
+                self._discarded = NULL
+            else:
+                failures.append(_failure_of(err, "cuGraphDestroy"))
         if exec_ != NULL:
             with nogil:
                 err = cydriver.cuGraphExecDestroy(exec_)
@@ -452,8 +474,8 @@ cdef class Graph(_Resource):
             if self._capturing:
                 try:
                     self._end_capture(True)
-                except DestroyError as error:
-                    failures += error.failures
+                except DestroyError:
+                    pass  # the discarded capture is kept: _release_native retries it now
                 except DriverError as error:
                     failures.append(error)
             failures += self._release_native()
@@ -475,6 +497,9 @@ cdef class Graph(_Resource):
             admitted = greenres_begin(self._s.gate, &self._s.inflight)
             if admitted == -1:
                 self._core.dying_graphs.append(self._take_native())
+                if self._discarded != NULL:
+                    self._core.dying_graphs.append((0, <uintptr_t>self._discarded))
+                    self._discarded = NULL
                 self._leave_pool()
                 greenres_gate_set(&self._gate, GREENRES_CLOSED)
                 return
@@ -499,7 +524,8 @@ cdef class Graph(_Resource):
         return handles
 
     cdef bint _warn_unclosed(self):
-        return self._capturing or self._graph != NULL or self._exec != NULL
+        return (self._capturing or self._graph != NULL or self._exec != NULL
+                or self._discarded != NULL)
 
     cdef str _s_name(self):
         """The name of the partition the graph was captured in."""

@@ -205,6 +205,8 @@ class graph:
         if stream is None:
             part = current_partition()
             stream = part.stream if part is not None else type(self)._class_default_stream()
+        elif type(stream) is int or not isinstance(stream, Stream):
+            _raw_stream(stream, "stream")  # a bad form fails here, not at the block's start
         self.capture_stream = stream
 
     @classmethod
@@ -214,8 +216,15 @@ class graph:
         return _device_default_stream(_current_ordinal())
 
     def __enter__(self):
-        _synchronize_device_of(self.capture_stream)
         stack = getattr(_capture_streams, "stack", None)
+        if stack:
+            # the seed's synchronize would be refused inside a capture, and a graph cannot
+            # be captured inside another's capture on one thread
+            raise UsageError(
+                "greenres.graph blocks do not nest: this thread is already capturing in a "
+                "greenres.graph block; end it first (or capture on another thread)"
+            )
+        _synchronize_device_of(self.capture_stream)
         if stack is None:
             stack = _capture_streams.stack = []
         stack.append(self.capture_stream)

@@ -370,7 +370,7 @@ def _thread_rule_error(str name, int code):
     if code == NOT_OWNER:
         return ThreadOwnershipError(
             f"partition {name!r} was not entered on this thread; exit it on the thread that "
-            "entered it"
+            "entered it (pop_context() on the thread that called set_context())"
         )
     if code == OUT_OF_ORDER:
         return UsageError(

@@ -296,6 +296,7 @@ cdef class Layout:
             made from one Plan, which has no modes.
             ThreadOwnershipError: when a partition of the old mode is entered on some
             thread.
+            UsageError: when the fences would join a capture to streams outside it.
         """
         cdef GreenContext p, q
         cdef PartState* s
@@ -324,11 +325,24 @@ cdef class Layout:
                         f"partition {p.name!r} of mode {self._mode!r} is entered; exit it "
                         "before switching modes"
                     )
-            for p in old:
-                p._fence_record()
-            for q in new:
+            try:
                 for p in old:
-                    q._fence_wait(p)
+                    p._fence_record()
+                for q in new:
+                    for p in old:
+                        q._fence_wait(p)
+            except DriverError as error:
+                if error.name != "CUDA_ERROR_STREAM_CAPTURE_ISOLATION":
+                    raise
+                # A fence between a capturing stream and one outside the capture: the
+                # driver refuses it and invalidates the capture (a switch whose fences all
+                # stay inside one capture is legal, and becomes part of it).
+                raise UsageError(
+                    f"switch({mode!r}) during a capture: its fences would join a capturing "
+                    "stream to streams outside the capture, which the driver refuses "
+                    "(CUDA_ERROR_STREAM_CAPTURE_ISOLATION) and which invalidates the capture; "
+                    "end the capture (reset() its graph) and switch outside it"
+                ) from error
         finally:
             greenres_end(&s.inflight)
         if self._core.nvtx:

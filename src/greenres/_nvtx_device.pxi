@@ -62,6 +62,10 @@ cdef capture_info_fn _capture_info_function() except NULL:
     return _capture_info
 
 
+# The stream handles that mean "the current context's": 0, CU_STREAM_LEGACY, CU_STREAM_PER_THREAD.
+_SPECIAL_STREAMS = ("NULL", "legacy", "per-thread")
+
+
 cdef int _enqueue_range(greenres_device_range* r, cydriver.CUstream stream,
                         bint start) except -1:
     """Queue the start or end of ``r`` on ``stream`` (the caller admitted the stream): a
@@ -78,6 +82,12 @@ cdef int _enqueue_range(greenres_device_range* r, cydriver.CUstream stream,
     cdef capture_info_fn capture_info = _capture_info_function()
     with nogil:
         err = capture_info(stream, &status, &capture_id, &graph, &deps, &edges, &ndeps)
+    if err == cydriver.CUDA_ERROR_INVALID_CONTEXT and <uintptr_t>stream <= 2:
+        raise UsageError(
+            f"'stream' is the {_SPECIAL_STREAMS[<uintptr_t>stream]} stream, which is the "
+            "current context's: a device range on it needs a current context (enter a "
+            "partition, or make a context current)"
+        )
     check(err, "cuStreamGetCaptureInfo")
     if status == cydriver.CU_STREAM_CAPTURE_STATUS_ACTIVE:
         greenres_device_range_retain(r)  # the user object's reference

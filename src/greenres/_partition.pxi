@@ -366,7 +366,7 @@ cdef class GreenContext:
             UsageError: when this green context is not the current context (code after
                 set_context changed the stack; nothing changed), or another partition was
                 entered after it.
-            ThreadOwnershipError: when it was not set on this thread.
+            ThreadOwnershipError: (a UsageError) when it was not set on this thread.
         """
         self._exit()
 

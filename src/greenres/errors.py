@@ -128,11 +128,6 @@ class ClosedError(GreenresError, ValueError):
     """An object was used after ``close()`` (like I/O on a closed file)."""
 
 
-class ThreadOwnershipError(GreenresError, RuntimeError):
-    """A partition was entered on one thread while current on another, or exited on a
-    thread that did not enter it. The driver does no locking, so greenres refuses."""
-
-
 class ContextStackWarning(GreenresError, RuntimeWarning):
     """A partition's exit found this thread's context stack changed by the code inside the
     partition (a context pushed and not popped, the partition's context replaced with
@@ -144,3 +139,9 @@ class UsageError(GreenresError, RuntimeError):
     """An operation was called in a state that does not allow it (exiting partitions out
     of order, ending a capture that was never begun, closing a layout while one of its
     streams is capturing, ...). The object is unchanged and still usable."""
+
+
+class ThreadOwnershipError(UsageError):
+    """A partition was entered on one thread while current on another, or exited (popped)
+    on a thread that did not enter (set) it. The driver does no locking, so greenres
+    refuses. A :class:`UsageError`: ``except UsageError`` catches every misuse."""

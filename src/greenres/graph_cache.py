@@ -97,7 +97,8 @@ class GraphCache:
 
         Raises:
             ClosedError: when the cache (or its layout) is closed.
-            TypeError: for a ``name`` that is not a str or a ``step`` that is not callable.
+            TypeError: for a ``name`` that is not a str, a ``step`` that is not callable, or
+                a ``partition`` that is neither a name nor a GreenContext.
             KeyError: for a partition the current mode does not have.
         """
         if self.closed:
@@ -106,8 +107,17 @@ class GraphCache:
             raise TypeError(f"'name' must be a str (got {name!r})")
         if not callable(step):
             raise TypeError(f"'step' must be callable (got {step!r})")
-        part = self._layout[partition] if isinstance(partition, str) else partition
-        if self._layout[part.name] is not part:
+        from greenres import GreenContext  # the runtime is loaded: a layout made this
+
+        if isinstance(partition, str):
+            part = self._layout[partition]
+        elif isinstance(partition, GreenContext):
+            part = partition
+        else:
+            raise TypeError(
+                f"'partition' must be a partition name or a GreenContext (got {partition!r})"
+            )
+        if part.name not in self._layout or self._layout[part.name] is not part:
             raise KeyError(
                 f"partition {part.name!r} is not a partition of the layout's current mode "
                 f"{self._layout.mode!r}"

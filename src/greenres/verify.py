@@ -26,7 +26,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from greenres.errors import ClosedError, DestroyError, DriverError
+from greenres.errors import ClosedError, DestroyError, DriverError, UsageError
 
 __all__ = ["PROBE_KERNEL", "PROBE_PTX", "PartitionProbe", "VerifyReport", "verify"]
 
@@ -188,7 +188,8 @@ def verify(layout, *, blocks_per_sm: int = 8) -> VerifyReport:
 
     Raises TypeError for a ``layout`` that is not a :class:`greenres.Layout` or a
     ``blocks_per_sm`` that is not an int, ValueError for ``blocks_per_sm`` < 1,
-    ClosedError for a closed layout, DriverError when a driver call fails (and
+    ClosedError for a closed layout, UsageError while one of its partitions' streams is
+    capturing, DriverError when a driver call fails (and
     DestroyError when only freeing the probe's module or buffer failed)."""
     from greenres import Layout
 
@@ -203,6 +204,7 @@ def verify(layout, *, blocks_per_sm: int = 8) -> VerifyReport:
         raise ValueError(f"'blocks_per_sm' must be in 1..1024 (got {blocks_per_sm})")
     if layout.closed:
         raise ClosedError("verify() of a closed greenres.Layout")
+    _refuse_captures(layout)
     with _lock:
         _retry_unfreed()
         probes = tuple(_probe(part, blocks_per_sm) for part in layout.partitions)
@@ -213,6 +215,23 @@ def verify(layout, *, blocks_per_sm: int = 8) -> VerifyReport:
             if shared:
                 overlaps.append((a.name, b.name, shared))
     return VerifyReport(layout.device.name, probes, tuple(overlaps))
+
+
+def _refuse_captures(layout) -> None:
+    """UsageError when a partition's stream is capturing: the probe's allocation and launch
+    would be refused by the driver (or become part of the user's graph) and invalidate
+    the capture."""
+    from cuda.bindings import driver as cu
+
+    from greenres._bindings import call
+
+    for part in layout.partitions:
+        status = call(cu.cuStreamIsCapturing, cu.CUstream(part.stream.handle))
+        if status != cu.CUstreamCaptureStatus.CU_STREAM_CAPTURE_STATUS_NONE:
+            raise UsageError(
+                f"verify() while the stream of partition {part.name!r} is capturing: the "
+                "probe would invalidate the capture; verify before or after capturing"
+            )
 
 
 def _driver_sm_count(part) -> int:

@@ -234,3 +234,24 @@ def test_every_public_name_of_the_package_works_and_the_declarative_ones_need_no
 
     for name in greenres.__all__:  # the runtime names too, in this process (simulated)
         assert getattr(greenres, name) is not None
+
+
+def test_public_submodules_are_attributes_of_the_package_on_first_use():
+    """``greenres.nvtx.range_push`` after ``import greenres``, as ``torch.cuda.nvtx`` after
+    ``import torch``; a declarative submodule reached so loads no driver either."""
+    script = (
+        "import sys\n"
+        "startup = set(sys.modules)\n"
+        "import greenres\n"
+        "assert greenres.spec.Partition is greenres.Partition\n"
+        "assert greenres.plan.make_plan and greenres.isolation.isolation_key\n"
+        "new = set(sys.modules) - startup\n"
+        "print(sorted(m for m in new if m.startswith(('cuda', 'greenres._driver'))))\n"
+        "assert callable(greenres.nvtx.range_push) and greenres.sim.is_installed\n"
+        "try:\n"
+        "    greenres.no_such_module\n"
+        "except AttributeError as error:\n"
+        "    print(error)\n"
+    )
+    out = run_python(script, GREENRES_SIM=None).splitlines()
+    assert out == ["[]", "module 'greenres' has no attribute 'no_such_module'"]

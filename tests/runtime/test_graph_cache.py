@@ -129,6 +129,10 @@ def test_a_failed_capture_caches_nothing(memory):
             cache.replay("step", broken, old)
         with pytest.raises(TypeError):
             cache.replay(3, broken, "decode")
+        for bad in (5, None, layout):
+            with pytest.raises(TypeError, match="'partition' must be a partition name or a"):
+                cache.replay("step", broken, bad)
+        assert len(cache) == 0 and cache.captures == 0
 
 
 @pytest.mark.sim_only

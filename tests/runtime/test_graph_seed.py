@@ -219,6 +219,23 @@ print(json.dumps([once, first.device, other is not first, other.device, captured
 
 
 @pytest.mark.sim_only
+def test_graph_blocks_do_not_nest_and_a_bad_stream_fails_at_construction():
+    with layout_of({"a": 16, "b": 16}) as layout:
+        outer, inner = Graph(), Graph()
+        with greenres.graph(outer, stream=layout["a"].stream):
+            with pytest.raises(UsageError, match=r"greenres\.graph blocks do not nest"):
+                with greenres.graph(inner, stream=layout["b"].stream):
+                    pass
+            assert outer.capturing and not inner.capturing
+        assert outer.captured and not inner.captured
+        with pytest.raises(TypeError, match="'stream' must be"):
+            greenres.graph(inner, stream="x")
+        with greenres.graph(inner, stream=layout["b"].stream):  # nothing was left behind
+            pass
+        for g in (outer, inner):
+            g.close()
+
+
 def test_graph_block_default_stream_is_made_once_per_device():
     # in a child: the default streams live for the process (as the seed's class default)
     once, device, distinct, other_device, captured_not_run, replayed, kept = json.loads(

@@ -90,8 +90,11 @@ def test_create_checks_its_arguments():
         GreenContext.create(1.5)
     with pytest.raises(TypeError, match="'device_id' must be an int"):
         GreenContext.create(8, "0")
-    with pytest.raises(ValueError, match="'ordinal' must be in"):
+    with pytest.raises(ValueError, match=r"'device_id' must be in \[0, \d+\) \(got 99\)"):
         GreenContext.create(8, 99)
+    for bad in (0, -4):
+        with pytest.raises(ValueError, match=rf"'num_sms' must be >= 1 \(got {bad}\)"):
+            GreenContext.create(bad)
     with pytest.raises(greenres.PlanError, match="asks 100000 SMs"):
         GreenContext.create(100000)
 
@@ -371,3 +374,13 @@ def test_a_failed_set_or_pop_changes_nothing(sim, primary):
         assert green.entered and current_context() == green.context_handle
         green.pop_context()
         assert current_context() == stack
+
+
+def test_popping_a_green_context_not_set_is_a_usage_error(primary):
+    """The seed asserts; greenres raises a UsageError (ThreadOwnershipError is one) that says
+    which call to make where, and changes nothing."""
+    with GreenContext.create(16) as g:
+        with pytest.raises(greenres.UsageError, match="pop_context\\(\\) on the thread"):
+            g.pop_context()
+        g.set_context()
+        g.pop_context()  # still usable

@@ -87,6 +87,22 @@ def test_switch_while_entered_raises():
                 layout.switch("prefill-heavy")
 
 
+def test_a_switch_whose_fences_cross_a_capture_is_a_usage_error():
+    """The fences join the capturing stream to the new mode's streams, outside the capture:
+    the driver refuses (and invalidates the capture); greenres says what happened and what
+    to do, and the layout stays in its mode, usable once the capture is reset."""
+    with layout_of(_modal_plan()) as layout:
+        graph = greenres.Graph()
+        graph.capture_begin(layout["decode"].stream)
+        with pytest.raises(greenres.UsageError, match="reset\\(\\) its graph") as info:
+            layout.switch("prefill-heavy")
+        assert isinstance(info.value.__cause__, greenres.DriverError)
+        assert layout.mode == "decode-heavy"
+        graph.reset()
+        graph.close()
+        assert layout.switch("prefill-heavy") == tuple(layout.partitions)
+
+
 @pytest.mark.sim_only
 def test_modal_layout_leaves_nothing(sim):
     from support.rthelpers import live

@@ -294,3 +294,71 @@ def test_a_device_range_never_ended_is_closed_when_its_handle_goes():
         """
     )
     assert kinds(out) == [("start", "left open"), ("end", None)]
+
+
+def test_a_captured_start_with_no_end_leaves_no_range_open():
+    """Each replay's start ends the range the replay before it started, and destroying
+    the graph ends the last: a profiler never shows a range open for good."""
+    out = run_recorded(
+        """
+        import greenres as gr
+        import greenres.sim as sim
+        from greenres import nvtx
+        with gr.Layout.create({"a": 16}) as layout:
+            stream = layout["a"].stream
+            graph = gr.Graph()
+            with graph.capture(stream):
+                nvtx.device_range_start("no end", stream)
+            for _ in range(3):
+                graph.replay()
+            stream.synchronize()
+            graph.close()
+            sim.wait_user_object_destructors()
+        print(json.dumps(events()))
+        """
+    )
+    assert kinds(out) == [("start", "no end"), ("end", None)] * 3
+    starts = [e["range"] for e in out if e["kind"] == "start"]
+    ends = [e["range"] for e in out if e["kind"] == "end"]
+    assert starts == ends
+
+
+def test_a_failed_capture_ends_its_range():
+    out = run_recorded(
+        """
+        import greenres as gr
+        with gr.Layout.create({"a": 16}, name="L", nvtx=True) as layout:
+            stream = layout["a"].stream
+            graph = gr.Graph(name="g")
+            try:
+                with graph.capture(stream):
+                    stream.synchronize()   # refused in a capture, which it invalidates
+            except gr.DriverError:
+                pass
+            assert not graph.capturing
+            graph.close()
+        print(json.dumps(events()))
+        """
+    )
+    started = [e["range"] for e in out if e["kind"] == "start" and "capture" in e["message"]]
+    ended = {e["range"] for e in out if e["kind"] == "end"}
+    assert started and set(started) <= ended, out
+
+
+def test_a_device_range_on_the_null_stream_needs_a_current_context():
+    out = run_recorded(
+        """
+        import greenres as gr
+        from greenres import nvtx
+        gr.Device(0)
+        messages = []
+        for stream in (0, 1, 2):
+            try:
+                nvtx.device_range_start("x", stream)
+            except gr.UsageError as error:
+                messages.append(str(error))
+        print(json.dumps(messages))
+        """
+    )
+    assert len(out) == 3 and all("needs a current context" in m for m in out), out
+    assert "the NULL stream" in out[0] and "the legacy stream" in out[1]

@@ -193,6 +193,17 @@ def test_verify_takes_an_open_layout():
         layout.verify()
 
 
+def test_verify_during_a_capture_is_refused_and_the_capture_goes_on():
+    with Layout.create({"a": 16, "b": 16}) as layout:
+        graph = greenres.Graph()
+        with graph.capture(layout["b"].stream):
+            with pytest.raises(greenres.UsageError, match="partition 'b' is capturing"):
+                layout.verify()
+        assert graph.captured  # the capture was not invalidated
+        graph.close()
+        assert layout.verify().ok
+
+
 def test_the_probe_is_named_as_the_simulators_model_and_has_one_entry():
     text = PROBE_PTX.rstrip(b"\0").decode()
     assert PROBE_PTX.endswith(b"\0")  # cuModuleLoadData reads PTX as a C string

@@ -24,7 +24,8 @@ version = driver.cuDriverGetVersion()[1]
 import greenres.sim as sim
 import app_sibling  # found only if the program's folder is first on the import path
 print(json.dumps(dict(
-    name=__name__, argv=sys.argv, sibling=app_sibling.__file__, sms=sms, devices=count, version=version,
+    name=__name__, argv=sys.argv, sibling=app_sibling.__file__, sms=sms, devices=count,
+    version=version,
     installed=sim.is_installed(), env=os.environ.get("GREENRES_SIM"),
     primary=sim.live_objects()["primary_context"],
 )))

@@ -99,8 +99,12 @@ static inline void greenres_device_range_release(greenres_device_range* r) {
         free(r);
     }
 }
+static inline void greenres_device_range_do_end(greenres_device_range* r);
 static inline void greenres_device_range_do_start(greenres_device_range* r) {
     if (__atomic_load_n(&r->abandoned, __ATOMIC_ACQUIRE)) return;
+    /* A start while the last one was not ended (a captured start with no captured end,
+       replayed): that range ends here, so no replay leaves one open for good. */
+    greenres_device_range_do_end(r);
     nvtxRangeId_t id = nvtxDomainRangeStartEx(r->domain, &r->attr);
     __atomic_store_n(&r->id, id, __ATOMIC_RELEASE);
     __atomic_store_n(&r->started, 1, __ATOMIC_RELEASE);
@@ -124,8 +128,10 @@ static void CUDA_CB greenres_device_range_start_replayed(void* data) {
 static void CUDA_CB greenres_device_range_end_replayed(void* data) {
     greenres_device_range_do_end((greenres_device_range*)data);
 }
-/* The destructor of the user object a capture gives its graph (CUhostFn too). */
+/* The destructor of the user object a capture gives its graph (CUhostFn too), run when
+   the graph is destroyed: the range its last replay started and nothing ended ends now. */
 static void CUDA_CB greenres_device_range_graph_release(void* data) {
+    greenres_device_range_do_end((greenres_device_range*)data);
     greenres_device_range_release((greenres_device_range*)data);
 }
 /* The handle was dropped. Outside graphs: a range started and never ended is ended now (a

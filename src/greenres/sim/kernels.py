@@ -116,7 +116,7 @@ def register_kernel(
         def trampoline(info, _user, model=model, name=name):
             try:
                 model(info.contents)
-            except BaseException as error:  # noqa: BLE001 - nothing above a worker to raise to
+            except BaseException as error:
                 _model_failed(name, error)
 
         keep = MODEL_FN(trampoline)
