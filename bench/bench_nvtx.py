@@ -8,9 +8,9 @@ package is installed.
 
 NVTX loads a tool at the first NVTX call of a process (``NVTX_INJECTION64_PATH``), so the
 "tool attached" rows come from a second process, run with the recording injection library
-of the tests (tests/support/nvtx_recorder.c, compiled here with ``cc``); each process
-measures its contenders side by side (greenres.benchmark's interleaved rounds) and every
-ratio is taken inside one process.
+of the tests (tests/support/nvtx_recorder.c, compiled here with ``cc``); each process runs
+greenres bench's ``nvtx`` suite (its contenders side by side, in interleaved rounds), and
+every ratio is taken inside one process.
 """
 
 from __future__ import annotations
@@ -30,57 +30,18 @@ RECORDER = ROOT / "tests" / "support" / "nvtx_recorder.c"
 
 
 def measure(rounds: int, cycles: int) -> dict:
-    """Interleaved rounds in this process: ns per cycle of every contender."""
+    """greenres bench's ``nvtx`` suite in this process: ns per round of every contender."""
     os.environ.setdefault("GREENRES_SIM", "h100")
     import greenres.sim
 
     greenres.sim.install_from_env()
     import greenres as gr
-    from greenres import nvtx as gnvtx
-    from greenres.benchmark import _loops as L
-    from greenres.benchmark._timing import interleaved, ns_per_cycle
+    from greenres import benchmark
 
-    device = gr.Device(0)
-    size = device.sm_facts().min_partition_size
-    off = gr.Layout.create({"a": size, "b": size}, device=device, nvtx=False)
-    on = gr.Layout.create({"c": size, "d": size}, device=device, nvtx=True)
-    caller = int(off["b"].stream)
-    try:
-
-        def greenres_range(n):
-            push, pop = gnvtx.range_push, gnvtx.range_pop
-            for _ in range(n):
-                push("step")
-                pop()
-
-        loops = {
-            "enter+exit, annotation off": lambda n: L.greenres_enter_exit(n, off["a"], caller),
-            "enter+exit, annotation on": lambda n: L.greenres_enter_exit(n, on["c"], caller),
-            "greenres.nvtx.range_push + range_pop": greenres_range,
-        }
-        if importlib.util.find_spec("nvtx") is not None:
-            import nvtx
-
-            def package_range(n):
-                push, pop = nvtx.push_range, nvtx.pop_range
-                for _ in range(n):
-                    push("step")
-                    pop()
-
-            loops["nvtx package push_range + pop_range"] = package_range
-
-        def drain():
-            for layout in (off, on):
-                for part in layout.partitions:
-                    part.stream.synchronize()
-
-        results = interleaved(
-            {name: ns_per_cycle(loop, cycles) for name, loop in loops.items()}, rounds, drain
-        )
-    finally:
-        off.close()
-        on.close()
-    return results
+    report = benchmark.run(
+        gr.Device(0), benchmark.Settings(cycles=cycles, rounds=rounds), suites=["nvtx"]
+    )
+    return {name: entry["ns_per_round"] for name, entry in report.contenders.items()}
 
 
 def recorder_library() -> Path | None:

@@ -1,6 +1,8 @@
 # Included by _driver.pyx (one extension module; one file per concept).
 # Layout: the façade users hold. Creation from plans (one split per mode, by the recipes of
 # _split.pxi), modes, closing; the handles live in the _LayoutCore (_core.pxi).
+# Over 450 lines because Cython keeps a cdef class's methods in one class body: what is not a
+# method of Layout lives elsewhere (the split: _split.pxi; the handles: _core.pxi).
 
 from collections.abc import Mapping
 

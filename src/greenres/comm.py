@@ -85,8 +85,10 @@ def nccl_config(partition: Any, communicators: int = 1) -> NcclConfig:
         SpecError: for a partition whose role is not ``"comm"``, or a bad ``communicators``.
         TypeError: for something that is not a planned partition.
     """
+    from greenres.plan import PlannedPartition  # loaded with any plan the caller holds
+
     planned = getattr(partition, "planned_partition", None)
-    if planned is None or not hasattr(planned, "role"):
+    if not isinstance(planned, PlannedPartition):
         raise TypeError(
             "nccl_config() needs a planned partition (the runtime's GreenContext or "
             f"plan.ref(name)) (got {value_text(partition)} of type {type(partition).__name__})"

@@ -113,9 +113,9 @@ SIM_EXPORT CUresult cuDeviceGetDevResource(CUdevice device, CUdevResource* resou
     CUresult r = check_resource_type(type);
     if (r != CUDA_SUCCESS) return r;
     // cuda.h: a pre-existing workqueue "can be retrieved from existing contexts or green
-    // contexts"; guess: a device has none to give.
-    if (type == CU_DEV_RESOURCE_TYPE_WORKQUEUE) return CUDA_ERROR_INVALID_RESOURCE_TYPE;
-    if (type == CU_DEV_RESOURCE_TYPE_WORKQUEUE_CONFIG) {
+    // contexts". guess: a device answers with its shared workqueue (the driver's default,
+    // device scope): cuda.core's Device.resources.workqueue asks the device for both types.
+    if (is_workqueue_type(type)) {
         fill_wq_resource(resource, type, device, WqConfig{}, 0);
         return CUDA_SUCCESS;
     }

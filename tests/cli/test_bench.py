@@ -42,6 +42,7 @@ TARGET_ROWS = {
     "create_4_cuda_core_vs_greenres": (">=", 1.0, "x"),
     "create_8_cuda_core_vs_greenres": (">=", 1.0, "x"),
     "graph_replay_vs_floor": ("<=", 1.5, "x"),
+    "nvtx_on_vs_off": ("<=", 1.05, "x"),
 }
 
 
@@ -114,6 +115,10 @@ def test_contenders_and_their_driver_calls(report_json):
         "cuStreamWaitEvent": 1,
     }
     assert contenders["greenres Graph.replay()"]["calls"] == {"cuGraphLaunch": 1}
+    # annotation adds no driver call (its NVTX calls are not the driver's)
+    for name in ("enter+exit, annotation off", "enter+exit, annotation on"):
+        assert contenders[name]["calls_per_cycle"] == 7, name
+    assert contenders["greenres.nvtx.range_push + range_pop"]["calls_per_cycle"] == 0
 
 
 @pytest.mark.sim_only

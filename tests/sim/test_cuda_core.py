@@ -58,3 +58,33 @@ def test_split_create_context_stream_and_events():
         """
     )
     assert out.strip() == "ok"
+
+
+def test_workqueue_resources_configure_a_green_context():
+    """cuda.core's Device.resources.workqueue asks the device for both workqueue types;
+    configured, it goes into a green context with an SM group (CUDA 13.1)."""
+    out = run_python(
+        """
+        import greenres.sim as sim
+        sim.install("h100")
+        from cuda.bindings import driver as cu
+        from cuda.core import ContextOptions, Device, SMResourceOptions, WorkqueueResourceOptions
+
+        d = Device(0)
+        d.set_current()
+        wq = d.resources.workqueue
+        first = (str(wq.sharing_scope), wq.concurrency_limit)
+        wq.configure(WorkqueueResourceOptions(sharing_scope="green_ctx_balanced",
+                                              concurrency_limit=3))
+        groups, _ = d.resources.sm.split(SMResourceOptions(count=[16]))
+        ctx = d.create_context(ContextOptions(resources=[groups[0], wq]))
+        kind = cu.CUdevResourceType.CU_DEV_RESOURCE_TYPE_WORKQUEUE_CONFIG
+        err, got = cu.cuCtxGetDevResource(cu.CUcontext(int(ctx.handle)), kind)
+        assert err == cu.CUresult.CUDA_SUCCESS, err
+        print(first, got.wqConfig.wqConcurrencyLimit, int(got.wqConfig.sharingScope))
+        ctx.close()
+        """
+    )
+    first, limit, scope = out.strip().rsplit(" ", 2)
+    assert "8" in first and "DEVICE" in first.upper()
+    assert (limit, scope) == ("3", "1")  # balanced

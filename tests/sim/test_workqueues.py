@@ -86,8 +86,15 @@ def test_primary_context_reports_the_maximum(ctx):
     assert (res.wqConfig.wqConcurrencyLimit, res.wqConfig.sharingScope) == (8, DEVICE_CTX)
 
 
-def test_a_device_has_no_pre_existing_workqueue():
-    assert error_of(driver.cuDeviceGetDevResource(0, WQ)) == E.CUDA_ERROR_INVALID_RESOURCE_TYPE
+def test_a_devices_pre_existing_workqueue_is_its_shared_one(ctx):
+    """A guess (docs/simulator.md): what cuda.core's Device.resources.workqueue asks for."""
+    shared = check(driver.cuDeviceGetDevResource(0, WQ))
+    assert shared.type == WQ
+    green = green_of([one_group(), shared])
+    try:
+        assert reported(green) == (8, DEVICE_CTX)  # the default: CUDA_DEVICE_MAX_CONNECTIONS
+    finally:
+        check(driver.cuGreenCtxDestroy(green))
 
 
 def test_green_context_reports_the_configuration_of_its_descriptor(ctx):

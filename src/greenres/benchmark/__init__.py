@@ -25,6 +25,7 @@ from . import (
     _suite_enter_exit,
     _suite_graph,
     _suite_handoff,
+    _suite_nvtx,
     _suite_setup,
     _suite_threads,
 )
@@ -41,6 +42,7 @@ SUITES = {
     "alive": _suite_alive,
     "setup": _suite_setup,
     "graph": _suite_graph,
+    "nvtx": _suite_nvtx,
 }
 
 
