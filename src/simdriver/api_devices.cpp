@@ -32,7 +32,6 @@ int attribute_value(const Device& d, int a, int ordinal) {
         case CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT: return d.sm_count;
         case CU_DEVICE_ATTRIBUTE_KERNEL_EXEC_TIMEOUT: return 0;
         case CU_DEVICE_ATTRIBUTE_INTEGRATED: return 0;
-        case CU_DEVICE_ATTRIBUTE_CAN_MAP_HOST_MEMORY: return 1;
         case CU_DEVICE_ATTRIBUTE_COMPUTE_MODE: return CU_COMPUTEMODE_DEFAULT;
         case CU_DEVICE_ATTRIBUTE_SURFACE_ALIGNMENT: return 512;
         case CU_DEVICE_ATTRIBUTE_CONCURRENT_KERNELS: return 1;
@@ -46,7 +45,6 @@ int attribute_value(const Device& d, int a, int ordinal) {
         case CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE: return hopper ? 52428800 : 41943040;
         case CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_MULTIPROCESSOR: return (d.major == 8 && d.minor > 0) ? 1536 : 2048;
         case CU_DEVICE_ATTRIBUTE_ASYNC_ENGINE_COUNT: return 3;
-        case CU_DEVICE_ATTRIBUTE_UNIFIED_ADDRESSING: return 1;
         case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR: return d.major;
         case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR: return d.minor;
         case CU_DEVICE_ATTRIBUTE_STREAM_PRIORITIES_SUPPORTED: return 1;
@@ -62,7 +60,8 @@ int attribute_value(const Device& d, int a, int ordinal) {
         case CU_DEVICE_ATTRIBUTE_MAX_BLOCKS_PER_MULTIPROCESSOR: return 32;
         case CU_DEVICE_ATTRIBUTE_RESERVED_SHARED_MEMORY_PER_BLOCK: return 1024;
         // Memory pools and stream-ordered allocation are modelled (api_pools.cpp).
-        // Managed memory, host registration, virtual memory management and
+        // Managed memory, host registration, mapped host memory (cuMemHostAlloc),
+        // unified addressing (cuPointerGetAttribute), virtual memory management and
         // cooperative launches are not: those attributes are 0 (the default
         // below), so that cuda.core and others do not take paths the simulator
         // cannot answer (tests/sim/test_pools.py).

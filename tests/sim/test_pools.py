@@ -37,6 +37,8 @@ def test_pools_are_advertised_and_the_unmodelled_memory_features_are_not(ctx):
         DA.CU_DEVICE_ATTRIBUTE_HOST_REGISTER_SUPPORTED,
         DA.CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED,
         DA.CU_DEVICE_ATTRIBUTE_COOPERATIVE_LAUNCH,
+        DA.CU_DEVICE_ATTRIBUTE_CAN_MAP_HOST_MEMORY,  # cuMemHostAlloc is not modelled
+        DA.CU_DEVICE_ATTRIBUTE_UNIFIED_ADDRESSING,  # nor cuPointerGetAttribute
     ):
         assert check(driver.cuDeviceGetAttribute(absent, dev)) == 0, absent
 

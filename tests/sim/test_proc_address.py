@@ -170,3 +170,46 @@ def test_error_names_and_strings_cover_every_curesult():
 
 def test_driver_version_default_is_13010():
     assert check(driver.cuDriverGetVersion()) == 13010
+
+
+# A feature attribute the simulator reports as 1 promises the driver calls that use it:
+# libraries (cuda.core) take those paths on the attribute's word. Each entry: the calls
+# of the feature; every attribute below that reads 1 must have all of them.
+FEATURE_CALLS = {
+    "MEMORY_POOLS_SUPPORTED": ("cuDeviceGetMemPool", "cuMemAllocAsync", "cuMemPoolCreate"),
+    "STREAM_PRIORITIES_SUPPORTED": ("cuCtxGetStreamPriorityRange",),
+    "CLUSTER_LAUNCH": ("cuLaunchKernelEx",),
+    "CAN_MAP_HOST_MEMORY": ("cuMemHostAlloc", "cuMemHostGetDevicePointer"),
+    "UNIFIED_ADDRESSING": ("cuPointerGetAttribute",),
+    "MANAGED_MEMORY": ("cuMemAllocManaged",),
+    "HOST_REGISTER_SUPPORTED": ("cuMemHostRegister",),
+    "VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED": ("cuMemCreate", "cuMemMap"),
+    "COOPERATIVE_LAUNCH": ("cuLaunchCooperativeKernel",),
+    "GENERIC_COMPRESSION_SUPPORTED": ("cuMemCreate",),
+    "HANDLE_TYPE_POSIX_FILE_DESCRIPTOR_SUPPORTED": ("cuMemExportToShareableHandle",),
+}
+
+
+@pytest.mark.parametrize("profile", ["h100", "a100", "b200"])
+def test_every_advertised_feature_has_its_driver_calls(profile):
+    out = run_python(
+        f"""
+        import greenres.sim as sim
+        sim.install({profile!r})
+        from cuda.bindings import driver as d
+        FEATURES = {FEATURE_CALLS!r}
+        d.cuInit(0)
+        dev = d.cuDeviceGet(0)[1]
+        missing = []
+        for name, calls in FEATURES.items():
+            attr = getattr(d.CUdevice_attribute, "CU_DEVICE_ATTRIBUTE_" + name)
+            if d.cuDeviceGetAttribute(attr, dev)[1] != 1:
+                continue
+            for call in calls:
+                err = d.cuGetProcAddress(call.encode(), 13010, 0)[0]
+                if err != d.CUresult.CUDA_SUCCESS:
+                    missing.append((name, call))
+        print(missing)
+        """
+    )
+    assert out.strip() == "[]"
