@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -52,9 +53,21 @@ def _select_driver(device: str | None) -> int:
             )
         return 0
     if device.startswith("sim:"):
+        # the GREENRES_SIM forms: PROFILE, NxPROFILE, with @DRIVER_VERSION (sim:b200@13040)
+        profile, _, version = device[len("sim:") :].partition("@")
         try:
-            sim.install(device[len("sim:") :])
+            if version:
+                sim.install(profile, driver_version=int(version))
+            else:
+                sim.install(profile)
         except ValueError as error:
+            if version and not version.strip().isdigit():
+                raise BadInput(
+                    f"--device {device}: the driver version after '@' must be an integer "
+                    f"like 13040 (got {version!r})"
+                ) from None
+            raise BadInput(str(error)) from None
+        except RuntimeError as error:  # another simulated machine was installed already
             raise BadInput(str(error)) from None
         return 0
     try:
@@ -349,7 +362,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from greenres.errors import DriverError, GreenresError
 
     try:
-        return args.handler(args)
+        code = args.handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        # the reader went (``greenres info --json | head``): not an error of the input;
+        # point stdout at /dev/null so the interpreter's final flush stays quiet
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except BadInput as error:
         print(f"greenres: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

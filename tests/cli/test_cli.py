@@ -205,6 +205,20 @@ def test_no_driver_falls_back_to_the_simulated_h100_and_says_so(tmp_path):
     assert "all data correct" in result.stdout
 
 
+def test_simulated_device_with_a_driver_version():
+    result = run_cli("info", "--json", "--device", "sim:b200@13040")
+    assert result.returncode == 0, result.stderr
+    device = json.loads(result.stdout)["devices"][0]
+    assert (device["sm_count"], device["driver_version"]) == (148, 13040)
+    assert (device["locality_domain_count"], device["locality_domain_sm_count"]) == (2, 74)
+    text = run_cli("info", "--device", "sim:b200@13040")
+    assert "locality domains (CUDA 13.4): 2 of 74 SMs each" in text.stdout
+    for bad, message in (("sim:b200@x", "must be an integer"), ("sim:b200@100", "rejected")):
+        result = run_cli("info", "--device", bad)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+
+
 @pytest.mark.sim_only
 def test_unknown_simulated_profile_is_bad_input():
     result = run_cli("info", "--device", "sim:nosuchgpu")
@@ -333,3 +347,16 @@ def test_verify_driver_error_exits_1_and_leaves_nothing_alive(capsys):
     err = capsys.readouterr().err
     assert "cuLaunchKernel" in err and "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES" in err
     assert sim.live_objects() == before and sim.hazards() == []
+
+
+def test_a_reader_that_goes_away_is_not_an_error():
+    """``greenres info --json | head -1``: stdout is a pipe nobody reads any more."""
+    code = (
+        "import os, sys\n"
+        "r, w = os.pipe(); os.close(r); os.dup2(w, 1)\n"
+        "from greenres.cli import main\n"
+        "sys.exit(main(['info', '--json', '--device', 'sim:h100']))\n"
+    )
+    done = run_child(["-c", code], GREENRES_SIM=None)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
