@@ -41,6 +41,7 @@ cdef class Graph(_Resource):
     cdef readonly bint keep_graph
     cdef readonly str name
     cdef nvtxRangeId_t _nvtx_capture  # the NVTX range of a capture of an annotated layout
+    cdef object _replay_mark         # its replay mark's NVTX message, made at the first replay
     cdef object __weakref__
 
     def __cinit__(self):
@@ -365,7 +366,10 @@ cdef class Graph(_Resource):
             else:
                 err = cydriver.cuGraphLaunch(exec_, s)
             if err == cydriver.CUDA_SUCCESS and self._core is not None and self._s.nvtx:
-                _nvtx_mark_text(f"replay {self.name} ({self._s_name()})")
+                if self._replay_mark is None:  # not rebuilt at every replay
+                    self._replay_mark = _nvtx_mark_message(
+                        f"replay {self.name} ({self._s_name()})")
+                _nvtx_mark_cached(self._replay_mark)
             if err != cydriver.CUDA_SUCCESS:
                 if made_here:
                     with nogil:
@@ -405,6 +409,7 @@ cdef class Graph(_Resource):
             self._capturing = False
             self._orphaned = False
             self._stream_obj = None
+            self._replay_mark = None  # the next capture may be in another partition
             if self._core is not None:
                 self._core.graphs.discard(self)
                 self._core = None

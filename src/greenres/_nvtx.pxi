@@ -351,6 +351,17 @@ cdef int _nvtx_mark_text(object text) except -1:
     return 0
 
 
+cdef object _nvtx_mark_message(object text):
+    """A mark's message built once, for an event that repeats (a Graph's replay): emit it
+    with _nvtx_mark_cached, which builds nothing."""
+    return _message(text, "greenres", None, None)
+
+
+cdef void _nvtx_mark_cached(object message) noexcept:
+    cdef _Message m = <_Message>message
+    nvtxDomainMarkEx(m.domain, &m.attr)
+
+
 cdef nvtxRangeId_t _nvtx_start_text(object text, object category) except? 0:
     cdef _Message m = _message(text, "greenres", category, None)
     return nvtxDomainRangeStartEx(m.domain, &m.attr)

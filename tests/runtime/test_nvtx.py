@@ -146,7 +146,13 @@ graph = gr.Graph(name="step")
 with graph.capture(decode.stream):
     pass
 graph.replay()
+graph.replay()
+graph.reset()
+with graph.capture(prefill.stream):
+    pass
+graph.replay()
 decode.stream.synchronize()
+prefill.stream.synchronize()
 graph.close()
 names = {"decode": decode.context_handle, "prefill": prefill.context_handle,
          "stream": decode.stream.handle, "extra": extra.handle}
@@ -179,6 +185,10 @@ def test_partitions_are_named_and_their_events_are_in_the_greenres_domain():
         ("start", "capture step on decode"),
         ("end", None),
         ("mark", "replay step (decode)"),
+        ("mark", "replay step (decode)"),
+        ("start", "capture step on prefill"),
+        ("end", None),
+        ("mark", "replay step (prefill)"),  # a recapture elsewhere is named anew
         ("mark", "close serve"),
     ]
     categories = {e["message"]: e["category"] for e in events if e["kind"] == "category"}
