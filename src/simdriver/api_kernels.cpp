@@ -19,6 +19,8 @@
 // them until cuModuleUnload (guess: a real driver unloads them with it).
 #include <algorithm>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <shared_mutex>
 #include <thread>
 #include <unordered_map>
@@ -47,7 +49,65 @@ std::atomic<long long> g_unmodelled{0};
 // ---- entry names from an image
 bool is_ident(char c) { return isalnum((unsigned char)c) || c == '_' || c == '$'; }
 
-bool ptx_entries(const char* text, std::vector<std::string>* out) {
+// An entry of an image: its name and, from PTX, its parameters (offset, size).
+struct Entry {
+    std::string name;
+    std::vector<std::pair<size_t, size_t>> params;
+    bool params_known = false;
+};
+
+// The size in bytes of a PTX scalar type (.u32, .f64, .b8, .pred, ...); 0 if unknown.
+size_t ptx_type_size(const char* t, size_t n) {
+    if (n < 2) return 0;
+    int bits = atoi(std::string(t + 1, n - 1).c_str());
+    if (t[0] == 'u' || t[0] == 's' || t[0] == 'b' || t[0] == 'f') return bits > 0 && bits % 8 == 0 ? bits / 8 : 0;
+    return 0;
+}
+
+// The parameter list "( .param .u64 dst, .param .align 8 .b8 s[16] )" after an entry name:
+// each parameter's offset (aligned to .align, else its type's size) and size. False when
+// the list cannot be read (then the parameters are unknown, as for a cubin).
+bool ptx_params(const char* q, std::vector<std::pair<size_t, size_t>>* out) {
+    while (isspace((unsigned char)*q)) ++q;
+    if (*q != '(') return *q == '{' || *q == ';';  // no list: no parameters
+    const char* end = strchr(q, ')');
+    if (end == nullptr) return false;
+    std::string list(q + 1, end);
+    size_t offset = 0, pos = 0;
+    while ((pos = list.find(".param", pos)) != std::string::npos) {
+        size_t stop = list.find(',', pos);
+        std::string one = list.substr(pos + 6, stop == std::string::npos ? std::string::npos : stop - pos - 6);
+        pos = stop == std::string::npos ? list.size() : stop;
+        size_t align = 0, size = 0, count = 1;
+        const char* c = one.c_str();
+        while (*c) {
+            while (isspace((unsigned char)*c)) ++c;
+            if (strncmp(c, ".align", 6) == 0) {
+                c += 6;
+                align = strtoul(c, const_cast<char**>(&c), 10);
+            } else if (*c == '.') {
+                const char* t = ++c;
+                while (is_ident(*c)) ++c;
+                size_t s = ptx_type_size(t, c - t);
+                if (s) size = s;
+            } else if (is_ident(*c)) {
+                while (is_ident(*c)) ++c;
+                if (*c == '[') count = strtoul(c + 1, const_cast<char**>(&c), 10);
+                while (*c && *c != ',') ++c;
+            } else {
+                ++c;
+            }
+        }
+        if (size == 0 || count == 0) return false;
+        if (align == 0) align = size;
+        offset = (offset + align - 1) / align * align;
+        out->emplace_back(offset, size * count);
+        offset += size * count;
+    }
+    return true;
+}
+
+bool ptx_entries(const char* text, std::vector<Entry>* out) {
     if (strstr(text, ".version") == nullptr || strstr(text, ".target") == nullptr) return false;
     for (const char* p = strstr(text, ".entry"); p != nullptr; p = strstr(p + 6, ".entry")) {
         const char* q = p + 6;
@@ -55,7 +115,12 @@ bool ptx_entries(const char* text, std::vector<std::string>* out) {
         while (isspace((unsigned char)*q)) ++q;
         const char* start = q;
         while (is_ident(*q)) ++q;
-        if (q > start) out->emplace_back(start, q);
+        if (q == start) continue;
+        Entry e;
+        e.name.assign(start, q);
+        e.params_known = ptx_params(q, &e.params);
+        if (!e.params_known) e.params.clear();
+        out->push_back(std::move(e));
     }
     return true;
 }
@@ -68,7 +133,7 @@ T read_at(const unsigned char* base, size_t off) {
 }
 
 // ELF64 little-endian cubin: every section named .text.NAME is an entry.
-bool cubin_entries(const unsigned char* img, std::vector<std::string>* out) {
+bool cubin_entries(const unsigned char* img, std::vector<Entry>* out) {
     if (img[4] != 2 || img[5] != 1) return false;  // ELFCLASS64, little-endian
     auto shoff = read_at<uint64_t>(img, 0x28);
     auto shentsize = read_at<uint16_t>(img, 0x3A);
@@ -79,12 +144,12 @@ bool cubin_entries(const unsigned char* img, std::vector<std::string>* out) {
     for (unsigned i = 0; i < shnum; ++i) {
         auto name_off = read_at<uint32_t>(img, shoff + (size_t)i * shentsize);
         const char* name = reinterpret_cast<const char*>(img + strtab + name_off);
-        if (strncmp(name, ".text.", 6) == 0 && name[6] != 0) out->emplace_back(name + 6);
+        if (strncmp(name, ".text.", 6) == 0 && name[6] != 0) out->push_back(Entry{name + 6, {}, false});
     }
     return true;
 }
 
-CUresult read_image(const void* image, std::vector<std::string>* names) {
+CUresult read_image(const void* image, std::vector<Entry>* names) {
     if (image == nullptr) return CUDA_ERROR_INVALID_VALUE;
     auto* img = static_cast<const unsigned char*>(image);
     if (memcmp(img, "\x7f" "ELF", 4) == 0) return cubin_entries(img, names) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_IMAGE;
@@ -92,11 +157,13 @@ CUresult read_image(const void* image, std::vector<std::string>* names) {
     return ptx_entries(static_cast<const char*>(image), names) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_IMAGE;
 }
 
-Function* new_function(Module* m, const std::string& name, bool is_kernel) {
+Function* new_function(Module* m, const Entry& entry, bool is_kernel) {
     auto* f = make_object<Function>();
     if (f == nullptr) return nullptr;
     f->module = m;
-    f->name = name;
+    f->name = entry.name;
+    f->params = entry.params;
+    f->params_known = entry.params_known;
     f->is_kernel = is_kernel;
     return f;
 }
@@ -111,7 +178,7 @@ void unload(Module* m) {
 }
 
 CUresult load(const void* image, bool library, Module** out) {
-    std::vector<std::string> names;
+    std::vector<Entry> names;
     CUresult r = read_image(image, &names);
     if (r != CUDA_SUCCESS) return r;
     auto* m = make_object<Module>();
@@ -128,6 +195,18 @@ CUresult load(const void* image, bool library, Module** out) {
         m->functions.push_back(f);
     }
     *out = m;
+    return CUDA_SUCCESS;
+}
+
+// The bytes of an image file (PTX or cubin), NUL-terminated as PTX text must be:
+// CUDA_ERROR_FILE_NOT_FOUND when it cannot be read (cuda.h lists it for cuModuleLoad).
+CUresult read_file(const char* path, std::string* out) {
+    if (path == nullptr) return CUDA_ERROR_INVALID_VALUE;
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return CUDA_ERROR_FILE_NOT_FOUND;
+    out->assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    if (in.bad()) return CUDA_ERROR_FILE_NOT_FOUND;
+    out->push_back('\0');
     return CUDA_SUCCESS;
 }
 
@@ -295,6 +374,22 @@ SIM_EXPORT CUresult cuModuleLoadDataEx(CUmodule* module, const void* image, unsi
     return CUDA_SUCCESS;
 }
 
+SIM_EXPORT CUresult cuModuleLoad(CUmodule* module, const char* fname) {
+    SIM_ENTER_INIT("cuModuleLoad");
+    if (module == nullptr) return CUDA_ERROR_INVALID_VALUE;
+    Context* c;
+    CUresult r = require_current(&c);
+    if (r != CUDA_SUCCESS) return r;
+    std::string image;
+    r = read_file(fname, &image);
+    if (r != CUDA_SUCCESS) return r;
+    Module* m;
+    r = load(image.data(), false, &m);  // the names are read: the bytes are not kept
+    if (r != CUDA_SUCCESS) return r;
+    *module = handle_of<CUmodule>(m);
+    return CUDA_SUCCESS;
+}
+
 SIM_EXPORT CUresult cuModuleUnload(CUmodule hmod) {
     SIM_ENTER_INIT("cuModuleUnload");
     Module* m = live_module(hmod);
@@ -368,6 +463,25 @@ SIM_EXPORT CUresult cuLibraryLoadData(CUlibrary* library, const void* code, CUji
     return CUDA_SUCCESS;
 }
 
+SIM_EXPORT CUresult cuLibraryLoadFromFile(CUlibrary* library, const char* fileName,
+                                          CUjit_option* jitOptions, void** jitOptionsValues,
+                                          unsigned int numJitOptions, CUlibraryOption* libraryOptions,
+                                          void** libraryOptionValues, unsigned int numLibraryOptions) {
+    SIM_ENTER_INIT("cuLibraryLoadFromFile");
+    if (library == nullptr) return CUDA_ERROR_INVALID_VALUE;
+    if (numJitOptions > 0 && (jitOptions == nullptr || jitOptionsValues == nullptr)) return CUDA_ERROR_INVALID_VALUE;
+    if (numLibraryOptions > 0 && (libraryOptions == nullptr || libraryOptionValues == nullptr))
+        return CUDA_ERROR_INVALID_VALUE;
+    std::string image;
+    CUresult r = read_file(fileName, &image);
+    if (r != CUDA_SUCCESS) return r;
+    Module* m;
+    r = load(image.data(), true, &m);
+    if (r != CUDA_SUCCESS) return r;
+    *library = handle_of<CUlibrary>(m);
+    return CUDA_SUCCESS;
+}
+
 SIM_EXPORT CUresult cuLibraryUnload(CUlibrary library) {
     SIM_ENTER_INIT("cuLibraryUnload");
     Module* m = live_library(library);
@@ -413,6 +527,35 @@ SIM_EXPORT CUresult cuKernelGetName(const char** name, CUkernel kernel) {
     if (k == nullptr) return CUDA_ERROR_INVALID_HANDLE;
     *name = k->name.c_str();
     return CUDA_SUCCESS;
+}
+
+namespace {
+// cuKernelGetParamInfo / cuFuncGetParamInfo: INVALID_VALUE for an index past the last
+// parameter (cuda.h); NOT_SUPPORTED for an entry of a cubin, whose layout is not read.
+CUresult param_info(const Function* f, size_t index, size_t* offset, size_t* size) {
+    if (offset == nullptr) return CUDA_ERROR_INVALID_VALUE;
+    if (!f->params_known) return CUDA_ERROR_NOT_SUPPORTED;
+    if (index >= f->params.size()) return CUDA_ERROR_INVALID_VALUE;
+    *offset = f->params[index].first;
+    if (size != nullptr) *size = f->params[index].second;
+    return CUDA_SUCCESS;
+}
+}  // namespace
+
+SIM_EXPORT CUresult cuKernelGetParamInfo(CUkernel kernel, size_t paramIndex, size_t* paramOffset,
+                                         size_t* paramSize) {
+    SIM_ENTER_INIT("cuKernelGetParamInfo");
+    Function* f = live_kernel(kernel);
+    if (f == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+    return param_info(f, paramIndex, paramOffset, paramSize);
+}
+
+SIM_EXPORT CUresult cuFuncGetParamInfo(CUfunction func, size_t paramIndex, size_t* paramOffset,
+                                       size_t* paramSize) {
+    SIM_ENTER_INIT("cuFuncGetParamInfo");
+    Function* f = launchable(func);
+    if (f == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+    return param_info(f, paramIndex, paramOffset, paramSize);
 }
 
 SIM_EXPORT CUresult cuKernelGetAttribute(int* pi, CUfunction_attribute attrib, CUkernel kernel, CUdevice dev) {

@@ -2,6 +2,8 @@
 // layouts, and the C ABI of a model (also described in docs/simulator.md).
 #pragma once
 
+#include <utility>
+
 #include <string>
 #include <vector>
 
@@ -46,6 +48,10 @@ struct Function : Object {
     Module* module = nullptr;
     std::string name;
     Function* function_of_kernel = nullptr;  // a kernel's CUfunction (cuKernelGetFunction)
+    // (offset, size) of each parameter in the device-side layout, read from a PTX entry's
+    // parameter list; params_known false for a cubin (its .nv.info is not read).
+    std::vector<std::pair<size_t, size_t>> params;
+    bool params_known = false;
 };
 
 }  // namespace sim

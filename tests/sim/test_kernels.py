@@ -20,6 +20,7 @@ from support.simhelpers import (
     run_python,
     split,
     stream,
+    take_destroyed_handle_hazards,
 )
 
 pytestmark = pytest.mark.sim_only
@@ -413,3 +414,61 @@ def test_an_nvrtc_cubin_loads_and_its_kernels_launch_through_their_models(ctx):
     check(driver.cuStreamDestroy(s))
     check(driver.cuMemFree(ptr))
     check(driver.cuModuleUnload(mod))
+
+
+def test_modules_and_libraries_load_from_files(ctx, tmp_path):
+    before = sim.live_objects()["module"]
+    path = tmp_path / "kernels.ptx"
+    path.write_bytes(PTX)
+    mod = check(driver.cuModuleLoad(str(path).encode()))
+    check(driver.cuModuleGetFunction(mod, b"greenres_fill_u32"))
+    check(driver.cuModuleUnload(mod))
+    lib = check(driver.cuLibraryLoadFromFile(str(path).encode(), None, None, 0, None, None, 0))
+    check(driver.cuLibraryGetKernel(lib, b"py_scale"))
+    check(driver.cuLibraryUnload(lib))
+    missing = str(tmp_path / "absent.ptx").encode()
+    assert driver.cuModuleLoad(missing)[0] == E.CUDA_ERROR_FILE_NOT_FOUND
+    err = driver.cuLibraryLoadFromFile(missing, None, None, 0, None, None, 0)[0]
+    assert err == E.CUDA_ERROR_FILE_NOT_FOUND
+    assert sim.live_objects()["module"] == before
+
+
+PARAMS_PTX = b"""
+.version 8.0
+.target sm_90
+.address_size 64
+.visible .entry three(.param .u32 a, .param .u64 b, .param .align 16 .b8 c[24]) { ret; }
+.visible .entry none() { ret; }
+"""
+
+
+def test_parameter_layout_of_a_ptx_entry(ctx):
+    """cuKernelGetParamInfo / cuFuncGetParamInfo: offsets aligned as the device lays them
+    out (cuda.core's Kernel.num_arguments and arguments_info ask for them)."""
+    lib = check(driver.cuLibraryLoadData(PARAMS_PTX, None, None, 0, None, None, 0))
+    kernel = check(driver.cuLibraryGetKernel(lib, b"three"))
+    function = check(driver.cuKernelGetFunction(kernel))
+    getters = ((driver.cuKernelGetParamInfo, kernel), (driver.cuFuncGetParamInfo, function))
+    for get, handle in getters:
+        assert [check(get(handle, i)) for i in range(3)] == [(0, 4), (8, 8), (16, 24)]
+        assert get(handle, 3)[0] == E.CUDA_ERROR_INVALID_VALUE
+    none = check(driver.cuLibraryGetKernel(lib, b"none"))
+    assert driver.cuKernelGetParamInfo(none, 0)[0] == E.CUDA_ERROR_INVALID_VALUE
+    check(driver.cuLibraryUnload(lib))
+    assert driver.cuKernelGetParamInfo(kernel, 0)[0] == E.CUDA_ERROR_INVALID_HANDLE
+    assert take_destroyed_handle_hazards()  # the stale handle was seen for what it is
+
+
+def test_cuda_core_reads_a_kernels_arguments():
+    pytest.importorskip("cuda.core")
+    out = run_python(
+        f"""
+        import greenres.sim as sim
+        sim.install("h100")
+        from cuda.core import Device, ObjectCode
+        Device(0).set_current()
+        kernel = ObjectCode.from_ptx({PARAMS_PTX!r}).get_kernel("three")
+        print(kernel.num_arguments, [(i.offset, i.size) for i in kernel.arguments_info])
+        """
+    )
+    assert out.strip() == "3 [(0, 4), (8, 8), (16, 24)]"

@@ -66,7 +66,7 @@ def test_version_below_every_variant_is_not_sufficient():
 
 
 def test_unknown_and_unsimulated_names_are_not_found():
-    for name in ("cuNoSuchFunction", "cuModuleLoad", "cuLinkCreate"):
+    for name in ("cuNoSuchFunction", "cuMemHostAlloc", "cuLinkCreate"):
         err, fn, status = lookup(name, 13000)
         assert err == int(E.CUDA_ERROR_NOT_FOUND) and fn is None
         assert status == int(
@@ -93,7 +93,7 @@ def test_unimplemented_function_raises_function_not_found():
     from cuda.bindings._internal.utils import FunctionNotFoundError
 
     with pytest.raises(FunctionNotFoundError):
-        driver.cuModuleLoad(b"nothing.cubin")
+        driver.cuLinkCreate(0, None, None)
 
 
 @requires_bindings("cuDevSmResourceSplit", "CU_DEV_SM_RESOURCE_GROUP_PARAMS", "cuGreenCtxGetId")
