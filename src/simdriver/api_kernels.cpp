@@ -18,12 +18,14 @@
 // linking, module globals, occupancy. Modules outlive the context that loaded
 // them until cuModuleUnload (guess: a real driver unloads them with it).
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iterator>
 #include <shared_mutex>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "kernels.h"
 
@@ -45,6 +47,22 @@ std::unordered_map<std::string, Model>& models() {
     return *m;
 }
 std::atomic<long long> g_unmodelled{0};
+
+// The error code alone ("operation not supported on this system") does not say why: the
+// first refused launch of each kernel also says so on stderr, once, naming the kernel.
+void say_unmodelled_once(const std::string& name) {
+    static auto* mu = new std::mutex;
+    static auto* said = new std::unordered_set<std::string>;
+    {
+        std::lock_guard<std::mutex> lk(*mu);
+        if (!said->insert(name).second) return;
+    }
+    fprintf(stderr,
+            "greenres.sim: kernel '%s' has no host model, so its launches fail with "
+            "CUDA_ERROR_NOT_SUPPORTED; register one with greenres.sim.register_kernel "
+            "(docs/simulator.md, \"Kernels\")\n",
+            name.c_str());
+}
 
 // ---- entry names from an image
 bool is_ident(char c) { return isalnum((unsigned char)c) || c == '_' || c == '$'; }
@@ -245,6 +263,7 @@ CUresult launch(Function* f, const unsigned grid[3], const unsigned block[3], un
         g_unmodelled.fetch_add(1, std::memory_order_relaxed);
         add_hazard("kernel_without_model", std::string(t_api_fn) + ": no host model is registered for kernel '" +
                                                f->name + "' (greenres.sim.register_kernel)");
+        say_unmodelled_once(f->name);
         return CUDA_ERROR_NOT_SUPPORTED;
     }
     if (!model.param_sizes.empty() && params == nullptr) return CUDA_ERROR_INVALID_VALUE;

@@ -10,6 +10,7 @@ import pytest
 
 import greenres.sim as sim
 
+from support import childprocess
 from support.simhelpers import (
     NON_BLOCKING,
     E,
@@ -472,3 +473,25 @@ def test_cuda_core_reads_a_kernels_arguments():
         """
     )
     assert out.strip() == "3 [(0, 4), (8, 8), (16, 24)]"
+
+
+def test_the_first_refused_launch_of_a_kernel_says_why_on_stderr():
+    done = childprocess.run_child(
+        [
+            "-c",
+            "import greenres.sim as sim\n"
+            "sim.install('h100')\n"
+            "from cuda.bindings import driver as d\n"
+            "d.cuInit(0)\n"
+            "ctx = d.cuDevicePrimaryCtxRetain(0)[1]\n"
+            "d.cuCtxPushCurrent(ctx)\n"
+            f"mod = d.cuModuleLoadData({PTX!r})[1]\n"
+            "f = d.cuModuleGetFunction(mod, b'mystery')[1]\n"
+            "for _ in range(3):\n"
+            "    print(d.cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0)[0].name)\n",
+        ],
+        GREENRES_SIM=None,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["CUDA_ERROR_NOT_SUPPORTED"] * 3
+    assert done.stderr.count("kernel 'mystery' has no host model") == 1, done.stderr
