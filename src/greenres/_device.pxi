@@ -138,6 +138,15 @@ class SmResource:
         return hash((self.count, self.min_partition_size, self.alignment))
 
 
+cdef int _require_device_ordinal(str name, object ordinal) except -1:
+    """ValueError naming ``name`` unless ``ordinal`` (an int) is a device of the driver."""
+    cdef int count = 0
+    check(cydriver.cuDeviceGetCount(&count), "cuDeviceGetCount")
+    if ordinal < 0 or ordinal >= count:
+        raise ValueError(f"{name!r} must be in [0, {count}) (got {ordinal})")
+    return 0
+
+
 cdef class Device:
     """A CUDA device, read through the driver: ``Device(0)``.
 
@@ -149,12 +158,9 @@ cdef class Device:
     cdef cydriver.CUdevice _device
 
     def __init__(self, ordinal=0):
-        cdef int count = 0
         ordinal = _require_int("ordinal", ordinal)
         _ensure_init()
-        check(cydriver.cuDeviceGetCount(&count), "cuDeviceGetCount")
-        if ordinal < 0 or ordinal >= count:
-            raise ValueError(f"'ordinal' must be in [0, {count}) (got {ordinal})")
+        _require_device_ordinal("ordinal", ordinal)
         check(cydriver.cuDeviceGet(&self._device, ordinal), "cuDeviceGet")
         self.ordinal = ordinal
 

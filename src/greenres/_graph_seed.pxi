@@ -205,7 +205,7 @@ class graph:
         if stream is None:
             part = current_partition()
             stream = part.stream if part is not None else type(self)._class_default_stream()
-        elif type(stream) is int or not isinstance(stream, Stream):
+        elif not isinstance(stream, Stream):
             _raw_stream(stream, "stream")  # a bad form fails here, not at the block's start
         self.capture_stream = stream
 

@@ -23,7 +23,6 @@ cdef int _primary_context_active(cydriver.CUdevice device) except -1:
 def _create_green_context(num_sms, device_id):
     """GreenContext.create: the seed's guards, then a Layout of one partition."""
     global _created_one, _warned_overlap
-    cdef int count = 0
     num_sms = _require_int("num_sms", num_sms)
     if num_sms < 1:
         raise ValueError(f"'num_sms' must be >= 1 (got {num_sms})")
@@ -33,9 +32,7 @@ def _create_green_context(num_sms, device_id):
     if driver_version() < TORCH_GREEN_CONTEXTS:
         raise _too_old("GreenContext.create (PyTorch's green contexts)", TORCH_GREEN_CONTEXTS)
     if device_id is not None:
-        check(cydriver.cuDeviceGetCount(&count), "cuDeviceGetCount")
-        if device_id < 0 or device_id >= count:
-            raise ValueError(f"'device_id' must be in [0, {count}) (got {device_id})")
+        _require_device_ordinal("device_id", device_id)
     device = Device(_current_ordinal() if device_id is None else device_id)
     if not _primary_context_active(device._device):
         # as the seed: make one (the layout retains it while the green context lives)

@@ -343,23 +343,22 @@ cdef const nvtxEventAttributes_t* _handoff_mark(object src, object dst):
     return NULL
 
 
-cdef int _nvtx_mark_text(object text) except -1:
-    """A mark of the runtime in the greenres domain (layout and graph events: rare, not on
-    a hot path, so the message is built each time)."""
-    cdef _Message m = _message(text, "greenres", None, None)
-    nvtxDomainMarkEx(m.domain, &m.attr)
-    return 0
-
-
 cdef object _nvtx_mark_message(object text):
-    """A mark's message built once, for an event that repeats (a Graph's replay): emit it
-    with _nvtx_mark_cached, which builds nothing."""
+    """A mark's message in the greenres domain; emit it with _nvtx_mark_cached, which builds
+    nothing (a Graph keeps its replay mark's)."""
     return _message(text, "greenres", None, None)
 
 
 cdef void _nvtx_mark_cached(object message) noexcept:
     cdef _Message m = <_Message>message
     nvtxDomainMarkEx(m.domain, &m.attr)
+
+
+cdef int _nvtx_mark_text(object text) except -1:
+    """A mark of the runtime in the greenres domain (layout events: rare, not on a hot
+    path, so the message is built each time)."""
+    _nvtx_mark_cached(_nvtx_mark_message(text))
+    return 0
 
 
 cdef nvtxRangeId_t _nvtx_start_text(object text, object category) except? 0:

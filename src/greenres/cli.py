@@ -54,20 +54,10 @@ def _select_driver(device: str | None) -> int:
         return 0
     if device.startswith("sim:"):
         # the GREENRES_SIM forms: PROFILE, NxPROFILE, with @DRIVER_VERSION (sim:b200@13040)
-        profile, _, version = device[len("sim:") :].partition("@")
         try:
-            if version:
-                sim.install(profile, driver_version=int(version))
-            else:
-                sim.install(profile)
-        except ValueError as error:
-            if version and not version.strip().isdigit():
-                raise BadInput(
-                    f"--device {device}: the driver version after '@' must be an integer "
-                    f"like 13040 (got {version!r})"
-                ) from None
-            raise BadInput(str(error)) from None
-        except RuntimeError as error:  # another simulated machine was installed already
+            profile, version = sim._parse_machine(device[len("sim:") :])
+            sim.install(profile, driver_version=version)
+        except (ValueError, RuntimeError) as error:  # RuntimeError: another machine is in
             raise BadInput(str(error)) from None
         return 0
     try:

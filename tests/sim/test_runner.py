@@ -104,6 +104,7 @@ def test_help(tmp_path):
         (["--driver-version", "13000", "h100@12090", "app.py"], "two driver versions"),
         (["--frobnicate", "h100", "app.py"], "unknown option '--frobnicate'"),
         (["h100@100", "app.py"], "driver_version 100 rejected"),
+        (["h100@x", "app.py"], "the driver version after '@' must be an integer"),
         (["h100", "no_such_program.py"], "can't open file 'no_such_program.py'"),
     ],
 )

@@ -23,15 +23,8 @@ GREENRES_RANGE, PACKAGE_RANGE = (
 )
 
 
-def _greenres_ranges(n: int) -> None:
-    push, pop = nvtx.range_push, nvtx.range_pop
-    for _ in range(n):
-        push("step")
-        pop()
-
-
-def _package_ranges(n: int, package) -> None:
-    push, pop = package.push_range, package.pop_range
+def _ranges(n: int, push, pop) -> None:
+    """``n`` times ``push("step")`` + ``pop()``: a range API's Python call cost."""
     for _ in range(n):
         push("step")
         pop()
@@ -46,12 +39,12 @@ def run(session, report) -> None:
     loops = {
         OFF: partial(L.greenres_enter_exit, part=off["off"], caller=caller),
         ON: partial(L.greenres_enter_exit, part=on["on"], caller=caller),
-        GREENRES_RANGE: _greenres_ranges,
+        GREENRES_RANGE: partial(_ranges, push=nvtx.range_push, pop=nvtx.range_pop),
     }
     if importlib.util.find_spec("nvtx") is not None:
         import nvtx as package
 
-        loops[PACKAGE_RANGE] = partial(_package_ranges, package=package)
+        loops[PACKAGE_RANGE] = partial(_ranges, push=package.push_range, pop=package.pop_range)
     methods = {name: ns_per_cycle(loop, cycles) for name, loop in loops.items()}
 
     def drain():

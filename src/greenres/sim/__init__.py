@@ -140,11 +140,21 @@ def _declare(lib: ctypes.CDLL) -> None:
         fn.argtypes = args
 
 
-def _parse_env(value: str) -> tuple[str, int]:
+def _parse_machine(value: str) -> tuple[str, int]:
+    """``PROFILE[@VERSION]``, as ``GREENRES_SIM``, ``python -m greenres.sim`` and the CLI's
+    ``--device sim:...`` spell a simulated machine: (profile, driver version).
+
+    Raises ValueError for a driver version that is not an integer."""
     spec, _, version = value.partition("@")
     if spec.strip().lower() in ("1", "true", "yes", "on"):
         spec = "h100"
-    return spec, int(version) if version else DEFAULT_DRIVER_VERSION
+    if not version:
+        return spec, DEFAULT_DRIVER_VERSION
+    if not version.strip().isdigit():
+        raise ValueError(
+            f"the driver version after '@' must be an integer like 13040 (got {version!r})"
+        )
+    return spec, int(version)
 
 
 def install(
@@ -232,7 +242,7 @@ def install_from_env(variable: str = "GREENRES_SIM") -> Path | None:
     value = os.environ.get(variable, "").strip()
     if not value or value.lower() in ("0", "false", "no", "off"):
         return None
-    spec, version = _parse_env(value)
+    spec, version = _parse_machine(value)
     return install(spec, driver_version=version)
 
 

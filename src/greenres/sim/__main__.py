@@ -85,9 +85,12 @@ def _parse(argv: list[str]) -> tuple[str, int | None, str | None, str | None, li
 
 def _configure(profile: str, version: int | None) -> str:
     """Validate the profile, install the simulator; returns the GREENRES_SIM spelling."""
-    from . import _parse_env
+    from . import _parse_machine
 
-    spec, at_version = _parse_env(profile)
+    try:
+        spec, at_version = _parse_machine(profile)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     if version is not None and "@" in profile and at_version != version:
         raise UsageError(
             f"two driver versions: {profile!r} and --driver-version {version}; give one"
