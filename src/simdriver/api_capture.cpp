@@ -7,6 +7,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "graph_nodes.h"
 #include "state.h"
 
 using namespace sim;
@@ -43,7 +44,9 @@ void invalidate_capture(Capture* c) {
 // A capture's graph that never reaches the user (invalidated or unjoined at
 // the end, or its origin stream gone): once the capture is no longer active,
 // nothing reads it (node additions and joins check the status first).
-static void discard_graph(Graph* g) { end_graph(g); }
+static void discard_graph(Capture* c) {
+    if (!c->into_user_graph) end_graph(c->graph);  // a caller's graph stays the caller's
+}
 
 // Destroying a stream that was forked into a capture is allowed (cuda.core's
 // GraphBuilder.join destroys the forked streams it joined): it only leaves.
@@ -59,7 +62,7 @@ void leave_capture(Stream* s, Capture* c) {
     // Without its origin the capture can never be ended: its graph goes now.
     if (c->origin == s) {
         c->origin = nullptr;
-        discard_graph(c->graph);
+        discard_graph(c);
     }
 }
 
@@ -86,11 +89,15 @@ CUresult check_unsafe_call() {
     return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
 }
 
-bool capture_add_node(Stream* s, Capture* c, Op op) {
+bool capture_add_node(Stream* s, Capture* c, Op op, const NodeSpec* spec) {
     std::lock_guard<std::mutex> lk(c->mu);
     if (c->status.load() != kCapActive) return false;
     auto* n = new Node;
     n->op = std::move(op);
+    if (spec != nullptr) {
+        n->type = spec->type;
+        n->spec = std::make_shared<NodeSpec>(*spec);
+    }
     n->deps = s->tail;
     n->green_id = s->green ? s->green->id : 0;
     {
@@ -149,21 +156,40 @@ static bool valid_capture_mode(CUstreamCaptureMode mode) {
            mode == CU_STREAM_CAPTURE_MODE_RELAXED;
 }
 
-static CUresult begin_capture(CUstream h, CUstreamCaptureMode mode, bool pt) {
+// into: cuStreamBeginCaptureToGraph's graph (null: a new one), `deps` its
+// nodes the first captured node depends on.
+static CUresult begin_capture(CUstream h, CUstreamCaptureMode mode, bool pt, CUgraph into = nullptr,
+                              const CUgraphNode* deps = nullptr, const CUgraphEdgeData* edges = nullptr,
+                              size_t ndeps = 0) {
     if (!valid_capture_mode(mode)) return CUDA_ERROR_INVALID_VALUE;
     RESOLVE(h, s, pt);
     if (s->is_legacy) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;  // the legacy stream cannot capture
     if (s->capture.load(std::memory_order_acquire) != nullptr) return CUDA_ERROR_ILLEGAL_STATE;
-    auto* graph = make_object<Graph>();
-    if (graph == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
+    Graph* graph;
+    std::vector<Node*> first;
+    std::unordered_set<const Node*> prior;
+    if (into != nullptr) {
+        graph = user_graph(into);
+        if (graph == nullptr) return CUDA_ERROR_INVALID_VALUE;
+        if (CUresult r = check_edge_data(edges, ndeps); r != CUDA_SUCCESS) return r;
+        std::lock_guard<std::mutex> lk(graph->mu);
+        CUresult r = collect_deps(graph, deps, ndeps, &first);
+        if (r != CUDA_SUCCESS) return r;
+        prior.insert(graph->nodes.begin(), graph->nodes.end());
+    } else {
+        graph = make_object<Graph>();
+        if (graph == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
+    }
     auto* c = new Capture;
+    c->into_user_graph = into != nullptr;
+    c->prior = std::move(prior);
     c->id = g_next_capture.fetch_add(1, std::memory_order_relaxed);
     c->graph = graph;
     c->mode = mode;
     c->thread = std::this_thread::get_id();
     c->origin = s;
     c->members.push_back(s);
-    s->tail.clear();
+    s->tail = first;
     {
         std::lock_guard<std::mutex> lk(registry_mu());
         registry().push_back(c);
@@ -198,7 +224,7 @@ static CUresult end_capture(CUstream h, CUgraph* phGraph, bool pt) {
     unregister_capture(c);
     *phGraph = nullptr;
     if (invalid) {
-        discard_graph(c->graph);
+        discard_graph(c);
         return CUDA_ERROR_STREAM_CAPTURE_INVALIDATED;
     }
     // Every forked stream must have been joined back: each sink of the graph
@@ -208,13 +234,40 @@ static CUresult end_capture(CUstream h, CUgraph* phGraph, bool pt) {
     for (Node* n : g->nodes)
         for (Node* d : n->deps) has_dependents.insert(d);
     for (Node* n : g->nodes)
-        if (!has_dependents.count(n) && std::find(origin_tail.begin(), origin_tail.end(), n) == origin_tail.end()) {
-            discard_graph(g);
+        if (!has_dependents.count(n) && !c->prior.count(n) &&
+            std::find(origin_tail.begin(), origin_tail.end(), n) == origin_tail.end()) {
+            discard_graph(c);
             return CUDA_ERROR_STREAM_CAPTURE_UNJOINED;
         }
-    g->user_visible = true;
-    g_live[kLiveGraph].fetch_add(1, std::memory_order_relaxed);
+    if (!c->into_user_graph) {
+        g->user_visible = true;
+        g_live[kLiveGraph].fetch_add(1, std::memory_order_relaxed);
+    }
     *phGraph = handle_of<CUgraph>(g);
+    return CUDA_SUCCESS;
+}
+
+// cuStreamUpdateCaptureDependencies: the nodes the stream's next captured
+// work depends on (added to the set, or replacing it).
+static CUresult update_capture_dependencies(CUstream h, CUgraphNode* deps, const CUgraphEdgeData* edges, size_t n,
+                                            unsigned flags, bool pt) {
+    if (flags != CU_STREAM_ADD_CAPTURE_DEPENDENCIES && flags != CU_STREAM_SET_CAPTURE_DEPENDENCIES)
+        return CUDA_ERROR_INVALID_VALUE;
+    if (CUresult r = check_edge_data(edges, n); r != CUDA_SUCCESS) return r;
+    RESOLVE(h, s, pt);
+    Capture* c = s->capture.load(std::memory_order_acquire);
+    if (c == nullptr) return CUDA_ERROR_ILLEGAL_STATE;
+    std::lock_guard<std::mutex> lk(c->mu);
+    if (c->status.load() != kCapActive) return CUDA_ERROR_STREAM_CAPTURE_INVALIDATED;
+    std::vector<Node*> list;
+    {
+        std::lock_guard<std::mutex> lg(c->graph->mu);
+        CUresult r = collect_deps(c->graph, deps, n, &list);
+        if (r != CUDA_SUCCESS) return r;
+    }
+    if (flags == CU_STREAM_SET_CAPTURE_DEPENDENCIES) s->tail.clear();
+    for (Node* d : list)
+        if (std::find(s->tail.begin(), s->tail.end(), d) == s->tail.end()) s->tail.push_back(d);
     return CUDA_SUCCESS;
 }
 
@@ -265,6 +318,17 @@ SIM_EXPORT CUresult cuStreamBeginCapture_v2(CUstream h, CUstreamCaptureMode mode
     SIM_ENTER_INIT("cuStreamBeginCapture");
     return begin_capture(h, mode, false);
 }
+SIM_EXPORT CUresult cuStreamBeginCaptureToGraph(CUstream h, CUgraph g, const CUgraphNode* deps,
+                                                const CUgraphEdgeData* edges, size_t n, CUstreamCaptureMode mode) {
+    SIM_ENTER_INIT("cuStreamBeginCaptureToGraph");
+    if (g == nullptr) return CUDA_ERROR_INVALID_VALUE;
+    return begin_capture(h, mode, false, g, deps, edges, n);
+}
+SIM_EXPORT CUresult cuStreamUpdateCaptureDependencies_v2(CUstream h, CUgraphNode* deps, const CUgraphEdgeData* edges,
+                                                         size_t n, unsigned int flags) {
+    SIM_ENTER_INIT("cuStreamUpdateCaptureDependencies");
+    return update_capture_dependencies(h, deps, edges, n, flags, false);
+}
 SIM_EXPORT CUresult cuStreamEndCapture(CUstream h, CUgraph* g) {
     SIM_ENTER_INIT("cuStreamEndCapture");
     return end_capture(h, g, false);
@@ -306,6 +370,25 @@ CUresult is_capturing_ptsz(CUstream h, CUstreamCaptureStatus* st) {
     SIM_ENTER_INIT("cuStreamIsCapturing");
     return is_capturing(h, st, true);
 }
+CUresult begin_capture_to_graph_ptsz(CUstream h, CUgraph g, const CUgraphNode* deps, const CUgraphEdgeData* edges,
+                                     size_t n, CUstreamCaptureMode mode) {
+    SIM_ENTER_INIT("cuStreamBeginCaptureToGraph");
+    if (g == nullptr) return CUDA_ERROR_INVALID_VALUE;
+    return begin_capture(h, mode, true, g, deps, edges, n);
+}
+CUresult update_capture_deps_v1(CUstream h, CUgraphNode* deps, size_t n, unsigned int flags) {
+    SIM_ENTER_INIT("cuStreamUpdateCaptureDependencies");
+    return update_capture_dependencies(h, deps, nullptr, n, flags, false);
+}
+CUresult update_capture_deps_v1_ptsz(CUstream h, CUgraphNode* deps, size_t n, unsigned int flags) {
+    SIM_ENTER_INIT("cuStreamUpdateCaptureDependencies");
+    return update_capture_dependencies(h, deps, nullptr, n, flags, true);
+}
+CUresult update_capture_deps_ptsz(CUstream h, CUgraphNode* deps, const CUgraphEdgeData* edges, size_t n,
+                                  unsigned int flags) {
+    SIM_ENTER_INIT("cuStreamUpdateCaptureDependencies");
+    return update_capture_dependencies(h, deps, edges, n, flags, true);
+}
 CUresult capture_info_v1(CUstream h, CUstreamCaptureStatus* st, cuuint64_t* id) {
     SIM_ENTER_INIT("cuStreamGetCaptureInfo");
     return capture_info(h, st, id, nullptr, nullptr, nullptr, nullptr, false);
@@ -336,196 +419,3 @@ SIM_EXPORT CUresult cuThreadExchangeStreamCaptureMode(CUstreamCaptureMode* mode)
     return CUDA_SUCCESS;
 }
 
-// ---------------------------------------------------------------- graphs
-namespace sim {
-// A graph under capture (its handle comes from cuStreamGetCaptureInfo) is no
-// user graph yet: INVALID_VALUE, not a destroyed handle.
-static Graph* live_graph(CUgraph h) {
-    Graph* g = live_object<Graph>(h);
-    if (g == nullptr || !g->user_visible) return nullptr;
-    return g;
-}
-static GraphExec* live_exec(CUgraphExec h) { return live_object<GraphExec>(h); }
-
-static CUresult instantiate(CUgraphExec* phExec, CUgraph hGraph, unsigned long long flags) {
-    if (phExec == nullptr) return CUDA_ERROR_INVALID_VALUE;
-    Graph* g = live_graph(hGraph);
-    if (g == nullptr) return CUDA_ERROR_INVALID_VALUE;
-    const unsigned long long known = CUDA_GRAPH_INSTANTIATE_FLAG_AUTO_FREE_ON_LAUNCH |
-                                     CUDA_GRAPH_INSTANTIATE_FLAG_UPLOAD | CUDA_GRAPH_INSTANTIATE_FLAG_DEVICE_LAUNCH |
-                                     CUDA_GRAPH_INSTANTIATE_FLAG_USE_NODE_PRIORITY;
-    if (flags & ~known) return CUDA_ERROR_INVALID_VALUE;
-    auto* e = make_object<GraphExec>();
-    if (e == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
-    std::lock_guard<std::mutex> lk(g->mu);
-    // The exec owns references of its own to the graph's user objects.
-    e->user_refs = std::make_shared<UserRefs>();
-    for (auto& ref : g->user_refs.held) {
-        user_object_retain(ref.first, ref.second);
-        e->user_refs->add(ref.first, ref.second);
-    }
-    // Kahn's algorithm in capture order: a valid order that keeps stream order.
-    std::unordered_map<Node*, int> indeg;
-    std::unordered_map<Node*, std::vector<Node*>> out;
-    for (Node* n : g->nodes) {
-        indeg[n] += 0;
-        for (Node* d : n->deps) {
-            indeg[n]++;
-            out[d].push_back(n);
-        }
-    }
-    std::deque<Node*> ready;
-    for (Node* n : g->nodes)
-        if (indeg[n] == 0) ready.push_back(n);
-    while (!ready.empty()) {
-        Node* n = ready.front();
-        ready.pop_front();
-        e->ops.push_back(n->op);
-        for (Node* m : out[n])
-            if (--indeg[m] == 0) ready.push_back(m);
-    }
-    g_live[kLiveExec].fetch_add(1, std::memory_order_relaxed);
-    *phExec = handle_of<CUgraphExec>(e);
-    return CUDA_SUCCESS;
-}
-
-static CUresult graph_launch(CUgraphExec hExec, CUstream h, bool pt) {
-    GraphExec* e = live_exec(hExec);
-    if (e == nullptr) return CUDA_ERROR_INVALID_VALUE;
-    RESOLVE(h, s, pt);
-    // The exec may be destroyed while the launch is queued: the launch holds a
-    // copy of the ops and a share of the exec's user objects.
-    auto ops = e->ops;
-    UserRefsPtr refs = e->user_refs;
-    return submit(s, [ops, refs] { for (auto& op : ops) op(); }, false);
-}
-
-static CUresult graph_upload(CUgraphExec hExec, CUstream h, bool pt) {
-    if (live_exec(hExec) == nullptr) return CUDA_ERROR_INVALID_VALUE;
-    Stream* s;
-    return resolve_stream(h, &s, pt);
-}
-
-CUresult graph_instantiate_v1(CUgraphExec* phExec, CUgraph hGraph, CUgraphNode* errNode, char* log, size_t n) {
-    SIM_ENTER_INIT("cuGraphInstantiate");
-    if (errNode != nullptr) *errNode = nullptr;
-    if (log != nullptr && n > 0) log[0] = 0;
-    return instantiate(phExec, hGraph, 0);
-}
-// cuda.h: result_out says why an instantiation failed; the upload stream is
-// used (and checked) only with CUDA_GRAPH_INSTANTIATE_FLAG_UPLOAD.
-static CUresult instantiate_with_params(CUgraphExec* phExec, CUgraph hGraph, CUDA_GRAPH_INSTANTIATE_PARAMS* params,
-                                        bool pt) {
-    if (params == nullptr) return CUDA_ERROR_INVALID_VALUE;
-    params->hErrNode_out = nullptr;
-    params->result_out = CUDA_GRAPH_INSTANTIATE_ERROR;
-    if (params->flags & CUDA_GRAPH_INSTANTIATE_FLAG_UPLOAD) {
-        Stream* s;
-        CUresult r = resolve_stream(params->hUploadStream, &s, pt);
-        if (r != CUDA_SUCCESS) return r;
-    }
-    CUresult r = instantiate(phExec, hGraph, params->flags);
-    if (r == CUDA_SUCCESS) params->result_out = CUDA_GRAPH_INSTANTIATE_SUCCESS;
-    return r;
-}
-CUresult graph_instantiate_params_ptsz(CUgraphExec* phExec, CUgraph hGraph, CUDA_GRAPH_INSTANTIATE_PARAMS* params) {
-    SIM_ENTER_INIT("cuGraphInstantiateWithParams");
-    return instantiate_with_params(phExec, hGraph, params, true);
-}
-CUresult graph_launch_ptsz(CUgraphExec e, CUstream h) {
-    SIM_ENTER_INIT("cuGraphLaunch");
-    return graph_launch(e, h, true);
-}
-CUresult graph_upload_ptsz(CUgraphExec e, CUstream h) {
-    SIM_ENTER_INIT("cuGraphUpload");
-    return graph_upload(e, h, true);
-}
-}  // namespace sim
-
-SIM_EXPORT CUresult cuGraphCreate(CUgraph* phGraph, unsigned int flags) {
-    SIM_ENTER_INIT("cuGraphCreate");
-    if (phGraph == nullptr || flags != 0) return CUDA_ERROR_INVALID_VALUE;
-    auto* g = make_object<Graph>();
-    if (g == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
-    g->user_visible = true;
-    g_live[kLiveGraph].fetch_add(1, std::memory_order_relaxed);
-    *phGraph = handle_of<CUgraph>(g);
-    return CUDA_SUCCESS;
-}
-
-SIM_EXPORT CUresult cuGraphDestroy(CUgraph hGraph) {
-    SIM_ENTER_INIT("cuGraphDestroy");
-    Graph* g = live_graph(hGraph);
-    if (g == nullptr) return CUDA_ERROR_INVALID_VALUE;
-    bool expected = true;
-    if (!g->alive.compare_exchange_strong(expected, false)) {
-        note_destroyed_handle(kSlabGraph, slot_size<Graph>(), kMagicGraph, hGraph);
-        return CUDA_ERROR_INVALID_VALUE;
-    }
-    g_live[kLiveGraph].fetch_sub(1, std::memory_order_relaxed);
-    end_graph(g);  // releases its user objects
-    return CUDA_SUCCESS;
-}
-
-SIM_EXPORT CUresult cuGraphGetNodes(CUgraph hGraph, CUgraphNode* nodes, size_t* numNodes) {
-    SIM_ENTER_INIT("cuGraphGetNodes");
-    if (numNodes == nullptr) return CUDA_ERROR_INVALID_VALUE;
-    Graph* g = live_graph(hGraph);
-    if (g == nullptr) return CUDA_ERROR_INVALID_VALUE;
-    std::lock_guard<std::mutex> lk(g->mu);
-    size_t count = g->nodes.size();
-    if (nodes != nullptr) {
-        size_t cap = *numNodes;
-        for (size_t i = 0; i < cap; ++i)
-            nodes[i] = i < count ? reinterpret_cast<CUgraphNode>(g->nodes[i]) : nullptr;
-        *numNodes = std::min(cap, count);
-    } else {
-        *numNodes = count;
-    }
-    return CUDA_SUCCESS;
-}
-
-SIM_EXPORT CUresult cuGraphInstantiateWithFlags(CUgraphExec* phExec, CUgraph hGraph, unsigned long long flags) {
-    SIM_ENTER_INIT("cuGraphInstantiateWithFlags");
-    return instantiate(phExec, hGraph, flags);
-}
-
-SIM_EXPORT CUresult cuGraphInstantiateWithParams(CUgraphExec* phExec, CUgraph hGraph,
-                                                 CUDA_GRAPH_INSTANTIATE_PARAMS* params) {
-    SIM_ENTER_INIT("cuGraphInstantiateWithParams");
-    return instantiate_with_params(phExec, hGraph, params, false);
-}
-
-SIM_EXPORT CUresult cuGraphLaunch(CUgraphExec e, CUstream h) {
-    SIM_ENTER_INIT("cuGraphLaunch");
-    return graph_launch(e, h, false);
-}
-
-SIM_EXPORT CUresult cuGraphUpload(CUgraphExec e, CUstream h) {
-    SIM_ENTER_INIT("cuGraphUpload");
-    return graph_upload(e, h, false);
-}
-
-SIM_EXPORT CUresult cuGraphExecDestroy(CUgraphExec hExec) {
-    SIM_ENTER_INIT("cuGraphExecDestroy");
-    GraphExec* e = live_exec(hExec);
-    if (e == nullptr) return CUDA_ERROR_INVALID_VALUE;
-    bool expected = true;
-    if (!e->alive.compare_exchange_strong(expected, false)) {
-        note_destroyed_handle(kSlabExec, slot_size<GraphExec>(), kMagicExec, hExec);
-        return CUDA_ERROR_INVALID_VALUE;
-    }
-    g_live[kLiveExec].fetch_sub(1, std::memory_order_relaxed);
-    e->user_refs.reset();  // released now, or by the last queued launch that shares them
-    reclaim_object(e);     // a queued launch holds a copy of the ops, not the exec
-    return CUDA_SUCCESS;
-}
-
-SIM_EXPORT int greenres_sim_graph_node_green_ctx(void* graph, unsigned long long* out, int capacity) {
-    Graph* g = as_object<Graph>(graph);
-    if (g == nullptr || !g->alive.load() || !g->user_visible) return -1;
-    std::lock_guard<std::mutex> lk(g->mu);
-    int n = (int)g->nodes.size();
-    for (int i = 0; i < n && i < capacity && out != nullptr; ++i) out[i] = g->nodes[i]->green_id;
-    return n;
-}

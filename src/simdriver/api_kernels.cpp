@@ -27,7 +27,10 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "graph_nodes.h"
 #include "kernels.h"
+
+extern "C" int greenres_sim_set_conditional(unsigned long long handle, unsigned value);
 
 using namespace sim;
 
@@ -236,8 +239,6 @@ Module* live_library(CUlibrary h) {
     Module* m = live_object<Module>(h);
     return m != nullptr && m->is_library ? m : nullptr;
 }
-// cuLaunchKernel takes a CUfunction, or a CUkernel cast to one (cuda.h, 12.0+).
-Function* launchable(CUfunction h) { return live_object<Function>(h); }
 
 Function* find(Module* m, const char* name) {
     for (Function* f : m->functions)
@@ -245,14 +246,19 @@ Function* find(Module* m, const char* name) {
     return nullptr;
 }
 
-CUresult launch(Function* f, const unsigned grid[3], const unsigned block[3], unsigned shared, CUstream h,
-                void** params, void** extra, bool pt) {
+}  // namespace
+
+namespace sim {
+// cuLaunchKernel takes a CUfunction, or a CUkernel cast to one (cuda.h, 12.0+).
+Function* launchable(CUfunction h) { return live_object<Function>(h); }
+
+CUresult kernel_op(Function* f, const unsigned grid[3], const unsigned block[3], unsigned shared, void** params,
+                   void** extra, Context* ctx, GreenCtx* green, Op* out, NodeSpec* spec) {
     if (extra != nullptr) return params != nullptr ? CUDA_ERROR_INVALID_VALUE : CUDA_ERROR_NOT_SUPPORTED;
     for (int i = 0; i < 3; ++i)
         if (grid[i] == 0 || block[i] == 0) return CUDA_ERROR_INVALID_VALUE;
     if ((unsigned long long)block[0] * block[1] * block[2] > 1024 || block[2] > 64) return CUDA_ERROR_INVALID_VALUE;
     if (shared > 227 * 1024) return CUDA_ERROR_INVALID_VALUE;  // guess: Hopper's opt-in maximum
-    RESOLVE(h, s, pt);
     Model model;
     {
         std::shared_lock<std::shared_mutex> lk(models_mu());
@@ -267,19 +273,15 @@ CUresult launch(Function* f, const unsigned grid[3], const unsigned block[3], un
         return CUDA_ERROR_NOT_SUPPORTED;
     }
     if (!model.param_sizes.empty() && params == nullptr) return CUDA_ERROR_INVALID_VALUE;
-    // The arguments are copied now: the caller's may be gone when the launch runs.
-    size_t total = 0;
-    for (size_t n : model.param_sizes) total += (n + 7) / 8 * 8;
-    auto storage = std::make_shared<std::vector<unsigned char>>(total);
-    std::vector<size_t> offsets;
-    size_t at = 0;
-    for (size_t i = 0; i < model.param_sizes.size(); ++i) {
+    for (size_t i = 0; i < model.param_sizes.size(); ++i)
         if (params[i] == nullptr) return CUDA_ERROR_INVALID_VALUE;
-        memcpy(storage->data() + at, params[i], model.param_sizes[i]);
-        offsets.push_back(at);
-        at += (model.param_sizes[i] + 7) / 8 * 8;
-    }
-    SmSet sms = s->green != nullptr ? s->green->sms : all_sms(s->ctx->device);
+    // The arguments are copied now: the caller's may be gone when the launch runs.
+    NodeSpec local;
+    NodeSpec& args = spec != nullptr ? *spec : local;
+    args.set_args(model.param_sizes, params);
+    auto storage = std::make_shared<std::vector<unsigned char>>(args.arg_bytes);
+    std::vector<size_t> offsets = args.arg_offsets;
+    SmSet sms = green != nullptr ? green->sms : all_sms(ctx->device);
     auto ids = std::make_shared<std::vector<int>>();
     for (int i = 0; i < kMaxSms; ++i)
         if (sms.test(i)) ids->push_back(i);
@@ -288,10 +290,19 @@ CUresult launch(Function* f, const unsigned grid[3], const unsigned block[3], un
     memcpy(info.block, block, sizeof info.block);
     info.shared_mem = shared;
     info.nparams = (int)model.param_sizes.size();
-    info.device = s->ctx->device;
-    info.green_ctx_id = s->green != nullptr ? s->green->id : 0;
+    info.device = ctx->device;
+    info.green_ctx_id = green != nullptr ? green->id : 0;
     auto name = std::make_shared<std::string>(f->name);
-    return submit(s, [model, storage, offsets, ids, info, name]() mutable {
+    if (spec != nullptr) {
+        spec->type = CU_GRAPH_NODE_TYPE_KERNEL;
+        spec->func = f->is_kernel ? f->function_of_kernel : f;
+        spec->kern = f->is_kernel ? handle_of<CUkernel>(f) : nullptr;
+        memcpy(spec->grid, grid, sizeof spec->grid);
+        memcpy(spec->block, block, sizeof spec->block);
+        spec->shared = shared;
+        spec->ctx = handle_of<CUcontext>(ctx);
+    }
+    *out = [model, storage, offsets, ids, info, name]() mutable {
         std::vector<void*> ptrs;
         for (size_t off : offsets) ptrs.push_back(storage->data() + off);
         info.kernel = name->c_str();
@@ -299,7 +310,20 @@ CUresult launch(Function* f, const unsigned grid[3], const unsigned block[3], un
         info.sm_ids = ids->data();
         info.sm_count = (int)ids->size();
         model.fn(&info, model.user);
-    }, true);
+    };
+    return CUDA_SUCCESS;
+}
+}  // namespace sim
+
+namespace {
+CUresult launch(Function* f, const unsigned grid[3], const unsigned block[3], unsigned shared, CUstream h,
+                void** params, void** extra, bool pt) {
+    RESOLVE(h, s, pt);
+    Op op;
+    NodeSpec spec;
+    CUresult r = kernel_op(f, grid, block, shared, params, extra, s->ctx, s->green, &op, &spec);
+    if (r != CUDA_SUCCESS) return r;
+    return submit(s, std::move(op), true, &spec);
 }
 
 CUresult launch_kernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
@@ -342,6 +366,17 @@ void fill_u32(const greenres_sim_launch* l, void*) {
 void spin_ns(const greenres_sim_launch* l, void*) {
     std::this_thread::sleep_for(std::chrono::nanoseconds(*static_cast<unsigned long long*>(l->params[0])));
 }
+// greenres_set_conditional(CUgraphConditionalHandle handle, unsigned value): device
+// code's cudaGraphSetConditional, for the graph launch that runs it.
+void set_conditional(const greenres_sim_launch* l, void*) {
+    unsigned long long h;
+    unsigned v;
+    memcpy(&h, l->params[0], sizeof h);
+    memcpy(&v, l->params[1], sizeof v);
+    if (greenres_sim_set_conditional(h, v) != 0)
+        add_hazard("conditional_outside_launch", "greenres_set_conditional ran outside a graph launch with its handle");
+}
+
 // greenres_smid_probe(unsigned* out): out[block] = the SM id the block ran on
 // (blocks are dealt round-robin over the context's SMs), like %smid.
 void smid_probe(const greenres_sim_launch* l, void*) {
@@ -359,6 +394,8 @@ struct BuiltIns {
         models()["greenres_fill_u32"] = Model{fill_u32, nullptr, {sizeof(void*), sizeof(unsigned), sizeof(size_t)}};
         models()["greenres_spin_ns"] = Model{spin_ns, nullptr, {sizeof(unsigned long long)}};
         models()["greenres_smid_probe"] = Model{smid_probe, nullptr, {sizeof(void*)}};
+        models()["greenres_set_conditional"] =
+            Model{set_conditional, nullptr, {sizeof(unsigned long long), sizeof(unsigned)}};
     }
 } g_builtins;
 

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <map>
 
+#include "graph_nodes.h"
 #include "pools.h"
 #include "state.h"
 
@@ -87,27 +88,53 @@ static CUresult sync_op(Op op, bool pt) {
     return CUDA_SUCCESS;
 }
 
-static CUresult async_op(CUstream h, Op op, bool pt) {
+static CUresult async_op(CUstream h, Op op, bool pt, const NodeSpec* spec) {
     RESOLVE(h, s, pt);
-    return submit(s, std::move(op), true);
+    return submit(s, std::move(op), true, spec);
 }
 
 // ---- operation builders (validate now, run later)
+static CUDA_MEMSET_NODE_PARAMS memset_params(CUdeviceptr d, unsigned v, unsigned element, size_t n) {
+    CUDA_MEMSET_NODE_PARAMS p{};
+    p.dst = d;
+    p.value = v;
+    p.elementSize = element;
+    p.width = n;
+    p.height = 1;
+    return p;
+}
 static CUresult memset8(CUdeviceptr d, unsigned char v, size_t n, Op* op) {
-    if (!device_range_ok(d, n)) return CUDA_ERROR_INVALID_VALUE;
-    *op = [d, v, n] { guarded({{(uintptr_t)d, n}}, [&] { memset((void*)d, v, n); }); };
-    return CUDA_SUCCESS;
+    return memset_op(memset_params(d, v, 1, n), op);
 }
 static CUresult memset32(CUdeviceptr d, unsigned int v, size_t n, Op* op) {
-    if (d % 4 != 0) return CUDA_ERROR_INVALID_VALUE;  // cuda.h: dstDevice must be 4-byte aligned
-    if (!device_range_ok(d, n * 4)) return CUDA_ERROR_INVALID_VALUE;
-    *op = [d, v, n] {
-        guarded({{(uintptr_t)d, n * 4}}, [&] {
-            auto* p = (unsigned int*)d;
-            for (size_t i = 0; i < n; ++i) p[i] = v;
-        });
-    };
-    return CUDA_SUCCESS;
+    return memset_op(memset_params(d, v, 4, n), op);
+}
+// What a captured memset or copy node reports (cuGraphMemsetNodeGetParams...).
+static NodeSpec memset_spec(CUdeviceptr d, unsigned v, unsigned element, size_t n) {
+    NodeSpec spec;
+    spec.type = CU_GRAPH_NODE_TYPE_MEMSET;
+    spec.memset = memset_params(d, v, element, n);
+    return spec;
+}
+static NodeSpec copy_spec(uintptr_t dst, CUmemorytype dt, uintptr_t src, CUmemorytype st, size_t n) {
+    NodeSpec spec;
+    spec.type = CU_GRAPH_NODE_TYPE_MEMCPY;
+    CUDA_MEMCPY3D& c = spec.copy;
+    c.dstMemoryType = dt;
+    c.srcMemoryType = st;
+    (dt == CU_MEMORYTYPE_HOST ? (void)(c.dstHost = (void*)dst) : (void)(c.dstDevice = (CUdeviceptr)dst));
+    (st == CU_MEMORYTYPE_HOST ? (void)(c.srcHost = (const void*)src) : (void)(c.srcDevice = (CUdeviceptr)src));
+    c.WidthInBytes = n;
+    c.Height = 1;
+    c.Depth = 1;
+    return spec;
+}
+static NodeSpec host_spec(CUhostFn fn, void* data) {
+    NodeSpec spec;
+    spec.type = CU_GRAPH_NODE_TYPE_HOST;
+    spec.fn = fn;
+    spec.user_data = data;
+    return spec;
 }
 static CUresult htod(CUdeviceptr d, const void* src, size_t n, Op* op) {
     if (src == nullptr && n > 0) return CUDA_ERROR_INVALID_VALUE;
@@ -141,13 +168,14 @@ static CUresult any_copy(CUdeviceptr d, CUdeviceptr s, size_t n, Op* op) {
         if (r != CUDA_SUCCESS) return r;  \
         return sync_op(std::move(op), PT); \
     }
-#define ASYNC_FORM(NAME, BUILD, H, PT)                 \
+#define ASYNC_FORM(NAME, BUILD, SPEC, H, PT)           \
     {                                                  \
         SIM_ENTER_INIT(NAME);                          \
         Op op;                                         \
         CUresult r = BUILD;                            \
         if (r != CUDA_SUCCESS) return r;               \
-        return async_op(H, std::move(op), PT);         \
+        NodeSpec spec = SPEC;                          \
+        return async_op(H, std::move(op), PT, &spec);  \
     }
 
 // Per-thread variants (reached through cuGetProcAddress with
@@ -158,16 +186,17 @@ CUresult memcpyHtoD_ptds(CUdeviceptr d, const void* s, size_t n) SYNC_FORM("cuMe
 CUresult memcpyDtoH_ptds(void* d, CUdeviceptr s, size_t n) SYNC_FORM("cuMemcpyDtoH", dtoh(d, s, n, &op), true)
 CUresult memcpyDtoD_ptds(CUdeviceptr d, CUdeviceptr s, size_t n) SYNC_FORM("cuMemcpyDtoD", dtod(d, s, n, &op), true)
 CUresult memcpy_ptds(CUdeviceptr d, CUdeviceptr s, size_t n) SYNC_FORM("cuMemcpy", any_copy(d, s, n, &op), true)
-CUresult memsetD8Async_ptsz(CUdeviceptr d, unsigned char v, size_t n, CUstream h) ASYNC_FORM("cuMemsetD8Async", memset8(d, v, n, &op), h, true)
-CUresult memsetD32Async_ptsz(CUdeviceptr d, unsigned int v, size_t n, CUstream h) ASYNC_FORM("cuMemsetD32Async", memset32(d, v, n, &op), h, true)
-CUresult memcpyHtoDAsync_ptsz(CUdeviceptr d, const void* s, size_t n, CUstream h) ASYNC_FORM("cuMemcpyHtoDAsync", htod(d, s, n, &op), h, true)
-CUresult memcpyDtoHAsync_ptsz(void* d, CUdeviceptr s, size_t n, CUstream h) ASYNC_FORM("cuMemcpyDtoHAsync", dtoh(d, s, n, &op), h, true)
-CUresult memcpyDtoDAsync_ptsz(CUdeviceptr d, CUdeviceptr s, size_t n, CUstream h) ASYNC_FORM("cuMemcpyDtoDAsync", dtod(d, s, n, &op), h, true)
-CUresult memcpyAsync_ptsz(CUdeviceptr d, CUdeviceptr s, size_t n, CUstream h) ASYNC_FORM("cuMemcpyAsync", any_copy(d, s, n, &op), h, true)
+CUresult memsetD8Async_ptsz(CUdeviceptr d, unsigned char v, size_t n, CUstream h) ASYNC_FORM("cuMemsetD8Async", memset8(d, v, n, &op), memset_spec(d, v, 1, n), h, true)
+CUresult memsetD32Async_ptsz(CUdeviceptr d, unsigned int v, size_t n, CUstream h) ASYNC_FORM("cuMemsetD32Async", memset32(d, v, n, &op), memset_spec(d, v, 4, n), h, true)
+CUresult memcpyHtoDAsync_ptsz(CUdeviceptr d, const void* s, size_t n, CUstream h) ASYNC_FORM("cuMemcpyHtoDAsync", htod(d, s, n, &op), copy_spec(d, CU_MEMORYTYPE_DEVICE, (uintptr_t)s, CU_MEMORYTYPE_HOST, n), h, true)
+CUresult memcpyDtoHAsync_ptsz(void* d, CUdeviceptr s, size_t n, CUstream h) ASYNC_FORM("cuMemcpyDtoHAsync", dtoh(d, s, n, &op), copy_spec((uintptr_t)d, CU_MEMORYTYPE_HOST, s, CU_MEMORYTYPE_DEVICE, n), h, true)
+CUresult memcpyDtoDAsync_ptsz(CUdeviceptr d, CUdeviceptr s, size_t n, CUstream h) ASYNC_FORM("cuMemcpyDtoDAsync", dtod(d, s, n, &op), copy_spec(d, CU_MEMORYTYPE_DEVICE, s, CU_MEMORYTYPE_DEVICE, n), h, true)
+CUresult memcpyAsync_ptsz(CUdeviceptr d, CUdeviceptr s, size_t n, CUstream h) ASYNC_FORM("cuMemcpyAsync", any_copy(d, s, n, &op), copy_spec(d, CU_MEMORYTYPE_UNIFIED, s, CU_MEMORYTYPE_UNIFIED, n), h, true)
 
 static CUresult host_func(CUstream h, CUhostFn fn, void* data, bool pt) {
     if (fn == nullptr) return CUDA_ERROR_INVALID_VALUE;
-    return async_op(h, [fn, data] { fn(data); }, pt);
+    NodeSpec spec = host_spec(fn, data);
+    return async_op(h, [fn, data] { fn(data); }, pt, &spec);
 }
 CUresult launchHostFunc_ptsz(CUstream h, CUhostFn fn, void* data) {
     SIM_ENTER_INIT("cuLaunchHostFunc");
@@ -225,6 +254,41 @@ bool sim::is_device_alloc(CUdeviceptr p) {
 }
 
 CUresult sim::free_device_memory(CUdeviceptr p) { return free_alloc((uintptr_t)p, false); }
+
+// cuPointerGetAttribute for the memory the simulator allocated (cuMemAlloc,
+// cuMemAllocAsync, cuMemAllocHost): what cuda.core asks to tell host from
+// device memory. Any other pointer is INVALID_VALUE (cuda.h), as for memory the
+// driver does not know. Managed memory does not exist here (IS_MANAGED is 0).
+SIM_EXPORT CUresult cuPointerGetAttribute(void* data, CUpointer_attribute attribute, CUdeviceptr ptr) {
+    SIM_ENTER_INIT("cuPointerGetAttribute");
+    if (data == nullptr) return CUDA_ERROR_INVALID_VALUE;
+    std::shared_lock<std::shared_mutex> lk(alloc_mu());
+    auto& m = allocs();
+    auto it = m.upper_bound((uintptr_t)ptr);
+    if (it == m.begin()) return CUDA_ERROR_INVALID_VALUE;
+    --it;
+    const uintptr_t base = it->first;
+    const Alloc& a = it->second;
+    if ((uintptr_t)ptr >= base + a.size) return CUDA_ERROR_INVALID_VALUE;
+    switch (attribute) {
+        case CU_POINTER_ATTRIBUTE_MEMORY_TYPE:
+            *(unsigned*)data = a.host ? CU_MEMORYTYPE_HOST : CU_MEMORYTYPE_DEVICE;
+            return CUDA_SUCCESS;
+        case CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL: *(int*)data = a.device; return CUDA_SUCCESS;
+        case CU_POINTER_ATTRIBUTE_DEVICE_POINTER:
+        case CU_POINTER_ATTRIBUTE_HOST_POINTER:
+            // One address space: device memory is host memory here, at the same address.
+            *(void**)data = (void*)ptr;
+            return CUDA_SUCCESS;
+        case CU_POINTER_ATTRIBUTE_RANGE_START_ADDR: *(CUdeviceptr*)data = base; return CUDA_SUCCESS;
+        case CU_POINTER_ATTRIBUTE_RANGE_SIZE: *(size_t*)data = a.size; return CUDA_SUCCESS;
+        case CU_POINTER_ATTRIBUTE_IS_MANAGED: *(unsigned*)data = 0; return CUDA_SUCCESS;
+        case CU_POINTER_ATTRIBUTE_MAPPED: *(unsigned*)data = 1; return CUDA_SUCCESS;
+        case CU_POINTER_ATTRIBUTE_MEMPOOL_HANDLE: *(CUmemoryPool*)data = a.pool != nullptr ? handle_of<CUmemoryPool>(a.pool) : nullptr;
+            return CUDA_SUCCESS;
+        default: return CUDA_ERROR_NOT_SUPPORTED;
+    }
+}
 
 static CUresult free_alloc(uintptr_t p, bool host) {
     Alloc a;
@@ -288,12 +352,12 @@ SIM_EXPORT CUresult cuMemcpyHtoD_v2(CUdeviceptr d, const void* s, size_t n) SYNC
 SIM_EXPORT CUresult cuMemcpyDtoH_v2(void* d, CUdeviceptr s, size_t n) SYNC_FORM("cuMemcpyDtoH", dtoh(d, s, n, &op), false)
 SIM_EXPORT CUresult cuMemcpyDtoD_v2(CUdeviceptr d, CUdeviceptr s, size_t n) SYNC_FORM("cuMemcpyDtoD", dtod(d, s, n, &op), false)
 SIM_EXPORT CUresult cuMemcpy(CUdeviceptr d, CUdeviceptr s, size_t n) SYNC_FORM("cuMemcpy", any_copy(d, s, n, &op), false)
-SIM_EXPORT CUresult cuMemsetD8Async(CUdeviceptr d, unsigned char v, size_t n, CUstream h) ASYNC_FORM("cuMemsetD8Async", memset8(d, v, n, &op), h, false)
-SIM_EXPORT CUresult cuMemsetD32Async(CUdeviceptr d, unsigned int v, size_t n, CUstream h) ASYNC_FORM("cuMemsetD32Async", memset32(d, v, n, &op), h, false)
-SIM_EXPORT CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void* s, size_t n, CUstream h) ASYNC_FORM("cuMemcpyHtoDAsync", htod(d, s, n, &op), h, false)
-SIM_EXPORT CUresult cuMemcpyDtoHAsync_v2(void* d, CUdeviceptr s, size_t n, CUstream h) ASYNC_FORM("cuMemcpyDtoHAsync", dtoh(d, s, n, &op), h, false)
-SIM_EXPORT CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr d, CUdeviceptr s, size_t n, CUstream h) ASYNC_FORM("cuMemcpyDtoDAsync", dtod(d, s, n, &op), h, false)
-SIM_EXPORT CUresult cuMemcpyAsync(CUdeviceptr d, CUdeviceptr s, size_t n, CUstream h) ASYNC_FORM("cuMemcpyAsync", any_copy(d, s, n, &op), h, false)
+SIM_EXPORT CUresult cuMemsetD8Async(CUdeviceptr d, unsigned char v, size_t n, CUstream h) ASYNC_FORM("cuMemsetD8Async", memset8(d, v, n, &op), memset_spec(d, v, 1, n), h, false)
+SIM_EXPORT CUresult cuMemsetD32Async(CUdeviceptr d, unsigned int v, size_t n, CUstream h) ASYNC_FORM("cuMemsetD32Async", memset32(d, v, n, &op), memset_spec(d, v, 4, n), h, false)
+SIM_EXPORT CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void* s, size_t n, CUstream h) ASYNC_FORM("cuMemcpyHtoDAsync", htod(d, s, n, &op), copy_spec(d, CU_MEMORYTYPE_DEVICE, (uintptr_t)s, CU_MEMORYTYPE_HOST, n), h, false)
+SIM_EXPORT CUresult cuMemcpyDtoHAsync_v2(void* d, CUdeviceptr s, size_t n, CUstream h) ASYNC_FORM("cuMemcpyDtoHAsync", dtoh(d, s, n, &op), copy_spec((uintptr_t)d, CU_MEMORYTYPE_HOST, s, CU_MEMORYTYPE_DEVICE, n), h, false)
+SIM_EXPORT CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr d, CUdeviceptr s, size_t n, CUstream h) ASYNC_FORM("cuMemcpyDtoDAsync", dtod(d, s, n, &op), copy_spec(d, CU_MEMORYTYPE_DEVICE, s, CU_MEMORYTYPE_DEVICE, n), h, false)
+SIM_EXPORT CUresult cuMemcpyAsync(CUdeviceptr d, CUdeviceptr s, size_t n, CUstream h) ASYNC_FORM("cuMemcpyAsync", any_copy(d, s, n, &op), copy_spec(d, CU_MEMORYTYPE_UNIFIED, s, CU_MEMORYTYPE_UNIFIED, n), h, false)
 
 SIM_EXPORT CUresult cuLaunchHostFunc(CUstream h, CUhostFn fn, void* data) {
     SIM_ENTER_INIT("cuLaunchHostFunc");
@@ -304,3 +368,86 @@ SIM_EXPORT CUresult cuLaunchHostFunc_v2(CUstream h, CUhostFn fn, void* data, uns
     if (syncMode > CU_HOST_TASK_SPINWAIT) return CUDA_ERROR_INVALID_VALUE;
     return host_func(h, fn, data, false);
 }
+
+// ---------------------------------------------------------------- memset and copy operations
+// Shared by the stream forms above and by graph memset/memcpy nodes.
+namespace sim {
+
+CUresult memset_op(const CUDA_MEMSET_NODE_PARAMS& p, Op* op) {
+    const size_t element = p.elementSize;
+    if (element != 1 && element != 2 && element != 4) return CUDA_ERROR_INVALID_VALUE;
+    if (p.dst % element != 0) return CUDA_ERROR_INVALID_VALUE;  // cuda.h: dst aligned to the element size
+    const size_t row = p.width * element;
+    const size_t rows = p.height == 0 ? 1 : p.height;
+    if (rows > 1 && p.pitch < row) return CUDA_ERROR_INVALID_VALUE;
+    const size_t span = (rows - 1) * p.pitch + row;
+    if (!device_range_ok(p.dst, span)) return CUDA_ERROR_INVALID_VALUE;
+    const uintptr_t dst = (uintptr_t)p.dst;
+    const size_t pitch = p.pitch, width = p.width;
+    const unsigned value = p.value;
+    *op = [dst, span, rows, pitch, width, element, value] {
+        guarded({{dst, span}}, [&] {
+            for (size_t y = 0; y < rows; ++y) {
+                auto* line = (unsigned char*)(dst + y * pitch);
+                if (element == 1) {
+                    memset(line, (unsigned char)value, width);
+                } else if (element == 2) {
+                    auto* q = (unsigned short*)line;
+                    for (size_t i = 0; i < width; ++i) q[i] = (unsigned short)value;
+                } else {
+                    auto* q = (unsigned int*)line;
+                    for (size_t i = 0; i < width; ++i) q[i] = value;
+                }
+            }
+        });
+    };
+    return CUDA_SUCCESS;
+}
+
+// One side of a copy: its first byte, and whether it is device memory (checked
+// when the copy runs). Unified: device memory when it lies in an allocation.
+static CUresult copy_side(CUmemorytype type, const void* host, CUdeviceptr device, size_t x, size_t y, size_t pitch,
+                          size_t span, uintptr_t* at, bool* is_device) {
+    if (type == CU_MEMORYTYPE_ARRAY) return CUDA_ERROR_NOT_SUPPORTED;  // CUDA arrays are not simulated
+    uintptr_t base = type == CU_MEMORYTYPE_HOST ? (uintptr_t)host : (uintptr_t)device;
+    if (type != CU_MEMORYTYPE_HOST && type != CU_MEMORYTYPE_DEVICE && type != CU_MEMORYTYPE_UNIFIED)
+        return CUDA_ERROR_INVALID_VALUE;
+    if (base == 0) return CUDA_ERROR_INVALID_VALUE;
+    *at = base + y * pitch + x;
+    *is_device = type == CU_MEMORYTYPE_DEVICE || (type == CU_MEMORYTYPE_UNIFIED && device_range_ok(*at, span));
+    if (type == CU_MEMORYTYPE_DEVICE && !device_range_ok(*at, span)) return CUDA_ERROR_INVALID_VALUE;
+    return CUDA_SUCCESS;
+}
+
+CUresult copy3d_op(const CUDA_MEMCPY3D& p, Op* op) {
+    // Linear memory, one slice (a 3D copy of several slices is not simulated).
+    const size_t rows = p.Height == 0 ? 1 : p.Height;
+    if (p.Depth > 1 || p.srcZ != 0 || p.dstZ != 0 || p.srcLOD != 0 || p.dstLOD != 0) return CUDA_ERROR_NOT_SUPPORTED;
+    const size_t width = p.WidthInBytes;
+    if (rows > 1 && (p.srcPitch < width || p.dstPitch < width)) return CUDA_ERROR_INVALID_VALUE;
+    const size_t src_span = (rows - 1) * p.srcPitch + width, dst_span = (rows - 1) * p.dstPitch + width;
+    uintptr_t src, dst;
+    bool src_dev, dst_dev;
+    CUresult r = copy_side(p.srcMemoryType, p.srcHost, p.srcDevice, p.srcXInBytes, p.srcY, p.srcPitch, src_span, &src,
+                           &src_dev);
+    if (r != CUDA_SUCCESS) return r;
+    r = copy_side(p.dstMemoryType, p.dstHost, p.dstDevice, p.dstXInBytes, p.dstY, p.dstPitch, dst_span, &dst, &dst_dev);
+    if (r != CUDA_SUCCESS) return r;
+    const size_t sp = p.srcPitch, dp = p.dstPitch;
+    *op = [=] {
+        auto copy = [&] {
+            for (size_t y = 0; y < rows; ++y) memmove((void*)(dst + y * dp), (const void*)(src + y * sp), width);
+        };
+        if (src_dev && dst_dev)
+            guarded({{src, src_span}, {dst, dst_span}}, copy);
+        else if (src_dev)
+            guarded({{src, src_span}}, copy);
+        else if (dst_dev)
+            guarded({{dst, dst_span}}, copy);
+        else
+            copy();
+    };
+    return CUDA_SUCCESS;
+}
+
+}  // namespace sim

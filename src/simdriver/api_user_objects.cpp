@@ -18,6 +18,7 @@
 #include <climits>
 #include <deque>
 
+#include "graph_nodes.h"
 #include "state.h"
 
 using namespace sim;
@@ -116,11 +117,16 @@ void UserRefs::release_all() {
 
 void end_graph(Graph* g) {
     std::vector<std::pair<UserObject*, unsigned>> refs;
+    std::vector<Node*> nodes;
     {
         std::lock_guard<std::mutex> lk(g->mu);
         g->alive.store(false, std::memory_order_release);
         refs.swap(g->user_refs.held);
+        nodes = g->nodes;
+        // Its node handles are stale from now on (the nodes themselves go with the slot).
+        for (Node* n : nodes) unregister_node(n);
     }
+    for (Node* n : nodes) end_owned_graphs(n);
     for (auto& e : refs) user_object_release(e.first, e.second);
     reclaim_object(g);  // its nodes are freed when the slot is reused (~Graph)
 }

@@ -318,7 +318,7 @@ static void blocking_streams(Context* ctx, Stream* except, StreamSnapshot* out) 
             out->streams.push_back(b);
 }
 
-CUresult submit(Stream* s, Op op, bool delayed) {
+CUresult submit(Stream* s, Op op, bool delayed, const NodeSpec* spec) {
     if (delayed) {
         Op inner = std::move(op);
         op = [inner] {
@@ -328,7 +328,7 @@ CUresult submit(Stream* s, Op op, bool delayed) {
     }
     Capture* c = s->capture.load(std::memory_order_acquire);
     if (c != nullptr) {
-        if (capture_add_node(s, c, std::move(op))) return CUDA_SUCCESS;
+        if (capture_add_node(s, c, std::move(op), spec)) return CUDA_SUCCESS;
         return CUDA_ERROR_STREAM_CAPTURE_INVALIDATED;
     }
     if (s->is_legacy) {

@@ -54,6 +54,24 @@ CUresult capture_info_v2_ptsz(CUstream h, CUstreamCaptureStatus* st, cuuint64_t*
 CUresult capture_info_v3_ptsz(CUstream h, CUstreamCaptureStatus* st, cuuint64_t* id, CUgraph* g, const CUgraphNode** d,
                               const CUgraphEdgeData** e, size_t* n);
 CUresult graph_instantiate_v1(CUgraphExec* phExec, CUgraph hGraph, CUgraphNode* errNode, char* log, size_t n);
+CUresult graph_add_kernel_node_v1(CUgraphNode* out, CUgraph g, const CUgraphNode* deps, size_t n,
+                                  const CUDA_KERNEL_NODE_PARAMS_v1* p);
+CUresult graph_kernel_node_get_params_v1(CUgraphNode h, CUDA_KERNEL_NODE_PARAMS_v1* p);
+CUresult graph_kernel_node_set_params_v1(CUgraphNode h, const CUDA_KERNEL_NODE_PARAMS_v1* p);
+CUresult graph_get_edges_v1(CUgraph g, CUgraphNode* from, CUgraphNode* to, size_t* count);
+CUresult node_get_dependencies_v1(CUgraphNode h, CUgraphNode* out, size_t* count);
+CUresult node_get_dependents_v1(CUgraphNode h, CUgraphNode* out, size_t* count);
+CUresult graph_add_dependencies_v1(CUgraph g, const CUgraphNode* from, const CUgraphNode* to, size_t n);
+CUresult graph_remove_dependencies_v1(CUgraph g, const CUgraphNode* from, const CUgraphNode* to, size_t n);
+CUresult graph_add_node_v1(CUgraphNode* out, CUgraph g, const CUgraphNode* deps, size_t n, CUgraphNodeParams* p);
+CUresult graph_node_set_params_v1(CUgraphNode h, CUgraphNodeParams* p);
+CUresult graph_exec_update_v1(CUgraphExec e, CUgraph g, CUgraphNode* err, CUgraphExecUpdateResult* result);
+CUresult begin_capture_to_graph_ptsz(CUstream h, CUgraph g, const CUgraphNode* deps, const CUgraphEdgeData* edges,
+                                     size_t n, CUstreamCaptureMode mode);
+CUresult update_capture_deps_v1(CUstream h, CUgraphNode* deps, size_t n, unsigned int flags);
+CUresult update_capture_deps_v1_ptsz(CUstream h, CUgraphNode* deps, size_t n, unsigned int flags);
+CUresult update_capture_deps_ptsz(CUstream h, CUgraphNode* deps, const CUgraphEdgeData* edges, size_t n,
+                                  unsigned int flags);
 CUresult graph_launch_ptsz(CUgraphExec e, CUstream h);
 CUresult graph_instantiate_params_ptsz(CUgraphExec* phExec, CUgraph hGraph, CUDA_GRAPH_INSTANTIATE_PARAMS* params);
 CUresult memAllocAsync_ptsz(CUdeviceptr* dptr, size_t bytesize, CUstream h);
@@ -231,6 +249,7 @@ const Entry kTable[] = {
     V(cuMemFree, 3020, &cuMemFree_v2),
     N(cuMemAllocHost, 2000),
     V(cuMemAllocHost, 3020, &cuMemAllocHost_v2),
+    V(cuPointerGetAttribute, 4000, &cuPointerGetAttribute),
     V(cuMemFreeHost, 2000, &cuMemFreeHost),
     N(cuMemGetInfo, 2000),
     V(cuMemGetInfo, 3020, &cuMemGetInfo_v2),
@@ -301,6 +320,80 @@ const Entry kTable[] = {
     V(cuGraphInstantiateWithParams, 12000, &cuGraphInstantiateWithParams),
     PZ(cuGraphInstantiateWithParams, 12000, &graph_instantiate_params_ptsz),
     V(cuGraphAddEmptyNode, 10000, &cuGraphAddEmptyNode),
+    // graphs by node (api_graph_nodes.cpp, api_graph_edges.cpp, api_graphs.cpp, api_graph_exec.cpp)
+    V(cuGraphAddKernelNode, 10000, &graph_add_kernel_node_v1),
+    V(cuGraphAddKernelNode, 12000, &cuGraphAddKernelNode_v2),
+    V(cuGraphKernelNodeGetParams, 10000, &graph_kernel_node_get_params_v1),
+    V(cuGraphKernelNodeGetParams, 12000, &cuGraphKernelNodeGetParams_v2),
+    V(cuGraphKernelNodeSetParams, 10000, &graph_kernel_node_set_params_v1),
+    V(cuGraphKernelNodeSetParams, 12000, &cuGraphKernelNodeSetParams_v2),
+    V(cuGraphAddMemsetNode, 10000, &cuGraphAddMemsetNode),
+    V(cuGraphMemsetNodeGetParams, 10000, &cuGraphMemsetNodeGetParams),
+    V(cuGraphMemsetNodeSetParams, 10000, &cuGraphMemsetNodeSetParams),
+    V(cuGraphAddMemcpyNode, 10000, &cuGraphAddMemcpyNode),
+    V(cuGraphMemcpyNodeGetParams, 10000, &cuGraphMemcpyNodeGetParams),
+    V(cuGraphMemcpyNodeSetParams, 10000, &cuGraphMemcpyNodeSetParams),
+    V(cuGraphAddHostNode, 10000, &cuGraphAddHostNode),
+    V(cuGraphHostNodeGetParams, 10000, &cuGraphHostNodeGetParams),
+    V(cuGraphHostNodeSetParams, 10000, &cuGraphHostNodeSetParams),
+    V(cuGraphAddChildGraphNode, 10000, &cuGraphAddChildGraphNode),
+    V(cuGraphChildGraphNodeGetGraph, 10000, &cuGraphChildGraphNodeGetGraph),
+    V(cuGraphAddEventRecordNode, 11010, &cuGraphAddEventRecordNode),
+    V(cuGraphEventRecordNodeGetEvent, 11010, &cuGraphEventRecordNodeGetEvent),
+    V(cuGraphEventRecordNodeSetEvent, 11010, &cuGraphEventRecordNodeSetEvent),
+    V(cuGraphAddEventWaitNode, 11010, &cuGraphAddEventWaitNode),
+    V(cuGraphEventWaitNodeGetEvent, 11010, &cuGraphEventWaitNodeGetEvent),
+    V(cuGraphEventWaitNodeSetEvent, 11010, &cuGraphEventWaitNodeSetEvent),
+    V(cuGraphAddMemAllocNode, 11040, &cuGraphAddMemAllocNode),
+    V(cuGraphMemAllocNodeGetParams, 11040, &cuGraphMemAllocNodeGetParams),
+    V(cuGraphAddMemFreeNode, 11040, &cuGraphAddMemFreeNode),
+    V(cuGraphMemFreeNodeGetParams, 11040, &cuGraphMemFreeNodeGetParams),
+    V(cuGraphAddNode, 12020, &graph_add_node_v1),
+    V(cuGraphAddNode, 12030, &cuGraphAddNode_v2),
+    V(cuGraphAddNode, 13040, &cuGraphAddNode_v2),
+    V(cuGraphNodeSetParams, 12020, &graph_node_set_params_v1),
+    V(cuGraphNodeSetParams, 13040, &cuGraphNodeSetParams_v2),
+    V(cuGraphNodeGetParams, 13020, &cuGraphNodeGetParams),
+    V(cuGraphExecNodeSetParams, 12020, &cuGraphExecNodeSetParams),
+    V(cuGraphNodeGetType, 10000, &cuGraphNodeGetType),
+    V(cuGraphNodeGetContainingGraph, 13010, &cuGraphNodeGetContainingGraph),
+    V(cuGraphNodeGetLocalId, 13010, &cuGraphNodeGetLocalId),
+    V(cuGraphNodeGetToolsId, 13010, &cuGraphNodeGetToolsId),
+    V(cuGraphGetRootNodes, 10000, &cuGraphGetRootNodes),
+    V(cuGraphGetEdges, 10000, &graph_get_edges_v1),
+    V(cuGraphGetEdges, 12030, &cuGraphGetEdges_v2),
+    V(cuGraphNodeGetDependencies, 10000, &node_get_dependencies_v1),
+    V(cuGraphNodeGetDependencies, 12030, &cuGraphNodeGetDependencies_v2),
+    V(cuGraphNodeGetDependentNodes, 10000, &node_get_dependents_v1),
+    V(cuGraphNodeGetDependentNodes, 12030, &cuGraphNodeGetDependentNodes_v2),
+    V(cuGraphAddDependencies, 10000, &graph_add_dependencies_v1),
+    V(cuGraphAddDependencies, 12030, &cuGraphAddDependencies_v2),
+    V(cuGraphRemoveDependencies, 10000, &graph_remove_dependencies_v1),
+    V(cuGraphRemoveDependencies, 12030, &cuGraphRemoveDependencies_v2),
+    V(cuGraphDestroyNode, 10000, &cuGraphDestroyNode),
+    V(cuGraphClone, 10000, &cuGraphClone),
+    V(cuGraphNodeFindInClone, 10000, &cuGraphNodeFindInClone),
+    V(cuGraphDebugDotPrint, 11030, &cuGraphDebugDotPrint),
+    V(cuGraphConditionalHandleCreate, 12030, &cuGraphConditionalHandleCreate),
+    V(cuGraphExecGetFlags, 12000, &cuGraphExecGetFlags),
+    V(cuGraphExecUpdate, 10020, &graph_exec_update_v1),
+    V(cuGraphExecUpdate, 12000, &cuGraphExecUpdate_v2),
+    V(cuGraphExecKernelNodeSetParams, 12000, &cuGraphExecKernelNodeSetParams_v2),
+    N(cuGraphExecKernelNodeSetParams, 10010),
+    V(cuGraphExecMemsetNodeSetParams, 10020, &cuGraphExecMemsetNodeSetParams),
+    V(cuGraphExecMemcpyNodeSetParams, 10020, &cuGraphExecMemcpyNodeSetParams),
+    V(cuGraphExecHostNodeSetParams, 10020, &cuGraphExecHostNodeSetParams),
+    V(cuGraphExecChildGraphNodeSetParams, 11010, &cuGraphExecChildGraphNodeSetParams),
+    V(cuGraphExecEventRecordNodeSetEvent, 11010, &cuGraphExecEventRecordNodeSetEvent),
+    V(cuGraphExecEventWaitNodeSetEvent, 11010, &cuGraphExecEventWaitNodeSetEvent),
+    V(cuGraphNodeSetEnabled, 11060, &cuGraphNodeSetEnabled),
+    V(cuGraphNodeGetEnabled, 11060, &cuGraphNodeGetEnabled),
+    V(cuStreamBeginCaptureToGraph, 12030, &cuStreamBeginCaptureToGraph),
+    PZ(cuStreamBeginCaptureToGraph, 12030, &begin_capture_to_graph_ptsz),
+    V(cuStreamUpdateCaptureDependencies, 11030, &update_capture_deps_v1),
+    PZ(cuStreamUpdateCaptureDependencies, 11030, &update_capture_deps_v1_ptsz),
+    V(cuStreamUpdateCaptureDependencies, 12030, &cuStreamUpdateCaptureDependencies_v2),
+    PZ(cuStreamUpdateCaptureDependencies, 12030, &update_capture_deps_ptsz),
     V(cuGraphGetId, 13010, &cuGraphGetId),
     V(cuGraphExecGetId, 13010, &cuGraphExecGetId),
     // memory pools and stream-ordered allocation

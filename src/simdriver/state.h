@@ -34,6 +34,7 @@
 #include <shared_mutex>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "versions.h"
@@ -379,15 +380,23 @@ struct UserRefs {
 using UserRefsPtr = std::shared_ptr<UserRefs>;
 
 // ---------------------------------------------------------------- capture & graphs
+using Op = std::function<void()>;
 struct Graph;
+struct NodeSpec;  // graph_nodes.h: what a node was made with (its type and parameters)
 struct Node {
-    std::function<void()> op;
+    CUgraphNodeType type = CU_GRAPH_NODE_TYPE_EMPTY;
+    Op op;                               // what it runs (not used for child graph and conditional nodes)
     std::vector<Node*> deps;
     unsigned long long green_id = 0;     // green ctx of the stream it was captured on (0 = none)
+    Graph* graph = nullptr;              // the graph it belongs to
+    unsigned local_id = 0;               // cuGraphNodeGetLocalId: its number in its graph
+    const Node* cloned_from = nullptr;   // cuGraphNodeFindInClone: the node this one copies
+    std::shared_ptr<NodeSpec> spec;      // its parameters; null for a captured op with none to report
+    std::vector<CUgraph> body_handles;   // a conditional node's bodies, as cuda.h's phGraph_out hands them out
 };
 // cuGraphGetId / cuGraphExecGetId: one sequence for graphs and execs (api_graphs.cpp).
 unsigned next_graph_id();
-// Appends a node to a graph (caller holds g->mu).
+// Appends a node to a graph and gives it its id (caller holds g->mu).
 void add_node_locked(Graph* g, Node* n);
 struct Graph : Object {
     explicit Graph(uint32_t gen) : Object(kMagicGraph, gen), id(next_graph_id()) {}
@@ -401,20 +410,42 @@ struct Graph : Object {
     static constexpr uint32_t kMagic = kMagicGraph;
     std::mutex mu;
     std::vector<Node*> nodes;
+    unsigned next_local_id = 0;          // guarded by mu
     UserRefs user_refs;                  // guarded by mu; released by the destroy (or discard)
     bool user_visible = false;           // counted in live objects once handed to the user
+    // A child graph's copy or a conditional node's body: the node owns it (the
+    // user may add nodes to it, never destroy it); it ends with the node.
+    Node* owner = nullptr;
 };
 // Ends a graph (cuGraphDestroy, or a capture's graph that never reaches the
 // user): marks it dead under its mutex (so cuGraphRetainUserObject cannot add
-// to it after), releases its user objects, frees its slot.
+// to it after), releases its user objects, ends the graphs its nodes own,
+// frees its slot.
 void end_graph(Graph* g);
+// One node of an instantiated graph: `key` is the graph node it was made from
+// (compared, never dereferenced: the graph may be gone).
+struct ExecNode {
+    const Node* key = nullptr;
+    const Node* origin = nullptr;             // after cuGraphExecUpdate: the node it was first made from
+    CUgraphNodeType type = CU_GRAPH_NODE_TYPE_EMPTY;
+    Op op;
+    // Event record and wait nodes act at the launch (a record is pending from
+    // then on, a wait waits for the record that was the event's last then).
+    CUevent event = nullptr;
+    bool enabled = true;                      // cuGraphNodeSetEnabled
+};
 struct GraphExec : Object {
     explicit GraphExec(uint32_t gen) : Object(kMagicExec, gen), id(next_graph_id()) {}
     unsigned id;
     static constexpr SlabKind kSlab = kSlabExec;
     static constexpr uint32_t kMagic = kMagicExec;
-    std::vector<std::function<void()>> ops;   // topological order
+    // In a topological order; guarded by mu (launches copy it, node updates change it).
+    std::mutex mu;
+    std::vector<ExecNode> nodes;
     UserRefsPtr user_refs;                    // the graph's references, retained again at instantiate
+    unsigned long long flags = 0;             // cuGraphExecGetFlags
+    std::vector<CUgraphConditionalHandle> handles;  // of its conditional nodes: set at each launch
+    std::vector<std::vector<size_t>> shape;   // per node, its dependencies' positions (cuGraphExecUpdate)
 };
 
 enum CaptureStatus { kCapActive = 1, kCapInvalidated = 2 };
@@ -427,10 +458,11 @@ struct Capture {
     std::atomic<int> status{kCapActive};
     std::mutex mu;                       // guards members, the streams' tails, graph nodes
     std::vector<Stream*> members;        // origin + joined streams
+    bool into_user_graph = false;        // cuStreamBeginCaptureToGraph: the graph is the caller's
+    std::unordered_set<const Node*> prior;  // its nodes from before the capture (not checked for joins)
 };
 
 // ---------------------------------------------------------------- streams & events
-using Op = std::function<void()>;
 struct Stream : Object {
     explicit Stream(uint32_t gen) : Object(kMagicStream, gen) {}
     static constexpr SlabKind kSlab = kSlabStream;
@@ -546,7 +578,8 @@ CUresult resolve_stream(CUstream h, Stream** out, bool per_thread_null = false);
         if (r_ != CUDA_SUCCESS) return r_;                \
     }
 // Puts an operation on a stream, or into the graph when the stream captures.
-CUresult submit(Stream* s, Op op, bool delayed);
+// `spec` (may be null: an empty node) describes the operation to a capture.
+CUresult submit(Stream* s, Op op, bool delayed, const NodeSpec* spec = nullptr);
 // Enqueue a marker; returns a signal set when the stream reaches it.
 SignalPtr marker(Stream* s);
 void push_raw(Stream* s, Op op);
@@ -572,7 +605,8 @@ void leave_capture(Stream* s, Capture* c);
 // The calling thread is about to make a "potentially unsafe" call.
 // Returns CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED (and invalidates) if forbidden.
 CUresult check_unsafe_call();
-bool capture_add_node(Stream* s, Capture* c, Op op);
+// `spec` (may be null) says what the captured operation was: its node's type and parameters.
+bool capture_add_node(Stream* s, Capture* c, Op op, const NodeSpec* spec);
 
 // ---------------------------------------------------------------- introspection
 enum LiveKind { kLiveContext, kLivePrimary, kLiveGreen, kLiveStream, kLiveEvent, kLiveAlloc,

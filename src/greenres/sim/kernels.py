@@ -30,7 +30,13 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["LaunchInfo", "register_kernel", "unmodelled_launches", "unregister_kernel"]
+__all__ = [
+    "LaunchInfo",
+    "register_kernel",
+    "set_conditional",
+    "unmodelled_launches",
+    "unregister_kernel",
+]
 
 
 class LaunchInfo(ctypes.Structure):
@@ -128,6 +134,20 @@ def register_kernel(
         _kept_alive.append(keep)  # before the simulator can call it
     if _lib().greenres_sim_register_kernel(name.encode(), address, None, array, len(sizes)) != 0:
         raise ValueError(f"the simulator refused the model of {name!r}")
+
+
+def set_conditional(handle: int, value: int) -> None:
+    """From a kernel model: set conditional handle ``handle`` to ``value`` for the rest of the
+    graph launch that runs the model (what device code does with ``cudaGraphSetConditional``).
+    Raises ``ValueError`` outside a graph launch, or for a handle that launch does not have."""
+    fn = _lib().greenres_sim_set_conditional
+    fn.argtypes = [ctypes.c_ulonglong, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    if fn(int(handle), int(value)) != 0:
+        raise ValueError(
+            f"conditional handle {handle} is not one of the graph launch running this model "
+            "(set_conditional works only from a kernel model inside a graph launch)"
+        )
 
 
 def unregister_kernel(name: str) -> None:
