@@ -36,6 +36,15 @@ def edge(change, g, a, b):
         return change(g, [a], [b], 1)
 
 
+def add_node(g, params):
+    """cuGraphAddNode of a root node: bindings 13 pass edge data (the 12.3 ABI), bindings 12.9
+    do not."""
+    try:
+        return cu.cuGraphAddNode(g, None, None, 0, params)
+    except TypeError:
+        return cu.cuGraphAddNode(g, None, 0, params)
+
+
 def read(ptr, n):
     out = (ctypes.c_ubyte * n)()
     check(cu.cuMemcpyDtoH(out, ptr, n))
@@ -209,12 +218,8 @@ def test_an_event_record_node_is_pending_from_the_launch(ctx, mem):
 
 
 def _conditional(g, handle, kind, size):
-    p = cu.CUgraphNodeParams()
-    p.type = T.CU_GRAPH_NODE_TYPE_CONDITIONAL
-    p.conditional.handle = handle
-    p.conditional.type = kind
-    p.conditional.size = size
-    node = check(cu.cuGraphAddNode(g, None, None, 0, p))
+    p = _params(handle, kind, size)
+    node = check(add_node(g, p))
     return node, p.conditional.phGraph_out  # cuda.h: filled in by the driver
 
 
@@ -272,12 +277,12 @@ def test_if_and_switch_nodes_take_the_branch_of_the_default_value(ctx, mem):
     # A handle of another graph, a bad size: refused.
     other = check(cu.cuGraphCreate(0))
     assert (
-        cu.cuGraphAddNode(other, None, None, 0, _params(two, K.CU_GRAPH_COND_TYPE_IF, 1))[0]
+        add_node(other, _params(two, K.CU_GRAPH_COND_TYPE_IF, 1))[0]
         == E.CUDA_ERROR_INVALID_VALUE
     )
     bad = check(cu.cuGraphConditionalHandleCreate(other, ctx, 0, 0))
     assert (
-        cu.cuGraphAddNode(other, None, None, 0, _params(bad, K.CU_GRAPH_COND_TYPE_WHILE, 2))[0]
+        add_node(other, _params(bad, K.CU_GRAPH_COND_TYPE_WHILE, 2))[0]
         == E.CUDA_ERROR_INVALID_VALUE
     )
     check(cu.cuGraphDestroy(other))

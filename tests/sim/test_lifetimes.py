@@ -16,7 +16,7 @@ from support.simhelpers import run_python
 pytestmark = pytest.mark.sim_only
 
 PRELUDE = r"""
-import json, threading
+import json, threading, time
 import greenres.sim as sim
 sim.install("h100")
 from cuda.bindings import __version__ as _bindings_version, driver as cu
@@ -79,8 +79,14 @@ ok(cu.cuEventRecord(done, s))
 ok(cu.cuStreamDestroy(s))          # returns at once: the memset is still queued
 out["taken_while_queued"] = churn(make_stream, kill_stream, s, 2500) is not None
 out["still_queued"] = int(cu.cuEventQuery(done)[0])   # 600: NOT_READY, the churn was quick
+free_while_queued = sim.arena_stats()["stream"]["free"]  # the churn's streams had no worker
 sim.set_op_delay_us(0)             # (read when an op runs: the memset sleeps already)
 ok(cu.cuCtxSynchronize())          # waits for the destroyed stream's work
+# s's worker hands its slot back as it exits, a moment after the work it ran completed:
+# wait for that, or a loaded machine's churn below could end before the slot is free.
+deadline = time.monotonic() + 30
+while sim.arena_stats()["stream"]["free"] == free_while_queued and time.monotonic() < deadline:
+    time.sleep(0.001)
 host = bytearray(n)
 ok(cu.cuMemcpyDtoH(host, d, n))
 out["work_done"] = host == bytes([5]) * n
