@@ -44,7 +44,17 @@ void invalidate_capture(Capture* c) {
 // A capture's graph that never reaches the user (invalidated or unjoined at
 // the end, or its origin stream gone): once the capture is no longer active,
 // nothing reads it (node additions and joins check the status first).
+static void discard_graph(Capture* c);
+
+// The capture no longer adds to its graph: the graph (a caller's) may be
+// destroyed again, and its nodes.
+static void detach_graph(Capture* c) {
+    std::lock_guard<std::mutex> lk(c->graph->mu);
+    if (c->graph->capturing == c) c->graph->capturing = nullptr;
+}
+
 static void discard_graph(Capture* c) {
+    detach_graph(c);
     if (!c->into_user_graph) end_graph(c->graph);  // a caller's graph stays the caller's
 }
 
@@ -168,19 +178,25 @@ static CUresult begin_capture(CUstream h, CUstreamCaptureMode mode, bool pt, CUg
     Graph* graph;
     std::vector<Node*> first;
     std::unordered_set<const Node*> prior;
+    auto c = std::make_unique<Capture>();
     if (into != nullptr) {
         graph = user_graph(into);
         if (graph == nullptr) return CUDA_ERROR_INVALID_VALUE;
         if (CUresult r = check_edge_data(edges, ndeps); r != CUDA_SUCCESS) return r;
         std::lock_guard<std::mutex> lk(graph->mu);
+        // guess: one capture at a time adds to a graph (cuda.h does not say)
+        if (!graph->alive.load(std::memory_order_acquire) || graph->capturing != nullptr)
+            return CUDA_ERROR_INVALID_VALUE;
         CUresult r = collect_deps(graph, deps, ndeps, &first);
         if (r != CUDA_SUCCESS) return r;
         prior.insert(graph->nodes.begin(), graph->nodes.end());
+        graph->capturing = c.get();
     } else {
         graph = make_object<Graph>();
         if (graph == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
+        std::lock_guard<std::mutex> lk(graph->mu);
+        graph->capturing = c.get();
     }
-    auto* c = new Capture;
     c->into_user_graph = into != nullptr;
     c->prior = std::move(prior);
     c->id = g_next_capture.fetch_add(1, std::memory_order_relaxed);
@@ -190,12 +206,14 @@ static CUresult begin_capture(CUstream h, CUstreamCaptureMode mode, bool pt, CUg
     c->origin = s;
     c->members.push_back(s);
     s->tail = first;
+    // Kept for the process, as before: events recorded in it still name it (Event::cap).
+    Capture* active = c.release();
     {
         std::lock_guard<std::mutex> lk(registry_mu());
-        registry().push_back(c);
+        registry().push_back(active);
     }
     g_active_captures.fetch_add(1, std::memory_order_acq_rel);
-    s->capture.store(c, std::memory_order_release);
+    s->capture.store(active, std::memory_order_release);
     return CUDA_SUCCESS;
 }
 
@@ -222,6 +240,7 @@ static CUresult end_capture(CUstream h, CUgraph* phGraph, bool pt) {
     bool invalid = c->status.load() != kCapActive;
     c->status.store(kCapEnded);
     unregister_capture(c);
+    detach_graph(c);
     *phGraph = nullptr;
     if (invalid) {
         discard_graph(c);
@@ -265,7 +284,13 @@ static CUresult update_capture_dependencies(CUstream h, CUgraphNode* deps, const
         CUresult r = collect_deps(c->graph, deps, n, &list);
         if (r != CUDA_SUCCESS) return r;
     }
-    if (flags == CU_STREAM_SET_CAPTURE_DEPENDENCIES) s->tail.clear();
+    if (flags == CU_STREAM_SET_CAPTURE_DEPENDENCIES) {
+        // cuda.h: nodes removed from the set this way do not make cuStreamEndCapture
+        // answer UNJOINED when nothing after them joins them.
+        for (Node* d : s->tail)
+            if (std::find(list.begin(), list.end(), d) == list.end()) c->prior.insert(d);
+        s->tail.clear();
+    }
     for (Node* d : list)
         if (std::find(s->tail.begin(), s->tail.end(), d) == s->tail.end()) s->tail.push_back(d);
     return CUDA_SUCCESS;

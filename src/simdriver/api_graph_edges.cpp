@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "graph_nodes.h"
 
@@ -69,11 +70,18 @@ CUresult edges(CUgraph hGraph, CUgraphNode* from, CUgraphNode* to, CUgraphEdgeDa
     return CUDA_SUCCESS;
 }
 
-// True when `to` can be reached from `from` along dependency edges (caller holds g->mu).
+// True when `to` can be reached from `from` along dependency edges (caller holds
+// g->mu). Iterative, each node visited once: a DAG has exponentially many paths.
 bool reaches(Node* from, Node* to) {
-    if (from == to) return true;
-    for (Node* d : to->deps)
-        if (reaches(from, d)) return true;
+    std::vector<Node*> todo{to};
+    std::unordered_set<Node*> seen{to};
+    while (!todo.empty()) {
+        Node* n = todo.back();
+        todo.pop_back();
+        if (n == from) return true;
+        for (Node* d : n->deps)
+            if (seen.insert(d).second) todo.push_back(d);
+    }
     return false;
 }
 
@@ -94,6 +102,8 @@ CUresult change_edges(CUgraph hGraph, const CUgraphNode* from, const CUgraphNode
         bool present = std::find(b->deps.begin(), b->deps.end(), a) != b->deps.end();
         // cuda.h: adding an edge that exists, or removing one that does not, is INVALID_VALUE.
         if (present == add) return CUDA_ERROR_INVALID_VALUE;
+        // The same edge twice in one call: added (or removed) by the first.
+        if (std::find(pairs.begin(), pairs.end(), std::make_pair(a, b)) != pairs.end()) return CUDA_ERROR_INVALID_VALUE;
         pairs.emplace_back(a, b);
     }
     for (auto& p : pairs) {
@@ -182,7 +192,7 @@ CUresult clone_graph(Graph* from, Node* owner, Graph** out) {
             c->type = n->type;
             c->op = n->op;
             c->green_id = n->green_id;
-            c->cloned_from = n;
+            c->cloned_from = n->uid;
             if (n->spec != nullptr) {
                 c->spec = std::make_shared<NodeSpec>(*n->spec);
                 CUresult r = CUDA_SUCCESS;
@@ -191,7 +201,10 @@ CUresult clone_graph(Graph* from, Node* owner, Graph** out) {
                     if (r != CUDA_SUCCESS) break;
                     Graph* copy;
                     r = clone_graph(b, c, &copy);
-                    if (r == CUDA_SUCCESS) c->spec->bodies.push_back(copy);
+                    if (r == CUDA_SUCCESS) {
+                        c->spec->bodies.push_back(copy);
+                        c->body_handles.push_back(handle_of<CUgraph>(copy));  // phGraph_out
+                    }
                 }
                 if (r != CUDA_SUCCESS) {
                     end_owned_graphs(c);
@@ -234,10 +247,12 @@ SIM_EXPORT CUresult cuGraphClone(CUgraph* out, CUgraph original) {
 SIM_EXPORT CUresult cuGraphNodeFindInClone(CUgraphNode* out, CUgraphNode original, CUgraph clone) {
     SIM_ENTER_INIT("cuGraphNodeFindInClone");
     Graph* g = user_graph(clone);
-    if (out == nullptr || g == nullptr || original == nullptr) return CUDA_ERROR_INVALID_VALUE;
+    Node* o = live_node(original);
+    if (out == nullptr || g == nullptr || o == nullptr) return CUDA_ERROR_INVALID_VALUE;
+    unsigned long long uid = o->uid;
     std::lock_guard<std::mutex> lk(g->mu);
     for (Node* n : g->nodes)
-        if (n->cloned_from == reinterpret_cast<Node*>(original)) {
+        if (n->cloned_from == uid) {
             *out = reinterpret_cast<CUgraphNode>(n);
             return CUDA_SUCCESS;
         }
@@ -315,12 +330,18 @@ SIM_EXPORT CUresult cuGraphDestroyNode(CUgraphNode h) {
     Graph* g = n->graph;
     {
         std::lock_guard<std::mutex> lk(g->mu);
-        unregister_node(n);
+        // guess: not while a capture adds to the graph (its streams' next nodes
+        // may depend on this one; cuda.h does not say).
+        if (g->capturing != nullptr) return CUDA_ERROR_INVALID_VALUE;
+        // Another thread destroying the same node got here first.
+        if (!unregister_node(n)) return CUDA_ERROR_INVALID_VALUE;
         g->nodes.erase(std::remove(g->nodes.begin(), g->nodes.end(), n), g->nodes.end());
         for (Node* m : g->nodes) m->deps.erase(std::remove(m->deps.begin(), m->deps.end(), n), m->deps.end());
+        // Freed with the graph, not now: its address (the handle) is not handed to
+        // a new node meanwhile, so a stale handle stays refused.
+        g->destroyed_nodes.push_back(n);
     }
     end_owned_graphs(n);
-    delete n;
     return CUDA_SUCCESS;
 }
 

@@ -124,8 +124,10 @@ CUresult node_op(Node* n, Op* out, std::vector<CUgraphConditionalHandle>* handle
     }
 }
 
-// Kahn's algorithm in node order: a valid order that keeps capture (stream) order.
-std::vector<Node*> topological(Graph* g) {
+// Kahn's algorithm in node order: a valid order that keeps capture (stream)
+// order. False when some node never became ready (a dependency outside the
+// graph): it would be left out silently.
+bool topological(Graph* g, std::vector<Node*>* order_out) {
     std::unordered_map<Node*, int> indeg;
     std::unordered_map<Node*, std::vector<Node*>> out;
     for (Node* n : g->nodes) {
@@ -146,11 +148,15 @@ std::vector<Node*> topological(Graph* g) {
         for (Node* m : out[n])
             if (--indeg[m] == 0) ready.push_back(m);
     }
-    return order;
+    bool complete = order.size() == g->nodes.size();
+    *order_out = std::move(order);
+    return complete;
 }
 
 CUresult graph_ops(Graph* g, std::vector<Op>* out, std::vector<CUgraphConditionalHandle>* handles) {
-    for (Node* n : topological(g)) {
+    std::vector<Node*> order;
+    if (!topological(g, &order)) return CUDA_ERROR_INVALID_VALUE;
+    for (Node* n : order) {
         Op op;
         CUresult r = node_op(n, &op, handles);
         if (r != CUDA_SUCCESS) return r;
@@ -163,7 +169,8 @@ CUresult graph_ops(Graph* g, std::vector<Op>* out, std::vector<CUgraphConditiona
 // of its dependencies: what cuGraphExecUpdate compares). Caller holds g->mu.
 CUresult exec_nodes(Graph* g, std::vector<ExecNode>* out, std::vector<CUgraphConditionalHandle>* handles,
                     std::vector<std::vector<size_t>>* shape) {
-    std::vector<Node*> order = topological(g);
+    std::vector<Node*> order;
+    if (!topological(g, &order)) return CUDA_ERROR_INVALID_VALUE;
     std::unordered_map<const Node*, size_t> at;
     for (size_t i = 0; i < order.size(); ++i) at[order[i]] = i;
     for (Node* n : order) {
@@ -173,6 +180,7 @@ CUresult exec_nodes(Graph* g, std::vector<ExecNode>* out, std::vector<CUgraphCon
         shape->push_back(std::move(deps));
         ExecNode en;
         en.key = n;
+        en.key_uid = n->uid;
         en.type = n->type;
         if (n->type == CU_GRAPH_NODE_TYPE_EVENT_RECORD || n->type == CU_GRAPH_NODE_TYPE_WAIT_EVENT) {
             en.event = n->spec->event;  // acted on at each launch (graph_launch)
@@ -209,10 +217,6 @@ GraphExec* live_exec(CUgraphExec h) { return live_object<GraphExec>(h); }
 }  // namespace
 
 namespace sim {
-CUresult child_graph_ops(Graph* g, std::vector<Op>* out) {
-    std::vector<CUgraphConditionalHandle> handles;
-    return graph_ops(g, out, &handles);
-}
 unsigned conditional_value(CUgraphConditionalHandle h) {
     if (t_launch == nullptr) return 0;
     auto it = t_launch->values.find(h);
@@ -272,10 +276,16 @@ SIM_EXPORT CUresult cuGraphDestroy(CUgraph hGraph) {
     // A graph a node owns goes with its node (cuda.h: "the node retains ownership");
     // a graph under capture is not the caller's yet.
     if (g == nullptr || g->owner != nullptr || !g->user_visible) return CUDA_ERROR_INVALID_VALUE;
-    bool expected = true;
-    if (!g->alive.compare_exchange_strong(expected, false)) {
-        note_destroyed_handle(kSlabGraph, slot_size<Graph>(), kMagicGraph, hGraph);
-        return CUDA_ERROR_INVALID_VALUE;
+    {
+        // guess: a graph that cuStreamBeginCaptureToGraph is adding to cannot be
+        // destroyed before the capture ends (cuda.h does not say).
+        std::lock_guard<std::mutex> lk(g->mu);
+        if (g->capturing != nullptr) return CUDA_ERROR_INVALID_VALUE;
+        bool expected = true;
+        if (!g->alive.compare_exchange_strong(expected, false)) {
+            note_destroyed_handle(kSlabGraph, slot_size<Graph>(), kMagicGraph, hGraph);
+            return CUDA_ERROR_INVALID_VALUE;
+        }
     }
     g_live[kLiveGraph].fetch_sub(1, std::memory_order_relaxed);
     end_graph(g);  // releases its user objects, ends the graphs its nodes own
@@ -339,46 +349,66 @@ static CUresult graph_launch(CUgraphExec hExec, CUstream h, bool pt) {
     // The exec may be destroyed (or updated) while the launch is queued: the
     // launch holds a copy of the ops and a share of the exec's user objects.
     auto ops = std::make_shared<std::vector<Op>>();
-    auto values = std::make_shared<LaunchValues>();
-    {
-        std::lock_guard<std::mutex> lk(e->mu);
-        for (CUgraphConditionalHandle c : e->handles) {
-            CondHandle info;
-            if (cond_lookup(c, &info)) values->values[c] = info.assign_default ? info.default_value : 0;
-        }
-        for (const ExecNode& en : e->nodes) {
-            if (!en.enabled) continue;  // a disabled node runs as an empty node
-            Event* ev = en.event != nullptr ? live_event(en.event) : nullptr;
-            if (en.type == CU_GRAPH_NODE_TYPE_EVENT_RECORD) {
-                if (ev == nullptr) continue;
-                if (capturing) {  // replayed later: completes when it runs
-                    ops->push_back([ev] { complete_record_inline(ev); });
-                    continue;
-                }
-                // Pending from the launch on, as a cuEventRecord on the stream would be.
-                auto sig = std::make_shared<Signal>();
-                set_last_record(ev, sig);
-                ops->push_back([sig] { sig->arrive(); });
-            } else if (en.type == CU_GRAPH_NODE_TYPE_WAIT_EVENT) {
-                if (ev == nullptr) continue;
-                SignalPtr sig;
-                {
-                    std::lock_guard<std::mutex> le(ev->mu);
-                    sig = ev->last;
-                }
-                if (sig && !sig->is_done()) ops->push_back([sig] { sig->wait(); });
-            } else {
-                ops->push_back(en.op);
+    // Each run of the launch starts its handles at their defaults: a launch
+    // captured into another graph runs once per launch of that graph.
+    auto defaults = std::make_shared<std::vector<std::pair<CUgraphConditionalHandle, unsigned>>>();
+    // Event records take effect only once the launch is queued (a refused launch
+    // leaves its events as they were); a wait of the same launch sees them.
+    std::vector<std::pair<Event*, SignalPtr>> records;
+    std::lock_guard<std::mutex> lk(e->mu);
+    for (CUgraphConditionalHandle c : e->handles) {
+        CondHandle info;
+        if (cond_lookup(c, &info)) defaults->emplace_back(c, info.assign_default ? info.default_value : 0);
+    }
+    for (const ExecNode& en : e->nodes) {
+        if (!en.enabled) continue;  // a disabled node runs as an empty node
+        Event* ev = en.event != nullptr ? live_event(en.event) : nullptr;
+        if (en.type == CU_GRAPH_NODE_TYPE_EVENT_RECORD) {
+            if (ev == nullptr) continue;
+            if (capturing) {  // replayed later: completes when it runs, if the event still lives
+                CUevent handle = en.event;
+                ops->push_back([handle] {
+                    if (Event* later = live_event(handle)) complete_record_inline(later);
+                });
+                continue;
             }
+            // Pending from the launch on, as a cuEventRecord on the stream would be.
+            auto sig = std::make_shared<Signal>();
+            records.emplace_back(ev, sig);
+            ops->push_back([sig] { sig->arrive(); });
+        } else if (en.type == CU_GRAPH_NODE_TYPE_WAIT_EVENT) {
+            if (ev == nullptr) continue;
+            SignalPtr sig;
+            for (auto& rec : records)
+                if (rec.first == ev) sig = rec.second;  // recorded earlier in this launch
+            if (!sig) {
+                std::lock_guard<std::mutex> le(ev->mu);
+                sig = ev->last;
+            }
+            if (sig && !sig->is_done()) ops->push_back([sig] { sig->wait(); });
+        } else {
+            ops->push_back(en.op);
         }
     }
     UserRefsPtr refs = e->user_refs;
-    return submit(s, [ops, refs, values] {
+    // Ordered behind the previous launch (a captured launch is ordered by the
+    // graph it becomes part of).
+    SignalPtr previous = capturing ? nullptr : e->last_launch;
+    SignalPtr done = capturing ? nullptr : std::make_shared<Signal>();
+    CUresult r = submit(s, [ops, refs, defaults, previous, done] {
+        if (previous) previous->wait();
+        LaunchValues values;
+        for (auto& d : *defaults) values.values[d.first] = d.second;
         LaunchValues* outer = t_launch;
-        t_launch = values.get();
+        t_launch = &values;
         run_all(*ops);
         t_launch = outer;
+        if (done) done->arrive();
     }, false);
+    if (r != CUDA_SUCCESS) return r;
+    if (done) e->last_launch = done;
+    for (auto& rec : records) set_last_record(rec.first, rec.second);
+    return CUDA_SUCCESS;
 }
 
 static CUresult graph_upload(CUgraphExec hExec, CUstream h, bool pt) {
@@ -425,8 +455,10 @@ CUresult graph_upload_ptsz(CUgraphExec e, CUstream h) {
 // ---- updates of an exec
 // The exec node made from graph node h, or nullptr. Caller holds e->mu.
 static ExecNode* exec_node_locked(GraphExec* e, CUgraphNode h) {
+    Node* n = live_node(h);
+    if (n == nullptr) return nullptr;
     for (ExecNode& en : e->nodes)
-        if (en.key == reinterpret_cast<const Node*>(h) || en.origin == reinterpret_cast<const Node*>(h)) return &en;
+        if (en.key_uid == n->uid || en.origin_uid == n->uid) return &en;
     return nullptr;
 }
 CUresult exec_set_node(CUgraphExec hExec, CUgraphNode h, CUgraphNodeType type,
@@ -446,6 +478,51 @@ CUresult exec_set_node(CUgraphExec hExec, CUgraphNode h, CUgraphNodeType type,
         en->event = spec.event;
     else
         en->op = std::move(op);
+    return CUDA_SUCCESS;
+}
+// The new child's nodes, its conditional handles (set at each launch) and its
+// user objects join the exec. guess: the replaced child's user objects stay
+// retained until the exec is destroyed or updated (kept alive longer, never
+// released early).
+CUresult exec_set_child_graph(CUgraphExec hExec, CUgraphNode h, Graph* child) {
+    GraphExec* e = live_exec(hExec);
+    Node* n = live_node(h);
+    if (e == nullptr || n == nullptr || n->type != CU_GRAPH_NODE_TYPE_GRAPH || n->spec == nullptr ||
+        n->spec->child == nullptr)
+        return CUDA_ERROR_INVALID_VALUE;
+    Graph* current = n->spec->child;
+    if (current != child) {  // cuda.h: the same topology; the simulator checks the node count
+        std::scoped_lock both(current->mu, child->mu);
+        if (child->nodes.size() != current->nodes.size()) return CUDA_ERROR_INVALID_VALUE;
+    }
+    auto ops = std::make_shared<std::vector<Op>>();
+    std::vector<CUgraphConditionalHandle> handles;
+    auto added = std::make_shared<UserRefs>();
+    {
+        std::lock_guard<std::mutex> lk(child->mu);
+        CUresult r = graph_ops(child, ops.get(), &handles);
+        if (r != CUDA_SUCCESS) return r;
+        retain_user_refs(child, added.get());
+    }
+    std::lock_guard<std::mutex> lk(e->mu);
+    ExecNode* en = exec_node_locked(e, h);
+    if (en == nullptr) return CUDA_ERROR_INVALID_VALUE;  // `added` releases what it took
+    en->op = [ops] { run_all(*ops); };
+    for (CUgraphConditionalHandle c : handles)
+        if (std::find(e->handles.begin(), e->handles.end(), c) == e->handles.end()) e->handles.push_back(c);
+    // A new set (queued launches keep sharing the old one): the exec's
+    // references again, and the new child's.
+    auto refs = std::make_shared<UserRefs>();
+    if (e->user_refs != nullptr)
+        for (auto& ref : e->user_refs->held) {
+            user_object_retain(ref.first, ref.second);
+            refs->add(ref.first, ref.second);
+        }
+    for (auto& ref : added->held) {
+        user_object_retain(ref.first, ref.second);
+        refs->add(ref.first, ref.second);
+    }
+    e->user_refs = std::move(refs);
     return CUDA_SUCCESS;
 }
 }  // namespace sim
@@ -517,10 +594,14 @@ static CUresult exec_update(CUgraphExec hExec, CUgraph hGraph, CUgraphExecUpdate
         retain_user_refs(g, refs.get());  // the new nodes' objects (dropped if refused)
     }
     std::lock_guard<std::mutex> lk(e->mu);
-    bool same_count = fresh.size() == e->nodes.size();
+    // cuda.h: when the node counts differ, errorNode is NULL.
+    if (fresh.size() != e->nodes.size()) {
+        info->result = CU_GRAPH_EXEC_UPDATE_ERROR_TOPOLOGY_CHANGED;
+        return CUDA_ERROR_GRAPH_EXEC_UPDATE_FAILURE;
+    }
     for (size_t i = 0; i < fresh.size(); ++i) {
         CUgraphNode node = reinterpret_cast<CUgraphNode>(const_cast<Node*>(fresh[i].key));
-        if (!same_count || shape[i] != e->shape[i]) {
+        if (shape[i] != e->shape[i]) {
             info->result = CU_GRAPH_EXEC_UPDATE_ERROR_TOPOLOGY_CHANGED;
             info->errorNode = node;
             return CUDA_ERROR_GRAPH_EXEC_UPDATE_FAILURE;
@@ -531,12 +612,8 @@ static CUresult exec_update(CUgraphExec hExec, CUgraph hGraph, CUgraphExecUpdate
             return CUDA_ERROR_GRAPH_EXEC_UPDATE_FAILURE;
         }
     }
-    if (!same_count) {
-        info->result = CU_GRAPH_EXEC_UPDATE_ERROR_TOPOLOGY_CHANGED;
-        return CUDA_ERROR_GRAPH_EXEC_UPDATE_FAILURE;
-    }
     for (size_t i = 0; i < fresh.size(); ++i) {
-        fresh[i].origin = e->nodes[i].origin != nullptr ? e->nodes[i].origin : e->nodes[i].key;
+        fresh[i].origin_uid = e->nodes[i].origin_uid != 0 ? e->nodes[i].origin_uid : e->nodes[i].key_uid;
         fresh[i].enabled = e->nodes[i].enabled;
     }
     e->nodes = std::move(fresh);

@@ -172,9 +172,9 @@ void register_node(Node* n) {
     std::lock_guard<std::mutex> lk(registry_mu());
     registry().insert(n);
 }
-void unregister_node(Node* n) {
+bool unregister_node(Node* n) {
     std::lock_guard<std::mutex> lk(registry_mu());
-    registry().erase(n);
+    return registry().erase(n) == 1;
 }
 Node* live_node(CUgraphNode h) {
     auto* n = reinterpret_cast<Node*>(h);

@@ -299,22 +299,7 @@ SIM_EXPORT CUresult cuGraphExecChildGraphNodeSetParams(CUgraphExec e, CUgraphNod
     if (c == nullptr || n == nullptr || n->type != CU_GRAPH_NODE_TYPE_GRAPH || n->spec == nullptr ||
         n->spec->child == nullptr)
         return CUDA_ERROR_INVALID_VALUE;
-    {
-        std::lock_guard<std::mutex> a(c->mu);
-        std::lock_guard<std::mutex> b(n->spec->child->mu);
-        if (c->nodes.size() != n->spec->child->nodes.size()) return CUDA_ERROR_INVALID_VALUE;
-    }
-    return exec_set_node(e, h, CU_GRAPH_NODE_TYPE_GRAPH, [c](NodeSpec*, Op* op) {
-        std::vector<Op> ops;
-        std::lock_guard<std::mutex> lk(c->mu);
-        CUresult r = child_graph_ops(c, &ops);
-        if (r != CUDA_SUCCESS) return r;
-        auto shared = std::make_shared<std::vector<Op>>(std::move(ops));
-        *op = [shared] {
-            for (auto& o : *shared) o();
-        };
-        return CUDA_SUCCESS;
-    });
+    return exec_set_child_graph(e, h, c);
 }
 
 SIM_EXPORT CUresult cuGraphGetId(CUgraph hGraph, unsigned int* graphId) {

@@ -302,14 +302,17 @@ CUresult kernel_op(Function* f, const unsigned grid[3], const unsigned block[3],
         spec->shared = shared;
         spec->ctx = handle_of<CUcontext>(ctx);
     }
-    *out = [model, storage, offsets, ids, info, name]() mutable {
+    // Not mutable: one op may run on several workers at once (the launches of a
+    // graph that embeds it), so each run fills a launch record of its own.
+    *out = [model, storage, offsets, ids, info, name] {
         std::vector<void*> ptrs;
         for (size_t off : offsets) ptrs.push_back(storage->data() + off);
-        info.kernel = name->c_str();
-        info.params = ptrs.empty() ? nullptr : ptrs.data();
-        info.sm_ids = ids->data();
-        info.sm_count = (int)ids->size();
-        model.fn(&info, model.user);
+        greenres_sim_launch run = info;
+        run.kernel = name->c_str();
+        run.params = ptrs.empty() ? nullptr : ptrs.data();
+        run.sm_ids = ids->data();
+        run.sm_count = (int)ids->size();
+        model.fn(&run, model.user);
     };
     return CUDA_SUCCESS;
 }

@@ -373,14 +373,27 @@ SIM_EXPORT CUresult cuLaunchHostFunc_v2(CUstream h, CUhostFn fn, void* data, uns
 // Shared by the stream forms above and by graph memset/memcpy nodes.
 namespace sim {
 
+// The bytes of one row (width elements) and of `rows` rows `pitch` apart;
+// false when they overflow or a row does not fit its pitch (a wrapped span
+// would pass the range check and write past the allocation).
+static bool pitched_span(size_t width, size_t element, size_t rows, size_t pitch, size_t* row, size_t* span) {
+    if (__builtin_mul_overflow(width, element, row)) return false;
+    if (rows == 1) {
+        *span = *row;
+        return true;
+    }
+    size_t before_last;
+    if (pitch < *row || __builtin_mul_overflow(rows - 1, pitch, &before_last)) return false;
+    return !__builtin_add_overflow(before_last, *row, span);
+}
+
 CUresult memset_op(const CUDA_MEMSET_NODE_PARAMS& p, Op* op) {
     const size_t element = p.elementSize;
     if (element != 1 && element != 2 && element != 4) return CUDA_ERROR_INVALID_VALUE;
     if (p.dst % element != 0) return CUDA_ERROR_INVALID_VALUE;  // cuda.h: dst aligned to the element size
-    const size_t row = p.width * element;
     const size_t rows = p.height == 0 ? 1 : p.height;
-    if (rows > 1 && p.pitch < row) return CUDA_ERROR_INVALID_VALUE;
-    const size_t span = (rows - 1) * p.pitch + row;
+    size_t row, span;
+    if (!pitched_span(p.width, element, rows, p.pitch, &row, &span)) return CUDA_ERROR_INVALID_VALUE;
     if (!device_range_ok(p.dst, span)) return CUDA_ERROR_INVALID_VALUE;
     const uintptr_t dst = (uintptr_t)p.dst;
     const size_t pitch = p.pitch, width = p.width;
@@ -413,7 +426,10 @@ static CUresult copy_side(CUmemorytype type, const void* host, CUdeviceptr devic
     if (type != CU_MEMORYTYPE_HOST && type != CU_MEMORYTYPE_DEVICE && type != CU_MEMORYTYPE_UNIFIED)
         return CUDA_ERROR_INVALID_VALUE;
     if (base == 0) return CUDA_ERROR_INVALID_VALUE;
-    *at = base + y * pitch + x;
+    size_t offset;
+    if (__builtin_mul_overflow(y, pitch, &offset) || __builtin_add_overflow(offset, x, &offset) ||
+        __builtin_add_overflow(base, offset, at))
+        return CUDA_ERROR_INVALID_VALUE;
     *is_device = type == CU_MEMORYTYPE_DEVICE || (type == CU_MEMORYTYPE_UNIFIED && device_range_ok(*at, span));
     if (type == CU_MEMORYTYPE_DEVICE && !device_range_ok(*at, span)) return CUDA_ERROR_INVALID_VALUE;
     return CUDA_SUCCESS;
@@ -424,8 +440,10 @@ CUresult copy3d_op(const CUDA_MEMCPY3D& p, Op* op) {
     const size_t rows = p.Height == 0 ? 1 : p.Height;
     if (p.Depth > 1 || p.srcZ != 0 || p.dstZ != 0 || p.srcLOD != 0 || p.dstLOD != 0) return CUDA_ERROR_NOT_SUPPORTED;
     const size_t width = p.WidthInBytes;
-    if (rows > 1 && (p.srcPitch < width || p.dstPitch < width)) return CUDA_ERROR_INVALID_VALUE;
-    const size_t src_span = (rows - 1) * p.srcPitch + width, dst_span = (rows - 1) * p.dstPitch + width;
+    size_t row, src_span, dst_span;
+    if (!pitched_span(width, 1, rows, p.srcPitch, &row, &src_span) ||
+        !pitched_span(width, 1, rows, p.dstPitch, &row, &dst_span))
+        return CUDA_ERROR_INVALID_VALUE;
     uintptr_t src, dst;
     bool src_dev, dst_dev;
     CUresult r = copy_side(p.srcMemoryType, p.srcHost, p.srcDevice, p.srcXInBytes, p.srcY, p.srcPitch, src_span, &src,

@@ -65,7 +65,8 @@ Node* live_node(CUgraphNode h);
 // The graph node h when it belongs to g.
 bool node_of(Graph* g, CUgraphNode h);
 void register_node(Node* n);
-void unregister_node(Node* n);
+// False when n was not registered (already destroyed).
+bool unregister_node(Node* n);
 
 // A live graph: the user's, a node's own, or one under capture.
 Graph* user_graph(CUgraph h);
@@ -94,8 +95,9 @@ CUresult kernel_op(Function* f, const unsigned grid[3], const unsigned block[3],
 // Function of a launch (a CUfunction, or a CUkernel cast to one).
 Function* launchable(CUfunction h);
 
-// The ops of a child graph, in a topological order (caller holds g->mu).
-CUresult child_graph_ops(Graph* g, std::vector<Op>* out);
+// cuGraphExecChildGraphNodeSetParams: the exec's node made from child graph
+// node h runs the nodes of `child` from now on (api_graph_exec.cpp).
+CUresult exec_set_child_graph(CUgraphExec hExec, CUgraphNode h, Graph* child);
 // Conditional handles (api_graph_exec.cpp): the values a launch sees.
 bool conditional_handle_of(Graph* g, CUgraphConditionalHandle h);
 unsigned conditional_value(CUgraphConditionalHandle h);

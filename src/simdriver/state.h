@@ -383,14 +383,21 @@ using UserRefsPtr = std::shared_ptr<UserRefs>;
 using Op = std::function<void()>;
 struct Graph;
 struct NodeSpec;  // graph_nodes.h: what a node was made with (its type and parameters)
+// A node's identity, never reused: a node handle is the node's address, which
+// the allocator hands out again after the node is destroyed.
+inline unsigned long long next_node_uid() {
+    static std::atomic<unsigned long long> last{0};
+    return last.fetch_add(1, std::memory_order_relaxed) + 1;
+}
 struct Node {
+    const unsigned long long uid = next_node_uid();
     CUgraphNodeType type = CU_GRAPH_NODE_TYPE_EMPTY;
     Op op;                               // what it runs (not used for child graph and conditional nodes)
     std::vector<Node*> deps;
     unsigned long long green_id = 0;     // green ctx of the stream it was captured on (0 = none)
     Graph* graph = nullptr;              // the graph it belongs to
     unsigned local_id = 0;               // cuGraphNodeGetLocalId: its number in its graph
-    const Node* cloned_from = nullptr;   // cuGraphNodeFindInClone: the node this one copies
+    unsigned long long cloned_from = 0;  // cuGraphNodeFindInClone: the uid of the node this one copies
     std::shared_ptr<NodeSpec> spec;      // its parameters; null for a captured op with none to report
     std::vector<CUgraph> body_handles;   // a conditional node's bodies, as cuda.h's phGraph_out hands them out
 };
@@ -405,17 +412,23 @@ struct Graph : Object {
     // destroyed graph never meets freed nodes.
     ~Graph() {
         for (Node* n : nodes) delete n;
+        for (Node* n : destroyed_nodes) delete n;
     }
     static constexpr SlabKind kSlab = kSlabGraph;
     static constexpr uint32_t kMagic = kMagicGraph;
     std::mutex mu;
     std::vector<Node*> nodes;
+    std::vector<Node*> destroyed_nodes;  // by cuGraphDestroyNode (guarded by mu); freed with the slot
     unsigned next_local_id = 0;          // guarded by mu
     UserRefs user_refs;                  // guarded by mu; released by the destroy (or discard)
     bool user_visible = false;           // counted in live objects once handed to the user
     // A child graph's copy or a conditional node's body: the node owns it (the
     // user may add nodes to it, never destroy it); it ends with the node.
     Node* owner = nullptr;
+    // The capture adding nodes to it until cuStreamEndCapture (guarded by mu):
+    // its streams' tails point at nodes of it, so neither the graph nor a node
+    // of it may be destroyed meanwhile.
+    struct Capture* capturing = nullptr;
 };
 // Ends a graph (cuGraphDestroy, or a capture's graph that never reaches the
 // user): marks it dead under its mutex (so cuGraphRetainUserObject cannot add
@@ -423,10 +436,11 @@ struct Graph : Object {
 // frees its slot.
 void end_graph(Graph* g);
 // One node of an instantiated graph: `key` is the graph node it was made from
-// (compared, never dereferenced: the graph may be gone).
+// (never dereferenced: the graph may be gone; matched by uid).
 struct ExecNode {
     const Node* key = nullptr;
-    const Node* origin = nullptr;             // after cuGraphExecUpdate: the node it was first made from
+    unsigned long long key_uid = 0;
+    unsigned long long origin_uid = 0;        // after cuGraphExecUpdate: the node it was first made from
     CUgraphNodeType type = CU_GRAPH_NODE_TYPE_EMPTY;
     Op op;
     // Event record and wait nodes act at the launch (a record is pending from
@@ -446,6 +460,9 @@ struct GraphExec : Object {
     unsigned long long flags = 0;             // cuGraphExecGetFlags
     std::vector<CUgraphConditionalHandle> handles;  // of its conditional nodes: set at each launch
     std::vector<std::vector<size_t>> shape;   // per node, its dependencies' positions (cuGraphExecUpdate)
+    // cuda.h (cuGraphLaunch): "Each launch is ordered behind ... any previous
+    // launches of hGraphExec": the previous launch's completion (guarded by mu).
+    SignalPtr last_launch;
 };
 
 enum CaptureStatus { kCapActive = 1, kCapInvalidated = 2 };
@@ -459,7 +476,9 @@ struct Capture {
     std::mutex mu;                       // guards members, the streams' tails, graph nodes
     std::vector<Stream*> members;        // origin + joined streams
     bool into_user_graph = false;        // cuStreamBeginCaptureToGraph: the graph is the caller's
-    std::unordered_set<const Node*> prior;  // its nodes from before the capture (not checked for joins)
+    // not checked for joins: its nodes from before the capture, and those a
+    // SET of cuStreamUpdateCaptureDependencies took out of a stream's set
+    std::unordered_set<const Node*> prior;
 };
 
 // ---------------------------------------------------------------- streams & events

@@ -5,13 +5,14 @@ need no introspection and also run against a real driver.
 """
 
 import ctypes
+import threading
 
 import pytest
 
 import greenres.sim as sim
 from greenres.sim.kernels import register_kernel, set_conditional
 
-from support.simhelpers import E, check, event, node_count, requires_bindings, stream
+from support.simhelpers import E, check, event, node_count, requires_bindings, run_python, stream
 from support.simhelpers import driver as cu
 
 T = cu.CUgraphNodeType
@@ -277,8 +278,7 @@ def test_if_and_switch_nodes_take_the_branch_of_the_default_value(ctx, mem):
     # A handle of another graph, a bad size: refused.
     other = check(cu.cuGraphCreate(0))
     assert (
-        add_node(other, _params(two, K.CU_GRAPH_COND_TYPE_IF, 1))[0]
-        == E.CUDA_ERROR_INVALID_VALUE
+        add_node(other, _params(two, K.CU_GRAPH_COND_TYPE_IF, 1))[0] == E.CUDA_ERROR_INVALID_VALUE
     )
     bad = check(cu.cuGraphConditionalHandleCreate(other, ctx, 0, 0))
     assert (
@@ -367,3 +367,83 @@ def test_debug_dot_print_writes_every_node(ctx, tmp_path):
     text = path.read_text()
     assert text.startswith("digraph") and "->" in text
     check(cu.cuGraphDestroy(g))
+
+
+def test_a_destroyed_node_handle_stays_refused_while_new_nodes_are_made(ctx):
+    # Its memory is kept with the graph, so no new node gets its address (the handle).
+    g = check(cu.cuGraphCreate(0))
+    a = check(cu.cuGraphAddEmptyNode(g, None, 0))
+    check(cu.cuGraphDestroyNode(a))
+    others = [check(cu.cuGraphAddEmptyNode(g, None, 0)) for _ in range(64)]
+    assert int(a) not in {int(n) for n in others}
+    assert cu.cuGraphNodeGetType(a)[0] == E.CUDA_ERROR_INVALID_VALUE
+    assert cu.cuGraphDestroyNode(a)[0] == E.CUDA_ERROR_INVALID_VALUE
+    check(cu.cuGraphDestroy(g))
+
+
+def test_two_threads_destroying_the_same_nodes_destroy_each_once(ctx):
+    # Through ctypes (no GIL held in the call), so both threads are in the driver at once.
+    lib = ctypes.CDLL("libcuda.so.1")
+    lib.cuGraphDestroyNode.argtypes = [ctypes.c_void_p]
+    g = check(cu.cuGraphCreate(0))
+    nodes = [int(check(cu.cuGraphAddEmptyNode(g, None, 0))) for _ in range(2000)]
+    results = [[], []]
+
+    def destroy_all(out):
+        out.extend(lib.cuGraphDestroyNode(n) for n in nodes)
+
+    threads = [threading.Thread(target=destroy_all, args=(r,)) for r in results]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for one, two in zip(*results, strict=True):
+        assert sorted((one, two)) == [E.CUDA_SUCCESS, E.CUDA_ERROR_INVALID_VALUE]
+    assert node_count(g) == 0
+    check(cu.cuGraphDestroy(g))
+
+
+@pytest.mark.gpu
+def test_a_memset_node_whose_rows_overflow_is_refused(ctx, mem):
+    g = check(cu.cuGraphCreate(0))
+    p = memset_params(mem, 1, 1)
+    p.height = 2**63 + 1
+    p.pitch = 2  # (height - 1) * pitch wraps to 0: the range would look like one byte
+    assert cu.cuGraphAddMemsetNode(g, None, 0, p, ctx)[0] == E.CUDA_ERROR_INVALID_VALUE
+    wide = memset_params(mem, 1, 2**62 + 1, element=4)  # width * 4 wraps to 4
+    assert cu.cuGraphAddMemsetNode(g, None, 0, wide, ctx)[0] == E.CUDA_ERROR_INVALID_VALUE
+    assert node_count(g) == 0
+    check(cu.cuGraphDestroy(g))
+
+
+CLONED_CONDITIONAL = r"""
+import greenres.sim as sim
+sim.install("h100", driver_version=13020)  # cuGraphNodeGetParams is CUDA 13.2's
+from cuda.bindings import driver as cu
+def ok(result):
+    assert result[0] == 0, result
+    return result[1] if len(result) == 2 else result[1:]
+ok(cu.cuInit(0))
+ctx = ok(cu.cuDevicePrimaryCtxRetain(0))
+ok(cu.cuCtxPushCurrent(ctx))
+g = ok(cu.cuGraphCreate(0))
+p = cu.CUgraphNodeParams()
+p.type = cu.CUgraphNodeType.CU_GRAPH_NODE_TYPE_CONDITIONAL
+p.conditional.handle = ok(cu.cuGraphConditionalHandleCreate(g, ctx, 0, 0))
+p.conditional.type = cu.CUgraphConditionalNodeType.CU_GRAPH_COND_TYPE_IF
+p.conditional.size = 1
+node = ok(cu.cuGraphAddNode(g, None, None, 0, p))
+clone = ok(cu.cuGraphClone(g))
+params = ok(cu.cuGraphNodeGetParams(ok(cu.cuGraphNodeFindInClone(node, clone))))
+(body,) = params.conditional.phGraph_out[: params.conditional.size]
+assert int(body) not in (0, int(p.conditional.phGraph_out[0])), body
+ok(cu.cuGraphAddEmptyNode(body, None, 0))  # a graph of the clone's node
+for h in (clone, g):
+    ok(cu.cuGraphDestroy(h))
+print("ok")
+"""
+
+
+@requires_bindings("cuGraphNodeGetParams")
+def test_a_cloned_conditional_node_hands_out_its_own_bodies():
+    assert run_python(CLONED_CONDITIONAL).strip().endswith("ok")
