@@ -41,6 +41,20 @@ def memset_node(g, ptr, value, n, deps=()):
     return check(cu.cuGraphAddMemsetNode(g, list(deps), len(deps), p, cu.cuCtxGetCurrent()[1]))
 
 
+def conditional_body(g, handle, kind):
+    """Adds a conditional node of one body (kind: "IF", "WHILE") to g; returns the body."""
+    p = cu.CUgraphNodeParams()
+    p.type = cu.CUgraphNodeType.CU_GRAPH_NODE_TYPE_CONDITIONAL
+    p.conditional.handle = handle
+    p.conditional.type = getattr(cu.CUgraphConditionalNodeType, f"CU_GRAPH_COND_TYPE_{kind}")
+    p.conditional.size = 1
+    try:
+        check(cu.cuGraphAddNode(g, None, None, 0, p))
+    except TypeError:  # cuda-bindings 12.9: no edge data
+        check(cu.cuGraphAddNode(g, None, 0, p))
+    return p.conditional.phGraph_out[0]
+
+
 def add_edges(g, pairs):
     froms, tos = [a for a, _ in pairs], [b for _, b in pairs]
     try:
@@ -132,16 +146,7 @@ def test_a_launch_captured_into_a_graph_starts_its_handles_at_their_defaults_eac
 
     register_kernel("exec_rules_count", body)
     mod, fn = kernel(b"exec_rules_count")
-    p = cu.CUgraphNodeParams()
-    p.type = cu.CUgraphNodeType.CU_GRAPH_NODE_TYPE_CONDITIONAL
-    p.conditional.handle = handle
-    p.conditional.type = cu.CUgraphConditionalNodeType.CU_GRAPH_COND_TYPE_WHILE
-    p.conditional.size = 1
-    try:
-        check(cu.cuGraphAddNode(g, None, None, 0, p))
-    except TypeError:  # cuda-bindings 12.9: no edge data
-        check(cu.cuGraphAddNode(g, None, 0, p))
-    kernel_node(p.conditional.phGraph_out[0], fn)
+    kernel_node(conditional_body(g, handle, "WHILE"), fn)
     inner = check(cu.cuGraphInstantiate(g, 0))
     s = stream()
     check(cu.cuStreamBeginCapture(s, GLOBAL))
@@ -337,16 +342,7 @@ def test_an_exec_child_graph_update_with_the_nodes_own_graph_and_a_conditional_o
     check(cu.cuGraphExecChildGraphNodeSetParams(x, node, own))
     child = check(cu.cuGraphCreate(0))
     handle = check(cu.cuGraphConditionalHandleCreate(child, ctx, 1, 1))
-    p = cu.CUgraphNodeParams()
-    p.type = cu.CUgraphNodeType.CU_GRAPH_NODE_TYPE_CONDITIONAL
-    p.conditional.handle = handle
-    p.conditional.type = cu.CUgraphConditionalNodeType.CU_GRAPH_COND_TYPE_IF
-    p.conditional.size = 1
-    try:
-        check(cu.cuGraphAddNode(child, None, None, 0, p))
-    except TypeError:  # cuda-bindings 12.9: no edge data
-        check(cu.cuGraphAddNode(child, None, 0, p))
-    kernel_node(p.conditional.phGraph_out[0], fn)
+    kernel_node(conditional_body(child, handle, "IF"), fn)
     check(cu.cuGraphExecChildGraphNodeSetParams(x, node, child))
     s = stream()
     check(cu.cuGraphLaunch(x, s))
