@@ -41,11 +41,6 @@ void invalidate_capture(Capture* c) {
     if (c->status.compare_exchange_strong(expected, kCapInvalidated)) unregister_capture(c);
 }
 
-// A capture's graph that never reaches the user (invalidated or unjoined at
-// the end, or its origin stream gone): once the capture is no longer active,
-// nothing reads it (node additions and joins check the status first).
-static void discard_graph(Capture* c);
-
 // The capture no longer adds to its graph: the graph (a caller's) may be
 // destroyed again, and its nodes.
 static void detach_graph(Capture* c) {
@@ -53,6 +48,9 @@ static void detach_graph(Capture* c) {
     if (c->graph->capturing == c) c->graph->capturing = nullptr;
 }
 
+// A capture's graph that never reaches the user (invalidated or unjoined at
+// the end, or its origin stream gone): once the capture is no longer active,
+// nothing reads it (node additions and joins check the status first).
 static void discard_graph(Capture* c) {
     detach_graph(c);
     if (!c->into_user_graph) end_graph(c->graph);  // a caller's graph stays the caller's
@@ -240,7 +238,6 @@ static CUresult end_capture(CUstream h, CUgraph* phGraph, bool pt) {
     bool invalid = c->status.load() != kCapActive;
     c->status.store(kCapEnded);
     unregister_capture(c);
-    detach_graph(c);
     *phGraph = nullptr;
     if (invalid) {
         discard_graph(c);
@@ -258,6 +255,7 @@ static CUresult end_capture(CUstream h, CUgraph* phGraph, bool pt) {
             discard_graph(c);
             return CUDA_ERROR_STREAM_CAPTURE_UNJOINED;
         }
+    detach_graph(c);
     if (!c->into_user_graph) {
         g->user_visible = true;
         g_live[kLiveGraph].fetch_add(1, std::memory_order_relaxed);

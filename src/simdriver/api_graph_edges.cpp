@@ -182,7 +182,6 @@ CUresult clone_graph(Graph* from, Node* owner, Graph** out) {
     if (g == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
     g->user_visible = true;
     g->owner = owner;
-    std::vector<std::pair<UserObject*, unsigned>> refs;
     {
         std::lock_guard<std::mutex> lk(from->mu);
         std::unordered_map<const Node*, Node*> copies;
@@ -221,11 +220,7 @@ CUresult clone_graph(Graph* from, Node* owner, Graph** out) {
         }
         g->next_local_id = std::max(g->next_local_id, from->next_local_id);
         // The clone keeps the user objects alive too (its host nodes may use them).
-        refs = from->user_refs.held;
-        for (auto& ref : refs) {
-            user_object_retain(ref.first, ref.second);
-            g->user_refs.add(ref.first, ref.second);
-        }
+        g->user_refs.retain_all_of(from->user_refs);
     }
     *out = g;
     return CUDA_SUCCESS;

@@ -197,10 +197,7 @@ CUresult exec_nodes(Graph* g, std::vector<ExecNode>* out, std::vector<CUgraphCon
 // every graph its nodes own (a child graph's callbacks run in the exec too).
 // Caller holds g->mu.
 void retain_user_refs(Graph* g, UserRefs* into) {
-    for (auto& ref : g->user_refs.held) {
-        user_object_retain(ref.first, ref.second);
-        into->add(ref.first, ref.second);
-    }
+    into->retain_all_of(g->user_refs);
     for (Node* n : g->nodes) {
         if (n->spec == nullptr) continue;
         std::vector<Graph*> owned = n->spec->bodies;
@@ -497,31 +494,22 @@ CUresult exec_set_child_graph(CUgraphExec hExec, CUgraphNode h, Graph* child) {
     }
     auto ops = std::make_shared<std::vector<Op>>();
     std::vector<CUgraphConditionalHandle> handles;
-    auto added = std::make_shared<UserRefs>();
+    // The exec's new set (queued launches keep sharing the old one): the new
+    // child's references, then the exec's own again.
+    auto refs = std::make_shared<UserRefs>();
     {
         std::lock_guard<std::mutex> lk(child->mu);
         CUresult r = graph_ops(child, ops.get(), &handles);
         if (r != CUDA_SUCCESS) return r;
-        retain_user_refs(child, added.get());
+        retain_user_refs(child, refs.get());
     }
     std::lock_guard<std::mutex> lk(e->mu);
     ExecNode* en = exec_node_locked(e, h);
-    if (en == nullptr) return CUDA_ERROR_INVALID_VALUE;  // `added` releases what it took
+    if (en == nullptr) return CUDA_ERROR_INVALID_VALUE;  // `refs` releases what it took
     en->op = [ops] { run_all(*ops); };
     for (CUgraphConditionalHandle c : handles)
         if (std::find(e->handles.begin(), e->handles.end(), c) == e->handles.end()) e->handles.push_back(c);
-    // A new set (queued launches keep sharing the old one): the exec's
-    // references again, and the new child's.
-    auto refs = std::make_shared<UserRefs>();
-    if (e->user_refs != nullptr)
-        for (auto& ref : e->user_refs->held) {
-            user_object_retain(ref.first, ref.second);
-            refs->add(ref.first, ref.second);
-        }
-    for (auto& ref : added->held) {
-        user_object_retain(ref.first, ref.second);
-        refs->add(ref.first, ref.second);
-    }
+    if (e->user_refs != nullptr) refs->retain_all_of(*e->user_refs);
     e->user_refs = std::move(refs);
     return CUDA_SUCCESS;
 }

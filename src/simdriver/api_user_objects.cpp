@@ -109,6 +109,13 @@ bool UserRefs::remove(UserObject* u, unsigned n) {
     return false;
 }
 
+void UserRefs::retain_all_of(const UserRefs& other) {
+    for (auto& e : other.held) {
+        user_object_retain(e.first, e.second);
+        add(e.first, e.second);
+    }
+}
+
 void UserRefs::release_all() {
     std::vector<std::pair<UserObject*, unsigned>> mine;
     mine.swap(held);

@@ -374,6 +374,8 @@ struct UserRefs {
     UserRefs& operator=(const UserRefs&) = delete;
     ~UserRefs() { release_all(); }
     void add(UserObject* u, unsigned n);
+    // Takes references of its own to every object `other` holds (retained again).
+    void retain_all_of(const UserRefs& other);
     bool remove(UserObject* u, unsigned n);   // false: the set holds fewer than n
     void release_all();
 };
