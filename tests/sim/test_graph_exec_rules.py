@@ -15,6 +15,7 @@ import pytest
 import greenres.sim as sim
 from greenres.sim.kernels import register_kernel, set_conditional
 
+from support.graphhelpers import add_node, change_edges, conditional_params, memset_params
 from support.simhelpers import E, check, event, node_count, run_python, stream
 from support.simhelpers import driver as cu
 
@@ -36,31 +37,16 @@ def kernel_node(g, fn, deps=()):
 
 
 def memset_node(g, ptr, value, n, deps=()):
-    p = cu.CUDA_MEMSET_NODE_PARAMS()
-    p.dst, p.value, p.elementSize, p.width, p.height = int(ptr), value, 1, n, 1
-    return check(cu.cuGraphAddMemsetNode(g, list(deps), len(deps), p, cu.cuCtxGetCurrent()[1]))
+    params, current = memset_params(ptr, value, n), check(cu.cuCtxGetCurrent())
+    return check(cu.cuGraphAddMemsetNode(g, list(deps), len(deps), params, current))
 
 
 def conditional_body(g, handle, kind):
     """Adds a conditional node of one body (kind: "IF", "WHILE") to g; returns the body."""
-    p = cu.CUgraphNodeParams()
-    p.type = cu.CUgraphNodeType.CU_GRAPH_NODE_TYPE_CONDITIONAL
-    p.conditional.handle = handle
-    p.conditional.type = getattr(cu.CUgraphConditionalNodeType, f"CU_GRAPH_COND_TYPE_{kind}")
-    p.conditional.size = 1
-    try:
-        check(cu.cuGraphAddNode(g, None, None, 0, p))
-    except TypeError:  # cuda-bindings 12.9: no edge data
-        check(cu.cuGraphAddNode(g, None, 0, p))
+    kinds = cu.CUgraphConditionalNodeType
+    p = conditional_params(handle, getattr(kinds, f"CU_GRAPH_COND_TYPE_{kind}"), 1)
+    check(add_node(g, p))
     return p.conditional.phGraph_out[0]
-
-
-def add_edges(g, pairs):
-    froms, tos = [a for a, _ in pairs], [b for _, b in pairs]
-    try:
-        return cu.cuGraphAddDependencies(g, froms, tos, None, len(pairs))
-    except TypeError:  # cuda-bindings 12.9: no edge data
-        return cu.cuGraphAddDependencies(g, froms, tos, len(pairs))
 
 
 def edge_count(g):
@@ -211,9 +197,10 @@ def test_the_same_edge_twice_in_one_call_is_refused_and_adds_nothing(ctx):
     g = check(cu.cuGraphCreate(0))
     a = check(cu.cuGraphAddEmptyNode(g, None, 0))
     b = check(cu.cuGraphAddEmptyNode(g, None, 0))
-    assert add_edges(g, [(a, b), (a, b)])[0] == E.CUDA_ERROR_INVALID_VALUE
+    twice = change_edges(cu.cuGraphAddDependencies, g, [(a, b), (a, b)])
+    assert twice[0] == E.CUDA_ERROR_INVALID_VALUE
     assert edge_count(g) == 0
-    check(add_edges(g, [(a, b)]))
+    check(change_edges(cu.cuGraphAddDependencies, g, [(a, b)]))
     assert edge_count(g) == 1
     check(cu.cuGraphDestroy(g))
 

@@ -12,38 +12,11 @@ import pytest
 import greenres.sim as sim
 from greenres.sim.kernels import register_kernel, set_conditional
 
+from support.graphhelpers import add_node, change_edges, conditional_params, memset_params
 from support.simhelpers import E, check, event, node_count, requires_bindings, run_python, stream
 from support.simhelpers import driver as cu
 
 T = cu.CUgraphNodeType
-
-
-def memset_params(ptr, value, n, element=1):
-    p = cu.CUDA_MEMSET_NODE_PARAMS()
-    p.dst = int(ptr)
-    p.value = value
-    p.elementSize = element
-    p.width = n
-    p.height = 1
-    return p
-
-
-def edge(change, g, a, b):
-    """cuGraphAdd/RemoveDependencies of one edge: bindings 13 pass edge data (12.3 ABI),
-    bindings 12.9 do not."""
-    try:
-        return change(g, [a], [b], None, 1)
-    except TypeError:
-        return change(g, [a], [b], 1)
-
-
-def add_node(g, params):
-    """cuGraphAddNode of a root node: bindings 13 pass edge data (the 12.3 ABI), bindings 12.9
-    do not."""
-    try:
-        return cu.cuGraphAddNode(g, None, None, 0, params)
-    except TypeError:
-        return cu.cuGraphAddNode(g, None, 0, params)
 
 
 def read(ptr, n):
@@ -103,12 +76,12 @@ def test_edges_refuse_duplicates_missing_ones_and_cycles(ctx):
     a = check(cu.cuGraphAddEmptyNode(g, None, 0))
     b = check(cu.cuGraphAddEmptyNode(g, [a], 1))
     assert cu.cuGraphAddEmptyNode(g, [a, a], 2)[0] == E.CUDA_ERROR_INVALID_VALUE
-    assert edge(cu.cuGraphAddDependencies, g, a, b)[0] == E.CUDA_ERROR_INVALID_VALUE
-    assert edge(cu.cuGraphAddDependencies, g, b, a)[0] == E.CUDA_ERROR_INVALID_VALUE
-    assert edge(cu.cuGraphRemoveDependencies, g, b, a)[0] == E.CUDA_ERROR_INVALID_VALUE
-    check(edge(cu.cuGraphRemoveDependencies, g, a, b))
+    assert change_edges(cu.cuGraphAddDependencies, g, [(a, b)])[0] == E.CUDA_ERROR_INVALID_VALUE
+    assert change_edges(cu.cuGraphAddDependencies, g, [(b, a)])[0] == E.CUDA_ERROR_INVALID_VALUE
+    assert change_edges(cu.cuGraphRemoveDependencies, g, [(b, a)])[0] == E.CUDA_ERROR_INVALID_VALUE
+    check(change_edges(cu.cuGraphRemoveDependencies, g, [(a, b)]))
     assert check(cu.cuGraphNodeGetDependencies(b, 0))[-1] == 0
-    check(edge(cu.cuGraphAddDependencies, g, a, b))
+    check(change_edges(cu.cuGraphAddDependencies, g, [(a, b)]))
     other = check(cu.cuGraphCreate(0))
     stranger = check(cu.cuGraphAddEmptyNode(other, None, 0))
     assert cu.cuGraphAddEmptyNode(g, [stranger], 1)[0] == E.CUDA_ERROR_INVALID_VALUE
@@ -219,7 +192,7 @@ def test_an_event_record_node_is_pending_from_the_launch(ctx, mem):
 
 
 def _conditional(g, handle, kind, size):
-    p = _params(handle, kind, size)
+    p = conditional_params(handle, kind, size)
     node = check(add_node(g, p))
     return node, p.conditional.phGraph_out  # cuda.h: filled in by the driver
 
@@ -277,27 +250,17 @@ def test_if_and_switch_nodes_take_the_branch_of_the_default_value(ctx, mem):
     assert read(mem, 2) == bytes([12, 2])
     # A handle of another graph, a bad size: refused.
     other = check(cu.cuGraphCreate(0))
-    assert (
-        add_node(other, _params(two, K.CU_GRAPH_COND_TYPE_IF, 1))[0] == E.CUDA_ERROR_INVALID_VALUE
-    )
+    foreign = add_node(other, conditional_params(two, K.CU_GRAPH_COND_TYPE_IF, 1))
+    assert foreign[0] == E.CUDA_ERROR_INVALID_VALUE
     bad = check(cu.cuGraphConditionalHandleCreate(other, ctx, 0, 0))
     assert (
-        add_node(other, _params(bad, K.CU_GRAPH_COND_TYPE_WHILE, 2))[0]
+        add_node(other, conditional_params(bad, K.CU_GRAPH_COND_TYPE_WHILE, 2))[0]
         == E.CUDA_ERROR_INVALID_VALUE
     )
     check(cu.cuGraphDestroy(other))
     check(cu.cuGraphExecDestroy(x))
     check(cu.cuGraphDestroy(g))
     check(cu.cuStreamDestroy(s))
-
-
-def _params(handle, kind, size):
-    p = cu.CUgraphNodeParams()
-    p.type = T.CU_GRAPH_NODE_TYPE_CONDITIONAL
-    p.conditional.handle = handle
-    p.conditional.type = kind
-    p.conditional.size = size
-    return p
 
 
 @pytest.mark.gpu
