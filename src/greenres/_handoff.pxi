@@ -97,6 +97,25 @@ def current_partition():
     return <object>top.entered_by
 
 
+cdef int _handoff_streams(Stream src, Stream dst) except -1:
+    """handoff() of two greenres Streams, the hot case: the admissions _use_streams makes
+    (layouts by address, then each stream's own gate), without its tests of argument forms;
+    the pool of ``src``'s layout."""
+    cdef Admissions a
+    _admissions_init(&a)
+    try:
+        if <uintptr_t><void*>src._core > <uintptr_t><void*>dst._core:
+            dst._admit_use(&a)
+            src._admit_use(&a)
+        else:
+            src._admit_use(&a)
+            dst._admit_use(&a)
+        _handoff_admitted(src._core, src._handle, dst._handle, _handoff_mark(src, dst))
+    finally:
+        _admissions_end(&a)
+    return 0
+
+
 def handoff(src, dst):
     """Make ``dst`` wait for all work queued on ``src`` so far (an event record and a wait,
     both stream-level calls, so capture-safe; the event comes from a lock-free pool).
@@ -112,6 +131,9 @@ def handoff(src, dst):
     cdef Admissions a
     cdef cydriver.CUstream s, d
     cdef _LayoutCore core = None
+    if type(src) is Stream and type(dst) is Stream:
+        _handoff_streams(<Stream>src, <Stream>dst)
+        return None
     _admissions_init(&a)
     try:
         _use_streams(src, "src", dst, "dst", &a, &s, &d)

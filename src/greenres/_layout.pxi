@@ -6,14 +6,12 @@
 
 from collections.abc import Mapping
 
-from greenres.plan import plan_counts
+from greenres.plan import ModalPlan, Plan, plan_counts
+from greenres.spec import ModalSpec, PartitionSpec
 
 
 def _plans_of(object plan):
     """``{mode: Plan}`` and the default mode of a Plan or a ModalPlan, by type."""
-    from greenres.plan import ModalPlan, Plan
-    from greenres.spec import ModalSpec, PartitionSpec
-
     if isinstance(plan, ModalPlan):
         return dict(plan.plans), plan.default
     if isinstance(plan, Plan):
@@ -29,6 +27,29 @@ def _plans_of(object plan):
     )
 
 
+# The granularity plans are checked against, per device and measurement: what a device's
+# SM resource and splits report does not change while a process runs (the driver fixes it
+# when it loads), and measuring it is a device query and up to two trial splits per
+# Layout.create. Device.sm_facts() measures afresh each time.
+cdef dict _granularities = {}
+
+
+cdef object _device_granularity(Device device, bint uncoscheduled, bint workqueues,
+                                bint locality):
+    key = (device.ordinal, uncoscheduled, workqueues, locality)
+    granularity = _granularities.get(key)
+    if granularity is None:
+        granularity = device._granularity(uncoscheduled, workqueues, locality)
+        _granularities[key] = granularity
+    return granularity
+
+
+def _forget_device_granularity():
+    """Measure the devices again at the next Layout.create (the fault sweep's runs each
+    make the calls of a process's first create)."""
+    _granularities.clear()
+
+
 def _check_plans_fit(dict plans, Device device):
     """Refuse, before any driver object exists, a plan made for other SMs or granularity:
     its counts would not be what the driver makes (a plan file from another machine)."""
@@ -42,7 +63,7 @@ def _check_plans_fit(dict plans, Device device):
     need_locality = any(r.granularity.locality is not None for r in recipes.values())
     if need_locality and driver_version() < LOCALITY_DOMAINS:
         raise _too_old("a plan with locality domains", LOCALITY_DOMAINS)
-    actual = device._granularity(need_uncoscheduled, need_workqueues, need_locality)
+    actual = _device_granularity(device, need_uncoscheduled, need_workqueues, need_locality)
     for mode, recipe in recipes.items():
         differences = recipe.granularity.differences(actual)
         if differences:
@@ -469,7 +490,5 @@ def _layout_name(name):
 
 def _nvtx_setting(nvtx):
     if nvtx is None:
-        from greenres._config import nvtx_default
-
-        return nvtx_default()
+        return _settings.nvtx_default()  # greenres._config, imported at the module's end
     return _require_bool("nvtx", nvtx)

@@ -322,7 +322,7 @@ cdef class GreenContext:
         cdef cydriver.CUstream caller
         if from_stream is None:
             return self._enter(NULL, True, on_default)
-        if type(from_stream) is int and 0 <= from_stream < _HANDLE_LIMIT:
+        if _is_raw_handle(from_stream):
             # the common raw handle: nothing to admit, nothing else to check
             return self._enter(<cydriver.CUstream><uintptr_t>from_stream, False, on_default)
         _admissions_init(&a)

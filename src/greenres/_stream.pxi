@@ -19,6 +19,13 @@ cdef object _MISSING = object()
 _HANDLE_LIMIT = 2**64
 
 
+cdef inline bint _is_raw_handle(object value) except -1:
+    """``value`` is an int handle in [0, 2**63), the common raw handle: tested by C
+    comparisons with constants (no global lookup, no comparison of two ints as objects), as
+    enter's path needs; larger handles up to 2**64 take _raw_stream's full checks."""
+    return type(value) is int and 0 <= value <= 0x7FFFFFFFFFFFFFFF
+
+
 cdef cydriver.CUstream _raw_stream(object stream, str name) except? NULL:
     """The CUstream of a stream argument that is not a greenres Stream: an object with
     ``__cuda_stream__``, a raw int handle, a cuda.bindings ``CUstream``, or an object with
@@ -26,7 +33,9 @@ cdef cydriver.CUstream _raw_stream(object stream, str name) except? NULL:
     (floats, bools, strings, malformed protocol answers) raises TypeError naming ``name``
     and the accepted forms; a handle outside [0, 2**64) raises ValueError."""
     cdef object value
-    if type(stream) is int:  # the common raw-handle case first: no other test, no lookup
+    if _is_raw_handle(stream):  # the common case first: no other test, no lookup
+        return <cydriver.CUstream><uintptr_t>stream
+    if type(stream) is int:
         value = stream
     else:
         protocol = getattr(stream, "__cuda_stream__", None)

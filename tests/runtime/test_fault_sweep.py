@@ -368,7 +368,12 @@ OPERATIONS = {
 
 def _run_alone(operation, state):
     """``operation.run`` with the garbage collector off: a finalizer of an earlier run's
-    object must not make driver calls the operation is blamed for."""
+    object must not make driver calls the operation is blamed for. The device granularity
+    Layout.create keeps is forgotten first, so every run makes the calls of a process's
+    first create (its later creates make a subset of them)."""
+    from greenres import _driver
+
+    _driver._forget_device_granularity()
     gc.disable()
     try:
         return operation.run(state)

@@ -1,0 +1,133 @@
+"""The fast paths of issue 13 do what the general paths do: ``handoff`` of two greenres
+Streams (any two layouts, either argument order, default and owned streams), an int handle
+to ``enter`` at the edges of its fast test, and the device granularity ``Layout.create``
+keeps after its first measurement."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+import greenres
+from greenres import ClosedError, Layout, PlanError
+from support.rthelpers import layout_of
+from support.simhelpers import run_python
+from support.streamgate import Gate
+
+
+def _streams(first, second):
+    """A default and an owned stream of each layout (the owned ones have their own gate)."""
+    return [
+        first["a"].stream,
+        first["b"].create_stream(),
+        second["a"].stream,
+        second["a"].create_stream(),
+    ]
+
+
+def test_handoff_of_two_streams_orders_every_pair():
+    with layout_of({"a": 8, "b": 8}) as one, layout_of({"a": 8}) as two:
+        streams = _streams(one, two)
+        for src, dst in itertools.permutations(streams, 2):
+            done = greenres.Event()
+            with Gate(src) as gate:
+                greenres.handoff(src, dst)
+                done.record(dst)
+                assert not done.query(), (src, dst)  # dst waits for src's held work
+                gate.open()
+                done.synchronize()
+            assert done.query()
+            done.close()
+
+
+def test_handoff_of_a_closed_stream_is_refused_on_either_side():
+    with layout_of({"a": 8}) as one, layout_of({"a": 8}) as two:
+        own, other = one["a"].create_stream(), two["a"].stream
+        own.close()
+        for src, dst in ((own, other), (other, own)):
+            with pytest.raises(ClosedError, match="stream is closed"):
+                greenres.handoff(src, dst)
+        closed = two["a"].stream
+    with layout_of({"a": 8}) as three:  # a stream of a closed layout, against a live one
+        alive = three["a"].stream
+        for src, dst in ((closed, alive), (alive, closed)):
+            with pytest.raises(ClosedError):
+                greenres.handoff(src, dst)
+
+
+@pytest.mark.parametrize("handle", [2**63, 2**63 + 5, 2**64 - 1])
+def test_enter_takes_handles_above_the_fast_test(sim, handle):
+    """Handles of [2**63, 2**64) pass the full checks (the fast test stops at 2**63): the
+    driver refuses them as streams, not greenres as ints."""
+    with layout_of({"a": 8}) as layout:
+        with pytest.raises(greenres.DriverError):
+            layout["a"].enter(handle)
+        assert not layout["a"].entered
+
+
+@pytest.mark.parametrize(
+    "handle, error", [(-1, "must be a stream handle >= 0"), (2**64, "< 2\\*\\*64")]
+)
+def test_enter_refuses_handles_outside_the_range(handle, error):
+    with layout_of({"a": 8}) as layout:
+        with pytest.raises(ValueError, match=error):
+            layout["a"].enter(handle)
+        with pytest.raises(ValueError, match=error):
+            greenres.handoff(handle, layout["a"].stream)
+        assert not layout["a"].entered
+
+
+def test_enter_with_the_largest_fast_handle_reaches_the_driver():
+    with layout_of({"a": 8}) as layout:
+        with pytest.raises(greenres.DriverError):
+            layout["a"].enter(2**63 - 1)
+        layout["a"].enter(int(layout["a"].stream.handle))
+        layout["a"].exit()
+
+
+def test_later_creates_do_not_measure_the_device_again(sim):
+    plan = greenres.Device(0).sm_facts()
+    from greenres.plan import plan_counts
+
+    plan = plan_counts({"a": 8, "b": 8}, plan)
+    Layout.create(plan).close()  # the first create of the process may measure
+    sim.reset_call_counts()
+    Layout.create(plan).close()
+    calls = sim.call_counts()
+    # One SM resource query and one split: those of the layout itself.
+    assert calls.get("cuDeviceGetDevResource", 0) == 1
+    assert calls.get("cuDevSmResourceSplitByCount", 0) + calls.get("cuDevSmResourceSplit", 0) == 1
+
+
+def test_the_kept_granularity_still_refuses_a_plan_of_another_device():
+    from greenres.facts import SmFacts
+    from greenres.plan import plan_counts
+
+    Layout.create({"a": 8}).close()
+    real = greenres.Device(0).sm_facts()
+    other = SmFacts.for_known_device("b200")
+    assert (other.sm_count, other.min_partition_size) != (real.sm_count, real.min_partition_size)
+    with pytest.raises(PlanError, match="was made for"):
+        Layout.create(plan_counts({"a": 8}, other))
+
+
+def test_greenres_nvtx_is_read_by_the_first_create_that_needs_it():
+    out = run_python(
+        """
+        import os
+        import greenres.sim as sim; sim.install("h100")
+        import greenres as gr
+        os.environ["GREENRES_NVTX"] = "1"      # after import, before the first create: read
+        with gr.Layout.create({"a": 8}) as first:
+            print(first.nvtx)
+        os.environ["GREENRES_NVTX"] = "0"      # after it: the process keeps what it read
+        with gr.Layout.create({"a": 8}) as second:
+            print(second.nvtx)
+        gr.configure(nvtx=False)               # configure() still decides
+        with gr.Layout.create({"a": 8}) as third:
+            print(third.nvtx)
+        """,
+        {"GREENRES_NVTX": None},
+    )
+    assert out.split() == ["True", "True", "False"]
