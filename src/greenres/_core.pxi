@@ -40,7 +40,7 @@ cdef class _LayoutCore(_Resource):
     cdef EventPool* pool
     cdef list names              # partition names by index (for messages)
     cdef list extra_streams      # per partition: {CUstream int: weakref to its Stream}
-    cdef object graphs           # WeakSet of Graphs captured on this layout's streams
+    cdef object graphs           # WeakSet of Graphs captured on its streams; None: none yet
     cdef list dying_graphs       # (exec, graph) handles of Graphs finalized while it closed
     cdef bint close_pending      # close once no partition is entered (Layout.__exit__)
     cdef str name                # the layout's name (NVTX names, messages)
@@ -55,8 +55,27 @@ cdef class _LayoutCore(_Resource):
         self.close_pending = False
         self.names = []
         self.extra_streams = []
-        self.graphs = weakref.WeakSet()
+        self.graphs = None  # most layouts capture nothing: see _track_graph
         self.dying_graphs = []
+
+    cdef int _track_graph(self, object graph) except -1:
+        """Remember a Graph captured on one of the layout's streams (close orphans it). The
+        WeakSet is made by the first: most layouts capture nothing, and making one and
+        walking it twice at close is a tenth of a Layout.create + close."""
+        if self.graphs is None:
+            graphs = weakref.WeakSet()
+            if self.graphs is None:  # WeakSet() ran Python code: another thread may have won
+                self.graphs = graphs
+        self.graphs.add(graph)
+        return 0
+
+    cdef int _forget_graph(self, object graph) except -1:
+        if self.graphs is not None:
+            self.graphs.discard(graph)
+        return 0
+
+    cdef list _captured_graphs(self):
+        return list(self.graphs) if self.graphs is not None else []
 
     cdef int allocate(self, list names) except -1:
         cdef int i, count = len(names)
@@ -136,7 +155,7 @@ cdef class _LayoutCore(_Resource):
         """End the capture going on on ``stream`` (close(abort_captures=True)): through the
         Graph that began it, so that it knows, or directly for a foreign capture."""
         cdef cydriver.CUgraph graph = NULL
-        for g in list(self.graphs):
+        for g in self._captured_graphs():
             if (<Graph>g)._capturing and (<Graph>g)._stream == stream:
                 (<Graph>g)._end_capture_for_close()
                 return 0
@@ -192,7 +211,7 @@ cdef class _LayoutCore(_Resource):
             failures += _destroy_event(&s.exit_event)
             failures += _destroy_event(&s.fence_event)
         # 3. graphs captured on the layout's streams (their nodes run in its green contexts)
-        for g in list(self.graphs):
+        for g in self._captured_graphs():
             failures += (<Graph>g)._orphan()
         failures += self._destroy_dying_graphs()
         # 4. green contexts whose streams are all gone

@@ -201,7 +201,7 @@ cdef class Graph(_Resource):
             if isinstance(stream, Stream):
                 self._core = (<Stream>stream)._core
                 self._s = (<Stream>stream)._s
-                self._core.graphs.add(self)
+                self._core._track_graph(self)
                 if self._s.nvtx:
                     where = (<Stream>stream).partition.name
                     self._nvtx_capture = _nvtx_start_text(
@@ -411,7 +411,7 @@ cdef class Graph(_Resource):
             self._stream_obj = None
             self._replay_mark = None  # the next capture may be in another partition
             if self._core is not None:
-                self._core.graphs.discard(self)
+                self._core._forget_graph(self)
                 self._core = None
                 self._s = NULL
         finally:
@@ -456,7 +456,7 @@ cdef class Graph(_Resource):
         work, whose nodes run in the layout's green contexts."""
         failures = self._release_native()
         if not failures:
-            self._core.graphs.discard(self)
+            self._core._forget_graph(self)
         self._orphaned = True
         return failures
 
@@ -486,7 +486,7 @@ cdef class Graph(_Resource):
             failures += self._release_native()
         if not self._capturing:
             if self._core is not None and not failures:
-                self._core.graphs.discard(self)
+                self._core._forget_graph(self)
             failures += self._leave_pool()
         return failures
 

@@ -154,7 +154,9 @@ cdef class Layout:
         cdef nvtxRangeId_t creating = 0
         name = _layout_name(name)
         annotate = _nvtx_setting(nvtx)
-        if isinstance(plan, Mapping):
+        # Plans first: isinstance of an ABC (Mapping) is the slower test
+        from_mapping = not isinstance(plan, (Plan, ModalPlan)) and isinstance(plan, Mapping)
+        if from_mapping:
             plans, default = {None: plan_counts(plan, dev)}, None
             recipes = {None: plans[None].recipe}  # made from this device just now: it fits
         else:
@@ -204,7 +206,7 @@ cdef class Layout:
         layout = Layout.__new__(Layout)
         layout._core = core
         layout.device = dev
-        layout._plan = plan if not isinstance(plan, Mapping) else plans[None]
+        layout._plan = plans[None] if from_mapping else plan
         layout._modes = modes
         layout._by_index = [p for parts in modes.values() for p in parts]
         layout._select(default)

@@ -45,7 +45,7 @@ cdef class GreenContext:
         )
 
     cdef _init(self, _LayoutCore core, int index, Device device, object recipe, object plan,
-               int sm_count):
+               object planned, int sm_count):
         self._core = core
         self._index = index
         self._s = core.states[index]
@@ -53,7 +53,7 @@ cdef class GreenContext:
         self.sm_count = sm_count
         self.device = device
         self.plan = plan
-        self.planned_partition = plan[recipe.name]
+        self.planned_partition = planned
         self._extra_streams = []
         self._layout_ref = None
         s = Stream.__new__(Stream)

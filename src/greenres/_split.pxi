@@ -80,6 +80,15 @@ cdef int _check_workqueue(cydriver.CUgreenCtx green, object r) except -1:
     return 0
 
 
+cdef object _planned_partition(object plan, int i, str name):
+    """The plan's partition of recipe ``i``: the plan's ``i``-th (recipes are made in plan
+    order), else by name (``plan[name]``, which normalises and searches)."""
+    planned = plan.partitions
+    if i < len(planned) and planned[i].name == name:
+        return planned[i]
+    return plan[name]
+
+
 cdef int _create_partitions(_LayoutCore core, Device device, object recipe, object plan,
                             int first, list out) except -1:
     """Create every partition of ``recipe`` from ONE split of the device's SMs into
@@ -161,7 +170,8 @@ cdef int _create_partitions(_LayoutCore core, Device device, object recipe, obje
             s.exit_event = _new_event(cydriver.CU_EVENT_DISABLE_TIMING)
             s.fence_event = _new_event(cydriver.CU_EVENT_DISABLE_TIMING)
             part = GreenContext.__new__(GreenContext)
-            part._init(core, first + i, device, r, plan, got)
+            part._init(core, first + i, device, r, plan, _planned_partition(plan, i, r.name),
+                       got)
             for _ in range(max(r.streams, 1) - 1):
                 part._extra_streams.append(part._make_stream(r.priority))
             out.append(part)

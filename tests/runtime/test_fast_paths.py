@@ -6,12 +6,13 @@ keeps after its first measurement."""
 from __future__ import annotations
 
 import itertools
+import threading
 
 import pytest
 
 import greenres
-from greenres import ClosedError, Layout, PlanError
-from support.rthelpers import layout_of
+from greenres import ClosedError, Graph, Layout, PlanError
+from support.rthelpers import layout_of, memset
 from support.simhelpers import run_python
 from support.streamgate import Gate
 
@@ -131,3 +132,59 @@ def test_greenres_nvtx_is_read_by_the_first_create_that_needs_it():
         {"GREENRES_NVTX": None},
     )
     assert out.split() == ["True", "True", "False"]
+
+
+def _capture_a_memset(graph, stream, x):
+    with graph.capture(stream):
+        memset(x, 1, 64, stream)
+    graph.instantiate()
+
+
+def test_graphs_first_captured_by_two_threads_at_once_are_all_freed_with_the_layout(
+    sim, memory
+):
+    """A layout keeps no graph set until its first capture: two threads starting the first
+    captures of a fresh layout at once must both be remembered, so close() frees both
+    graphs before the green contexts."""
+    baseline = sim.live_objects()
+    for _ in range(20):
+        layout = Layout.create({"a": 8, "b": 8})
+        graphs = [Graph(), Graph()]
+        start = threading.Barrier(2)
+
+        buffers = [memory.alloc(64), memory.alloc(64)]
+
+        def capture(k):
+            start.wait()
+            _capture_a_memset(graphs[k], layout["ab"[k]].stream, buffers[k])
+
+        threads = [threading.Thread(target=capture, args=(k,)) for k in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        layout.close()
+        for g in graphs:
+            with pytest.raises(ClosedError):
+                g.replay()
+            g.close()
+        memory.free_all()
+    assert sim.live_objects() == baseline
+    assert sim.hazards() == []
+
+
+def test_a_capture_whose_begin_fails_leaves_the_layout_closable(sim, memory):
+    baseline = sim.live_objects()
+    layout = Layout.create({"a": 8})
+    sim.inject_fault("cuStreamBeginCapture", "CUDA_ERROR_OUT_OF_MEMORY")
+    g, x = Graph(), memory.alloc(64)
+    with pytest.raises(greenres.DriverError):
+        _capture_a_memset(g, layout["a"].stream, x)
+    sim.clear_faults()
+    _capture_a_memset(g, layout["a"].stream, x)  # the first capture that worked
+    layout.close()
+    with pytest.raises(ClosedError):
+        g.replay()
+    g.close()
+    memory.free_all()
+    assert sim.live_objects() == baseline
