@@ -68,7 +68,7 @@ cdef inline void _record(Admissions* a, const int* gate, long* inflight) noexcep
 
 
 cdef inline int _admit_into(Admissions* a, const int* gate, long* inflight,
-                     object owner) except -1:
+                            object owner) except -1:
     """Admit into ``a`` (ended together by _admissions_end). A call that holds an admission
     on ``gate`` already is admitted again at once: the gate's close cannot finish while it
     holds one, so waiting for that close would wait for itself."""

@@ -12,6 +12,7 @@ import pytest
 
 import greenres
 from greenres import ClosedError, Graph, Layout, PlanError
+
 from support.rthelpers import layout_of, memset
 from support.simhelpers import run_python
 from support.streamgate import Gate
@@ -140,9 +141,12 @@ def _capture_a_memset(graph, stream, x):
     graph.instantiate()
 
 
-def test_graphs_first_captured_by_two_threads_at_once_are_all_freed_with_the_layout(
-    sim, memory
-):
+def _capture_after(barrier, graph, stream, x):
+    barrier.wait()
+    _capture_a_memset(graph, stream, x)
+
+
+def test_graphs_first_captured_by_two_threads_at_once_are_all_freed_with_the_layout(sim, memory):
     """A layout keeps no graph set until its first capture: two threads starting the first
     captures of a fresh layout at once must both be remembered, so close() frees both
     graphs before the green contexts."""
@@ -153,12 +157,11 @@ def test_graphs_first_captured_by_two_threads_at_once_are_all_freed_with_the_lay
         start = threading.Barrier(2)
 
         buffers = [memory.alloc(64), memory.alloc(64)]
-
-        def capture(k):
-            start.wait()
-            _capture_a_memset(graphs[k], layout["ab"[k]].stream, buffers[k])
-
-        threads = [threading.Thread(target=capture, args=(k,)) for k in range(2)]
+        streams = [layout["a"].stream, layout["b"].stream]
+        threads = [
+            threading.Thread(target=_capture_after, args=(start, graphs[k], streams[k], buffers[k]))
+            for k in range(2)
+        ]
         for t in threads:
             t.start()
         for t in threads:

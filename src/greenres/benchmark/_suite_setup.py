@@ -108,20 +108,35 @@ def _plan_scale(session, report) -> None:
 _IMPORT_PROBE = (
     "import sys, time, json\n"
     "t0 = time.perf_counter()\n"
-    "import greenres.spec\n"
+    "import {module}\n"
     "ms = (time.perf_counter() - t0) * 1e3\n"
-    "print(json.dumps({'ms': ms, 'extension': 'greenres._driver' in sys.modules,\n"
-    "                  'bindings': 'cuda.bindings.driver' in sys.modules}))\n"
+    "print(json.dumps({{'ms': ms, 'extension': 'greenres._driver' in sys.modules,\n"
+    "                  'bindings': 'cuda.bindings.driver' in sys.modules}}))\n"
 )
 
 
+def _import_once(module: str) -> dict:
+    """``import module`` timed in a fresh interpreter, and what it loaded."""
+    out = subprocess.run(
+        [sys.executable, "-c", _IMPORT_PROBE.format(module=module)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return json.loads(out)
+
+
 def _import_row(session, report) -> None:
-    runs = []
-    for _ in range(max(3, session.settings.rounds)):
-        out = subprocess.run(
-            [sys.executable, "-c", _IMPORT_PROBE], capture_output=True, text=True, check=True
-        ).stdout
-        runs.append(json.loads(out))
+    """``import greenres.spec`` and, in the same rounds (alternating which goes first),
+    ``import attrs`` alone: the declarative classes are attrs classes, so what attrs (and
+    the modules it imports: typing, inspect, ast, ...) costs here bounds the row."""
+    runs, attrs_ms = [], []
+    for k in range(max(3, session.settings.rounds)):
+        if k % 2:
+            attrs_ms.append(_import_once("attrs")["ms"])
+        runs.append(_import_once("greenres.spec"))
+        if not k % 2:
+            attrs_ms.append(_import_once("attrs")["ms"])
     loaded = [name for name in ("extension", "bindings") if any(r[name] for r in runs)]
     note = (
         f"also loaded: {', '.join(loaded)}"
@@ -139,6 +154,16 @@ def _import_row(session, report) -> None:
     )
     if loaded:
         report.rows[-1].status = "MISS"
+    report.rows.append(
+        value_row(
+            "import_spec_vs_attrs",
+            "`import greenres.spec` / `import attrs` alone, in the same rounds (the declarative "
+            "classes are attrs classes)",
+            [r["ms"] / a for r, a in zip(runs, attrs_ms, strict=True)],
+            None,
+            f"import attrs alone: {statistics.median(attrs_ms):.1f} ms",
+        )
+    )
 
 
 # ------------------------------------------------------------------- Layout.create + close
