@@ -265,3 +265,15 @@ def test_nvtx_benchmark_runs_with_and_without_a_tool():
     assert "#### no tool attached" in out.stdout
     assert "| enter+exit, annotation on |" in out.stdout
     assert "#### a tool attached (the tests' recorder)" in out.stdout
+
+
+def test_the_import_probe_loads_only_the_declarative_layer_even_under_greenres_sim(monkeypatch):
+    """bench/run_all.py runs with GREENRES_SIM set; the probe of ``import greenres.spec``
+    must not inherit it (``import greenres`` would load the simulated driver)."""
+    from greenres.benchmark._suite_setup import _import_once
+
+    monkeypatch.setenv("GREENRES_SIM", "h100")
+    for module in ("greenres.spec", "attrs"):
+        run = _import_once(module)
+        assert run["ms"] > 0
+        assert not (run["extension"] or run["bindings"] or run["simulator"]), (module, run)

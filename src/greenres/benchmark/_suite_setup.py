@@ -7,6 +7,7 @@ modes (1 to 16) and creation against partitions (1 to 16) and layouts alive."""
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -111,17 +112,22 @@ _IMPORT_PROBE = (
     "import {module}\n"
     "ms = (time.perf_counter() - t0) * 1e3\n"
     "print(json.dumps({{'ms': ms, 'extension': 'greenres._driver' in sys.modules,\n"
-    "                  'bindings': 'cuda.bindings.driver' in sys.modules}}))\n"
+    "                  'bindings': 'cuda.bindings.driver' in sys.modules,\n"
+    "                  'simulator': 'greenres.sim' in sys.modules}}))\n"
 )
 
 
 def _import_once(module: str) -> dict:
-    """``import module`` timed in a fresh interpreter, and what it loaded."""
+    """``import module`` timed in a fresh interpreter, and what it loaded. Without
+    GREENRES_SIM (bench/run_all.py sets it for itself): with it ``import greenres`` loads
+    the simulated driver, which a declarative-only user does not."""
+    env = {k: v for k, v in os.environ.items() if k != "GREENRES_SIM"}
     out = subprocess.run(
         [sys.executable, "-c", _IMPORT_PROBE.format(module=module)],
         capture_output=True,
         text=True,
         check=True,
+        env=env,
     ).stdout
     return json.loads(out)
 
@@ -137,11 +143,13 @@ def _import_row(session, report) -> None:
         runs.append(_import_once("greenres.spec"))
         if not k % 2:
             attrs_ms.append(_import_once("attrs")["ms"])
-    loaded = [name for name in ("extension", "bindings") if any(r[name] for r in runs)]
+    loaded = [
+        name for name in ("extension", "bindings", "simulator") if any(r[name] for r in runs)
+    ]
     note = (
         f"also loaded: {', '.join(loaded)}"
         if loaded
-        else "neither the extension nor cuda.bindings loaded"
+        else "neither the extension, cuda.bindings nor the simulator loaded"
     )
     report.rows.append(
         value_row(
