@@ -161,7 +161,7 @@ cdef struct PartState:
     cydriver.CUdevice device
     cydriver.CUevent enter_event    # recorded on the caller's stream, waited by `stream`
     cydriver.CUevent exit_event     # recorded on `stream`, waited by the caller's stream
-    cydriver.CUevent fence_event    # recorded by Layout.switch
+    cydriver.CUevent fence_event    # recorded by Layout.switch (NULL: a layout of one mode)
     uintptr_t owner
     unsigned long owner_ident       # threading.get_ident() of the owner (for messages)
     void* entered_by                # the GreenContext, referenced while it is entered

@@ -53,18 +53,23 @@ def _forget_device_granularity():
 def _check_plans_fit(dict plans, Device device):
     """Refuse, before any driver object exists, a plan made for other SMs or granularity:
     its counts would not be what the driver makes (a plan file from another machine)."""
-    recipes = {mode: plan.recipe for mode, plan in plans.items()}
-    need_uncoscheduled = any(r.granularity.uncoscheduled is not None for r in recipes.values())
-    need_workqueues = any(
-        r.granularity.workqueue_max_concurrency is not None for r in recipes.values())
+    cdef bint need_uncoscheduled = False, need_workqueues = False, need_locality = False
+    recipes = {}
+    for mode, plan in plans.items():
+        recipe = recipes[mode] = plan.recipe
+        granularity = recipe.granularity
+        need_uncoscheduled |= granularity.uncoscheduled is not None
+        need_workqueues |= granularity.workqueue_max_concurrency is not None
+        need_locality |= granularity.locality is not None
     if need_workqueues and driver_version() < WORKQUEUES:
         raise _too_old("a plan with workqueue budgets (CU_DEV_RESOURCE_TYPE_WORKQUEUE_CONFIG)",
                        WORKQUEUES)
-    need_locality = any(r.granularity.locality is not None for r in recipes.values())
     if need_locality and driver_version() < LOCALITY_DOMAINS:
         raise _too_old("a plan with locality domains", LOCALITY_DOMAINS)
     actual = _device_granularity(device, need_uncoscheduled, need_workqueues, need_locality)
     for mode, recipe in recipes.items():
+        if recipe.granularity == actual:  # equal facts differ in nothing: the common case
+            continue
         differences = recipe.granularity.differences(actual)
         if differences:
             plan = plans[mode]
@@ -183,7 +188,8 @@ cdef class Layout:
                 first = 0
                 for mode, recipe in recipes.items():
                     parts = []
-                    _create_partitions(core, dev, recipe, plans[mode], first, parts)
+                    _create_partitions(core, dev, recipe, plans[mode], first, parts,
+                                       len(recipes) > 1)
                     modes[mode] = tuple(parts)
                     first += len(parts)
                 if annotate:

@@ -90,10 +90,12 @@ cdef object _planned_partition(object plan, int i, str name):
 
 
 cdef int _create_partitions(_LayoutCore core, Device device, object recipe, object plan,
-                            int first, list out) except -1:
+                            int first, list out, bint modal) except -1:
     """Create every partition of ``recipe`` from ONE split of the device's SMs into
     ``core.states[first:]``, appending GreenContext objects to ``out``. On failure what was
-    made stays in the core, which the caller closes."""
+    made stays in the core, which the caller closes. ``modal``: the layout has modes to
+    switch between, whose fences need an event per partition (one of a single mode never
+    switches: no fence event)."""
     cdef unsigned int result_count = recipe.result_count
     cdef cydriver.CUdevResource remainder
     cdef cydriver.CUdevResource* results = NULL
@@ -168,7 +170,8 @@ cdef int _create_partitions(_LayoutCore core, Device device, object recipe, obje
                       "cuGreenCtxStreamCreate")
             s.enter_event = _new_event(cydriver.CU_EVENT_DISABLE_TIMING)
             s.exit_event = _new_event(cydriver.CU_EVENT_DISABLE_TIMING)
-            s.fence_event = _new_event(cydriver.CU_EVENT_DISABLE_TIMING)
+            if modal:
+                s.fence_event = _new_event(cydriver.CU_EVENT_DISABLE_TIMING)
             part = GreenContext.__new__(GreenContext)
             part._init(core, first + i, device, r, plan, _planned_partition(plan, i, r.name),
                        got)

@@ -191,3 +191,57 @@ def test_a_capture_whose_begin_fails_leaves_the_layout_closable(sim, memory):
     g.close()
     memory.free_all()
     assert sim.live_objects() == baseline
+
+
+def _events_made_by(sim, make):
+    before = sim.live_objects()["event"]
+    layout = make()
+    try:
+        return sim.live_objects()["event"] - before
+    finally:
+        layout.close()
+
+
+def test_a_layout_of_one_mode_makes_no_fence_events_and_one_with_modes_does(sim):
+    """Layout.switch's fence events exist only where a switch can happen."""
+    from greenres.spec import ModalSpec, Partition, PartitionSpec
+
+    pool = 32
+    assert _events_made_by(sim, lambda: Layout.create({"a": 8, "b": 8})) == pool + 2 * 2
+    spec = ModalSpec(
+        modes={
+            "x": PartitionSpec(partitions=(Partition("p", sms=16), Partition("q", sms=8))),
+            "y": PartitionSpec(partitions=(Partition("p", sms=8), Partition("q", sms=16))),
+        }
+    )
+    plan = spec.plan(greenres.Device(0))
+    assert _events_made_by(sim, lambda: Layout.create(plan)) == pool + 4 * 3
+    single = ModalSpec(modes={"only": PartitionSpec(partitions=(Partition("p", sms=8),))})
+    layout = Layout.create(single.plan(greenres.Device(0)))
+    try:
+        assert layout.switch("only") is layout.partitions  # the mode it is in: no fence
+        with pytest.raises(KeyError):
+            layout.switch("other")
+    finally:
+        layout.close()
+
+
+def test_switch_fences_order_the_old_modes_work_before_the_new_modes(sim):
+    from greenres.spec import ModalSpec, Partition, PartitionSpec
+
+    spec = ModalSpec(
+        modes={
+            "x": PartitionSpec(partitions=(Partition("p", sms=16),)),
+            "y": PartitionSpec(partitions=(Partition("q", sms=16),)),
+        }
+    )
+    with layout_of(spec.plan(greenres.Device(0))) as layout:
+        old = layout["p"].stream
+        done = greenres.Event()
+        with Gate(old) as gate:
+            layout.switch("y")
+            done.record(layout["q"].stream)
+            assert not done.query()  # q's stream waits for p's held work
+            gate.open()
+            done.synchronize()
+        done.close()

@@ -57,6 +57,7 @@ from support.lifecycle_model import (
     PartitionModel,
     StreamModel,
     capture_mode,
+    fence_events,
 )
 from support.rthelpers import SIM, current_context, memset, no_resource_warning, ok
 
@@ -897,6 +898,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             "event": base["event"]
             + sum(POOL_EVENTS for _ in open_layouts)
             + EVENTS_PER_PARTITION * len(parts)
+            + sum(fence_events(lm) for lm in open_layouts)
             + sum(not em.closed for em in self.event_models),
             "graph": base["graph"] + sum(gm.graph_held for gm in self.graph_models),
             "graph_exec": base["graph_exec"] + sum(gm.exec_held for gm in self.graph_models),

@@ -27,11 +27,20 @@ __all__ = [
     "PartitionModel",
     "StreamModel",
     "capture_mode",
+    "fence_events",
 ]
 
 OOM = "CUDA_ERROR_OUT_OF_MEMORY"
 POOL_EVENTS = 32  # the layout's handoff pool (POOL_SIZE in _driver.pxd)
-EVENTS_PER_PARTITION = 3  # enter, exit and fence events of every partition (all modes)
+EVENTS_PER_PARTITION = 2  # enter and exit events of every partition (all modes)
+
+
+def fence_events(layout) -> int:
+    """Layout.switch's fence events: one per partition of a layout with modes to switch
+    between (a layout of one mode never switches, and makes none)."""
+    return len(layout.all_parts()) if len(layout.modes) > 1 else 0
+
+
 MAX_LAYOUTS = 3
 GRANULE = 512
 

@@ -22,7 +22,9 @@ from ._timing import interleaved
 
 # What a layout holds besides its partitions' contexts and streams (see _core.pxi): an event
 # pool and three events per partition (enter, exit, fence).
-POOL_EVENTS, EVENTS_PER_PARTITION = 32, 3
+# The events a layout of one mode makes: the handoff pool, and enter and exit events per
+# partition (a fence event per partition only when it has modes to switch between).
+POOL_EVENTS, EVENTS_PER_PARTITION = 32, 2
 CREATE_COUNTS = (2, 4, 8)
 
 
@@ -143,9 +145,7 @@ def _import_row(session, report) -> None:
         runs.append(_import_once("greenres.spec"))
         if not k % 2:
             attrs_ms.append(_import_once("attrs")["ms"])
-    loaded = [
-        name for name in ("extension", "bindings", "simulator") if any(r[name] for r in runs)
-    ]
+    loaded = [name for name in ("extension", "bindings", "simulator") if any(r[name] for r in runs)]
     note = (
         f"also loaded: {', '.join(loaded)}"
         if loaded
