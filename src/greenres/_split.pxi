@@ -80,7 +80,7 @@ cdef int _check_workqueue(cydriver.CUgreenCtx green, object r) except -1:
     return 0
 
 
-cdef object _planned_partition(object plan, int i, str name):
+cdef object _planned_partition(object plan, int i, object name):
     """The plan's partition of recipe ``i``: the plan's ``i``-th (recipes are made in plan
     order), else by name (``plan[name]``, which normalises and searches)."""
     planned = plan.partitions

@@ -20,10 +20,9 @@ from ._floor import checked
 from ._report import Target, cuda_core_row, ratio_row, skipped_row, value_row
 from ._timing import interleaved
 
-# What a layout holds besides its partitions' contexts and streams (see _core.pxi): an event
-# pool and three events per partition (enter, exit, fence).
-# The events a layout of one mode makes: the handoff pool, and enter and exit events per
-# partition (a fence event per partition only when it has modes to switch between).
+# The events a layout of one mode holds besides its partitions' contexts and streams (see
+# _core.pxi): the handoff pool, and enter and exit events per partition (a fence event per
+# partition only when it has modes to switch between).
 POOL_EVENTS, EVENTS_PER_PARTITION = 32, 2
 CREATE_COUNTS = (2, 4, 8)
 
