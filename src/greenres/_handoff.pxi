@@ -98,18 +98,12 @@ def current_partition():
 
 
 cdef int _handoff_streams(Stream src, Stream dst) except -1:
-    """handoff() of two greenres Streams, the hot case: the admissions _use_streams makes
-    (layouts by address, then each stream's own gate), without its tests of argument forms;
-    the pool of ``src``'s layout."""
+    """handoff() of two greenres Streams, the hot case: the admissions _use_streams makes,
+    without its tests of argument forms; the pool of ``src``'s layout."""
     cdef Admissions a
     _admissions_init(&a)
     try:
-        if <uintptr_t><void*>src._core > <uintptr_t><void*>dst._core:
-            dst._admit_use(&a)
-            src._admit_use(&a)
-        else:
-            src._admit_use(&a)
-            dst._admit_use(&a)
+        _admit_stream_pair(src, dst, &a)
         _handoff_admitted(src._core, src._handle, dst._handle, _handoff_mark(src, dst))
     finally:
         _admissions_end(&a)

@@ -101,16 +101,27 @@ cdef cydriver.CUstream _use_stream(object stream, str name, Admissions* a,
     return _raw_stream(stream, name)
 
 
+cdef int _admit_stream_pair(Stream first, Stream second, Admissions* a) except -1:
+    """Admit two greenres Streams into ``a``: their layouts by address (the protocol's
+    order), each layout before its stream's own gate."""
+    if <uintptr_t><void*>first._core > <uintptr_t><void*>second._core:
+        second._admit_use(a)
+        first._admit_use(a)
+    else:
+        first._admit_use(a)
+        second._admit_use(a)
+    return 0
+
+
 cdef int _use_streams(object first, str first_name, object second, str second_name,
                       Admissions* a, cydriver.CUstream* first_out,
                       cydriver.CUstream* second_out) except -1:
     """Two stream arguments, admitted in the order that keeps the protocol deadlock-free
     (layouts by address)."""
-    if isinstance(first, Stream) and isinstance(second, Stream) \
-            and <uintptr_t><void*>(<Stream>first)._core \
-            > <uintptr_t><void*>(<Stream>second)._core:
-        second_out[0] = _use_stream(second, second_name, a)
-        first_out[0] = _use_stream(first, first_name, a)
+    if isinstance(first, Stream) and isinstance(second, Stream):
+        _admit_stream_pair(<Stream>first, <Stream>second, a)
+        first_out[0] = (<Stream>first)._handle
+        second_out[0] = (<Stream>second)._handle
         return 0
     first_out[0] = _use_stream(first, first_name, a)
     second_out[0] = _use_stream(second, second_name, a)

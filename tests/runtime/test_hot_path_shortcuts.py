@@ -13,6 +13,7 @@ import pytest
 import greenres
 from greenres import ClosedError, Graph, Layout, PlanError
 
+from support.lifecycle_model import EVENTS_PER_PARTITION, POOL_EVENTS
 from support.rthelpers import layout_of, memset
 from support.simhelpers import run_python
 from support.streamgate import Gate
@@ -89,10 +90,9 @@ def test_enter_with_the_largest_fast_handle_reaches_the_driver():
 
 
 def test_later_creates_do_not_measure_the_device_again(sim):
-    plan = greenres.Device(0).sm_facts()
     from greenres.plan import plan_counts
 
-    plan = plan_counts({"a": 8, "b": 8}, plan)
+    plan = plan_counts({"a": 8, "b": 8}, greenres.Device(0).sm_facts())
     Layout.create(plan).close()  # the first create of the process may measure
     sim.reset_call_counts()
     Layout.create(plan).close()
@@ -206,8 +206,8 @@ def test_a_layout_of_one_mode_makes_no_fence_events_and_one_with_modes_does(sim)
     """Layout.switch's fence events exist only where a switch can happen."""
     from greenres.spec import ModalSpec, Partition, PartitionSpec
 
-    pool = 32
-    assert _events_made_by(sim, lambda: Layout.create({"a": 8, "b": 8})) == pool + 2 * 2
+    one_mode = _events_made_by(sim, lambda: Layout.create({"a": 8, "b": 8}))
+    assert one_mode == POOL_EVENTS + 2 * EVENTS_PER_PARTITION
     spec = ModalSpec(
         modes={
             "x": PartitionSpec(partitions=(Partition("p", sms=16), Partition("q", sms=8))),
@@ -215,7 +215,9 @@ def test_a_layout_of_one_mode_makes_no_fence_events_and_one_with_modes_does(sim)
         }
     )
     plan = spec.plan(greenres.Device(0))
-    assert _events_made_by(sim, lambda: Layout.create(plan)) == pool + 4 * 3
+    assert _events_made_by(sim, lambda: Layout.create(plan)) == (
+        POOL_EVENTS + 4 * (EVENTS_PER_PARTITION + 1)  # + the fence event of every partition
+    )
     single = ModalSpec(modes={"only": PartitionSpec(partitions=(Partition("p", sms=8),))})
     layout = Layout.create(single.plan(greenres.Device(0)))
     try:
