@@ -17,14 +17,9 @@ cdef class Stream  # _stream.pxi
 cdef class Graph   # _graph.pxi
 
 
-cdef PartState* _new_part_state(int* gate) except NULL:
-    cdef size_t size = (sizeof(PartState) + 63) // 64 * 64
-    cdef PartState* s = <PartState*>aligned_alloc(64, size)
-    if s == NULL:
-        raise MemoryError()
-    memset(s, 0, size)
-    s.gate = gate
-    return s
+cdef inline size_t _cache_lines(size_t size) noexcept nogil:
+    """``size`` rounded up to whole 64-byte cache lines."""
+    return (size + 63) // 64 * 64
 
 
 @cython.no_gc_clear
@@ -38,18 +33,21 @@ cdef class _LayoutCore(_Resource):
     cdef int count
     cdef PartState** states
     cdef EventPool* pool
+    cdef char* block             # the pool, the states and their addresses (allocate)
     cdef list names              # partition names by index (for messages)
     cdef list extra_streams      # per partition: {CUstream int: weakref to its Stream}
     cdef object graphs           # WeakSet of Graphs captured on its streams; None: none yet
     cdef list dying_graphs       # (exec, graph) handles of Graphs finalized while it closed
     cdef bint close_pending      # close once no partition is entered (Layout.__exit__)
-    cdef str name                # the layout's name (NVTX names, messages)
+    cdef str name                # the name given to Layout.create; see layout_name()
+    cdef unsigned long long number  # for the name of a layout made without one
     cdef bint nvtx               # annotated for NVTX (see _nvtx.pxi)
     cdef object __weakref__
 
     def __cinit__(self):
         self.states = NULL
         self.pool = NULL
+        self.block = NULL
         self.count = 0
         self.primary_retained = False
         self.close_pending = False
@@ -78,19 +76,37 @@ cdef class _LayoutCore(_Resource):
         return list(self.graphs) if self.graphs is not None else []
 
     cdef int allocate(self, list names) except -1:
+        """One 64-byte-aligned block (one allocation, not one per partition): the handoff
+        pool, each partition's state on cache lines of its own, then the states'
+        addresses."""
         cdef int i, count = len(names)
-        self.states = <PartState**>calloc(max(count, 1), sizeof(PartState*))
-        self.pool = <EventPool*>aligned_alloc(64, (sizeof(EventPool) + 63) // 64 * 64)
-        if self.states == NULL or self.pool == NULL:
+        cdef size_t pool_size = _cache_lines(sizeof(EventPool))
+        cdef size_t state_size = _cache_lines(sizeof(PartState))
+        cdef size_t size = pool_size + count * state_size + _cache_lines(
+            count * sizeof(PartState*))
+        cdef PartState* s
+        self.block = <char*>aligned_alloc(64, size)
+        if self.block == NULL:
             raise MemoryError()
-        memset(self.pool, 0, sizeof(EventPool))
+        memset(self.block, 0, size)
+        self.pool = <EventPool*>self.block
+        self.states = <PartState**>(self.block + pool_size + count * state_size)
         for i in range(count):
-            self.states[i] = _new_part_state(&self._gate)
-            self.states[i].pool = self.pool
-            self.count += 1
+            s = <PartState*>(self.block + pool_size + i * state_size)
+            s.gate = &self._gate
+            s.pool = self.pool
+            self.states[i] = s
             self.names.append(names[i])
             self.extra_streams.append({})
+        self.count = count
         return 0
+
+    cdef str layout_name(self):
+        """The layout's name (NVTX names, messages): the one given, else ``layout<N>``,
+        formatted when first asked for (most layouts are never asked)."""
+        if self.name is None:
+            self.name = f"layout{self.number}"
+        return self.name
 
     cdef str _describe(self):
         return "greenres.Layout"
@@ -103,7 +119,12 @@ cdef class _LayoutCore(_Resource):
 
     cdef int _wait_idle(self) except -1:
         cdef int i
-        with nogil:
+        for i in range(self.count):
+            if not greenres_idle(&self.states[i].inflight):
+                break
+        else:
+            return 0  # nothing in flight: no GIL hand-over
+        with nogil:  # what is in flight may need the GIL to finish
             for i in range(self.count):
                 greenres_wait_idle(&self.states[i].inflight)
         return 0
@@ -125,6 +146,8 @@ cdef class _LayoutCore(_Resource):
             s = self.states[i]
             if s.stream != NULL and _is_capturing(s.stream):
                 out.append((i, <uintptr_t>s.stream))
+            if not self.extra_streams[i]:
+                continue
             for handle in tuple(self.extra_streams[i]):
                 if _is_capturing(<cydriver.CUstream><uintptr_t>handle):
                     out.append((i, handle))
@@ -183,22 +206,20 @@ cdef class _LayoutCore(_Resource):
         if self.states == NULL:
             return failures
         if self.nvtx:
-            _nvtx_mark_text(f"close {self.name}")
-        # 1. streams
+            _nvtx_mark_text(f"close {self.layout_name()}")
+        # 1. streams (cuStreamDestroy does not wait for their work: the GIL is kept)
         for i in range(self.count):
             s = self.states[i]
             for handle in list(self.extra_streams[i]):
                 stream = <cydriver.CUstream><uintptr_t>handle
-                with nogil:
-                    err = cydriver.cuStreamDestroy(stream)
+                err = cydriver.cuStreamDestroy(stream)
                 if err == cydriver.CUDA_SUCCESS:
                     del self.extra_streams[i][handle]
                 else:
                     failures.append(_failure_of(err, "cuStreamDestroy"))
             if s.stream != NULL:
                 stream = s.stream
-                with nogil:
-                    err = cydriver.cuStreamDestroy(stream)
+                err = cydriver.cuStreamDestroy(stream)
                 if err == cydriver.CUDA_SUCCESS:
                     s.stream = NULL
                 else:
@@ -295,40 +316,24 @@ cdef class _LayoutCore(_Resource):
         if self.states != NULL:
             for i in range(self.count):
                 free(self.states[i].nvtx_handoff)
-                free(self.states[i])
-            free(self.states)
-            self.states = NULL
-        free(self.pool)
+        self.states = NULL
         self.pool = NULL
-
-
-cdef int _fill_pool(EventPool* pool) except -1:
-    """Create the pool's events in one nogil block (one GIL hand-over, not POOL_SIZE). On
-    a failure the events made so far stay in the pool, for the core's destroy."""
-    cdef cydriver.CUresult err = cydriver.CUDA_SUCCESS
-    cdef int j
-    with nogil:
-        for j in range(POOL_SIZE):
-            err = cydriver.cuEventCreate(&pool.events[j], cydriver.CU_EVENT_DISABLE_TIMING)
-            if err != cydriver.CUDA_SUCCESS:
-                pool.events[j] = NULL
-                break
-    check(err, "cuEventCreate")
-    return 0
+        free(self.block)
+        self.block = NULL
 
 
 cdef list _destroy_pool(EventPool* pool):
-    """Destroy the pool's events in one nogil block; those whose destroy failed keep their
-    handles (a later close retries them) and are reported."""
+    """Destroy the pool's events (those handoffs made); those whose destroy failed keep
+    their handles (a later close retries them) and are reported. Keeps the GIL (see
+    _push_primary)."""
     cdef cydriver.CUresult errors[POOL_SIZE]
     cdef int j
-    with nogil:
-        for j in range(POOL_SIZE):
-            errors[j] = cydriver.CUDA_SUCCESS
-            if pool.events[j] != NULL:
-                errors[j] = cydriver.cuEventDestroy(pool.events[j])
-                if errors[j] == cydriver.CUDA_SUCCESS:
-                    pool.events[j] = NULL
+    for j in range(POOL_SIZE):
+        errors[j] = cydriver.CUDA_SUCCESS
+        if pool.events[j] != NULL:
+            errors[j] = cydriver.cuEventDestroy(pool.events[j])
+            if errors[j] == cydriver.CUDA_SUCCESS:
+                pool.events[j] = NULL
     return [_failure_of(errors[j], "cuEventDestroy")
             for j in range(POOL_SIZE) if errors[j] != cydriver.CUDA_SUCCESS]
 
@@ -339,8 +344,7 @@ cdef list _destroy_event(cydriver.CUevent* slot):
     cdef cydriver.CUresult err
     if event == NULL:
         return []
-    with nogil:
-        err = cydriver.cuEventDestroy(event)
+    err = cydriver.cuEventDestroy(event)  # keeps the GIL (see _push_primary)
     if err != cydriver.CUDA_SUCCESS:
         return [_failure_of(err, "cuEventDestroy")]
     slot[0] = NULL

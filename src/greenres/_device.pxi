@@ -206,10 +206,10 @@ cdef class Device:
 
     cdef int _sm_resource(self, cydriver.CUdevResource* resource) except -1:
         memset(resource, 0, sizeof(cydriver.CUdevResource))
-        with nogil:
-            check(cydriver.cuDeviceGetDevResource(self._device, resource,
-                                                  cydriver.CU_DEV_RESOURCE_TYPE_SM),
-                  "cuDeviceGetDevResource")
+        # a query: keeps the GIL (see _push_primary)
+        check(cydriver.cuDeviceGetDevResource(self._device, resource,
+                                              cydriver.CU_DEV_RESOURCE_TYPE_SM),
+              "cuDeviceGetDevResource")
         return 0
 
     @property
@@ -365,16 +365,20 @@ cdef class Device:
 # ----------------------------------------------------------------------------- contexts
 
 
+# Driver calls that cannot wait for the device keep the GIL: context push and pop, event
+# create and destroy, stream destroy, capture and resource queries. A GIL hand-over costs
+# more than such a call (docs/benchmarks.md, "The GIL policy"); calls that can wait
+# (primary context retain and release, green context and stream creation, green context
+# destroy, the split, synchronize) release it.
+
 cdef int _push_primary(cydriver.CUcontext primary) except -1:
-    with nogil:
-        check(cydriver.cuCtxPushCurrent(primary), "cuCtxPushCurrent")
+    check(cydriver.cuCtxPushCurrent(primary), "cuCtxPushCurrent")
     return 0
 
 
 cdef int _pop_context() except -1:
     cdef cydriver.CUcontext popped = NULL
-    with nogil:
-        check(cydriver.cuCtxPopCurrent(&popped), "cuCtxPopCurrent")
+    check(cydriver.cuCtxPopCurrent(&popped), "cuCtxPopCurrent")
     return 0
 
 
@@ -390,8 +394,7 @@ cdef void _pop_if_current(cydriver.CUcontext ctx) noexcept nogil:
 
 cdef cydriver.CUevent _new_event(unsigned int flags) except? NULL:
     cdef cydriver.CUevent event = NULL
-    with nogil:
-        check(cydriver.cuEventCreate(&event, flags), "cuEventCreate")
+    check(cydriver.cuEventCreate(&event, flags), "cuEventCreate")  # keeps the GIL (above)
     return event
 
 

@@ -55,6 +55,8 @@ cdef extern from "greenres_runtime.h":
     int greenres_gate_close(int* gate) nogil
     void greenres_gate_set(int* gate, int state) nogil
     int greenres_gate_wait(const int* gate) nogil
+    unsigned long long greenres_next_layout_number() nogil
+    int greenres_idle(const long* inflight) nogil
     void greenres_wait_idle(const long* inflight) nogil
 
     enum:
@@ -78,12 +80,15 @@ cdef extern from "greenres_runtime.h":
         cydriver.CUstream, cydriver.CUevent, unsigned int) noexcept nogil
     ctypedef cydriver.CUresult (*greenres_push_fn)(cydriver.CUcontext) noexcept nogil
     ctypedef cydriver.CUresult (*greenres_context_out_fn)(cydriver.CUcontext*) noexcept nogil
+    ctypedef cydriver.CUresult (*greenres_event_create_fn)(
+        cydriver.CUevent*, unsigned int) noexcept nogil
     ctypedef struct greenres_hot_calls:
         greenres_record_fn event_record
         greenres_wait_fn stream_wait_event
         greenres_push_fn ctx_push_current
         greenres_context_out_fn ctx_pop_current
         greenres_context_out_fn ctx_get_current
+        greenres_event_create_fn event_create
     greenres_hot_calls greenres_hot
 
 
@@ -181,7 +186,10 @@ cdef struct PartState:
 
 # Events for handoff, claimed lock-free: a slot is busy only between one record and one
 # wait of one thread, so a small pool serves any number of threads. One cache line per
-# slot's busy word: threads that claim different slots do not share a line.
+# slot's busy word: threads that claim different slots do not share a line. A slot's event
+# is made by the first handoff that claims it (in `primary`, as the partitions' events):
+# a thread keeps claiming the same slot, so a layout holds one event per thread that hands
+# off through it, not POOL_SIZE from its creation on.
 cdef enum:
     POOL_SIZE = 32
 
@@ -191,7 +199,8 @@ cdef struct PoolSlot:
 
 cdef struct EventPool:
     PoolSlot slots[POOL_SIZE]
-    cydriver.CUevent events[POOL_SIZE]
+    cydriver.CUevent events[POOL_SIZE]  # NULL until the slot's first handoff
+    cydriver.CUcontext primary          # the device's primary context (owns the events)
 
 
 # What an exit had to undo on this thread's context stack (see _hotpath.pxi).

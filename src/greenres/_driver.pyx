@@ -24,6 +24,7 @@ import warnings
 import weakref
 
 cimport cython
+from cpython.weakref cimport PyWeakref_NewRef
 from cuda.bindings cimport cydriver
 from libc.stdint cimport uintptr_t
 from libc.stdlib cimport calloc, free

@@ -49,6 +49,8 @@ cdef int _resolve_hot_calls() except -1:
                                                                       version, flags)
     calls.ctx_get_current = <greenres_context_out_fn>_driver_function(b"cuCtxGetCurrent",
                                                                       version, flags)
+    calls.event_create = <greenres_event_create_fn>_driver_function(b"cuEventCreate", version,
+                                                                    flags)
     greenres_hot = calls
     _hot_calls_resolved = True
     return 0
@@ -326,9 +328,10 @@ cdef int pooled_handoff(EventPool* pool, cydriver.CUstream src, cydriver.CUstrea
     """``dst`` waits for the work queued on ``src`` so far, through a pooled event; an NVTX
     ``mark`` (NULL: none) says so once it is done.
 
-    Stream-level calls only (cuEventRecord + cuStreamWaitEvent), so it is capture-safe.
-    Returns 0, POOL_EXHAUSTED or DRIVER_FAILED. The caller admitted the operation on the
-    layout that owns the pool."""
+    Stream-level calls only (cuEventRecord + cuStreamWaitEvent), so it is capture-safe; the
+    first handoff through a slot also makes its event (_make_pool_event: no stream call
+    either). Returns 0, POOL_EXHAUSTED or DRIVER_FAILED. The caller admitted the operation
+    on the layout that owns the pool."""
     cdef uintptr_t me = greenres_thread_token()
     cdef int start = <int>((me >> 6) % POOL_SIZE)
     cdef int i, slot = -1
@@ -339,6 +342,9 @@ cdef int pooled_handoff(EventPool* pool, cydriver.CUstream src, cydriver.CUstrea
             break
     if slot < 0:
         return POOL_EXHAUSTED
+    if pool.events[slot] == NULL and _make_pool_event(pool, slot, failure) != 0:
+        greenres_release(&pool.slots[slot].busy)
+        return DRIVER_FAILED
     err = greenres_hot.event_record(pool.events[slot], src)
     if err != cydriver.CUDA_SUCCESS:
         greenres_release(&pool.slots[slot].busy)
@@ -349,6 +355,32 @@ cdef int pooled_handoff(EventPool* pool, cydriver.CUstream src, cydriver.CUstrea
         return _fail(failure, err, "cuStreamWaitEvent")
     if mark != NULL:
         nvtxDomainMarkEx(greenres_nvtx_domain, mark)
+    return 0
+
+
+cdef int _make_pool_event(EventPool* pool, int slot, Failure* failure) noexcept nogil:
+    """Make the event of the claimed ``slot`` in the pool's primary context, pushed over
+    whatever is current and popped again. Only the slot's claimant writes its event; the
+    release of the claim publishes it to the next claimant, and the layout's close (after
+    every admission ended) destroys it. Returns 0 or DRIVER_FAILED (the slot stays empty,
+    or keeps the event made before a failed pop; the context stack is left as found)."""
+    cdef cydriver.CUevent event = NULL
+    cdef cydriver.CUcontext popped = NULL
+    cdef cydriver.CUresult pop_err
+    cdef cydriver.CUresult err = greenres_hot.ctx_push_current(pool.primary)
+    if err != cydriver.CUDA_SUCCESS:
+        return _fail(failure, err, "cuCtxPushCurrent")
+    err = greenres_hot.event_create(&event, cydriver.CU_EVENT_DISABLE_TIMING)
+    pop_err = greenres_hot.ctx_pop_current(&popped)
+    if err != cydriver.CUDA_SUCCESS:
+        return _fail(failure, err, "cuEventCreate")
+    pool.events[slot] = event
+    if pop_err != cydriver.CUDA_SUCCESS:
+        # leave the stack as it was found if the primary context is still on top
+        if greenres_hot.ctx_get_current(&popped) == cydriver.CUDA_SUCCESS \
+                and popped == pool.primary:
+            greenres_hot.ctx_pop_current(&popped)
+        return _fail(failure, pop_err, "cuCtxPopCurrent")
     return 0
 
 

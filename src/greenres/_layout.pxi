@@ -10,7 +10,7 @@ from greenres.plan import ModalPlan, Plan, plan_counts
 from greenres.spec import ModalSpec, PartitionSpec
 
 
-def _plans_of(object plan):
+cdef tuple _plans_of(object plan):
     """``{mode: Plan}`` and the default mode of a Plan or a ModalPlan, by type."""
     if isinstance(plan, ModalPlan):
         return dict(plan.plans), plan.default
@@ -30,18 +30,21 @@ def _plans_of(object plan):
 # The granularity plans are checked against, per device and measurement: what a device's
 # SM resource and splits report does not change while a process runs (the driver fixes it
 # when it loads), and measuring it is a device query and up to two trial splits per
-# Layout.create. Device.sm_facts() measures afresh each time.
+# Layout.create. Device.sm_facts() measures afresh each time. Each entry is
+# [the device's granularity, the plan granularity last found equal to it]: a plan's
+# Granularity is frozen, so the same object fits again (a layout made again from the same
+# plan skips the fact-by-fact comparison).
 cdef dict _granularities = {}
 
 
-cdef object _device_granularity(Device device, bint uncoscheduled, bint workqueues,
-                                bint locality):
+cdef list _device_granularity(Device device, bint uncoscheduled, bint workqueues,
+                              bint locality):
     key = (device.ordinal, uncoscheduled, workqueues, locality)
-    granularity = _granularities.get(key)
-    if granularity is None:
-        granularity = device._granularity(uncoscheduled, workqueues, locality)
-        _granularities[key] = granularity
-    return granularity
+    entry = _granularities.get(key)
+    if entry is None:
+        entry = [device._granularity(uncoscheduled, workqueues, locality), None]
+        _granularities[key] = entry
+    return entry
 
 
 def _forget_device_granularity():
@@ -50,7 +53,7 @@ def _forget_device_granularity():
     _granularities.clear()
 
 
-def _check_plans_fit(dict plans, Device device):
+cdef dict _check_plans_fit(dict plans, Device device):
     """Refuse, before any driver object exists, a plan made for other SMs or granularity:
     its counts would not be what the driver makes (a plan file from another machine)."""
     cdef bint need_uncoscheduled = False, need_workqueues = False, need_locality = False
@@ -66,11 +69,16 @@ def _check_plans_fit(dict plans, Device device):
                        WORKQUEUES)
     if need_locality and driver_version() < LOCALITY_DOMAINS:
         raise _too_old("a plan with locality domains", LOCALITY_DOMAINS)
-    actual = _device_granularity(device, need_uncoscheduled, need_workqueues, need_locality)
+    entry = _device_granularity(device, need_uncoscheduled, need_workqueues, need_locality)
+    actual = entry[0]
     for mode, recipe in recipes.items():
-        if recipe.granularity == actual:  # equal facts differ in nothing: the common case
+        granularity = recipe.granularity
+        if granularity is entry[1]:
             continue
-        differences = recipe.granularity.differences(actual)
+        if granularity == actual:  # equal facts differ in nothing: the common case
+            entry[1] = granularity
+            continue
+        differences = granularity.differences(actual)
         if differences:
             plan = plans[mode]
             where = f"mode {mode!r} of the plan" if mode is not None else "the plan"
@@ -157,6 +165,7 @@ cdef class Layout:
         cdef Layout layout
         cdef cydriver.CUdevice cu_device = dev._device
         cdef nvtxRangeId_t creating = 0
+        cdef bint annotate
         name = _layout_name(name)
         annotate = _nvtx_setting(nvtx)
         # Plans first: isinstance of an ABC (Mapping) is the slower test
@@ -172,19 +181,21 @@ cdef class Layout:
         core.ordinal = dev.ordinal
         core.device = cu_device
         core.name = name
+        core.number = greenres_next_layout_number()
         core.nvtx = annotate
         core.allocate(names)
         modes = {}
         if annotate:
-            creating = _nvtx_start_text(f"create {name} ({len(names)} partitions)", None)
+            creating = _nvtx_start_text(f"create {core.layout_name()} ({len(names)} partitions)",
+                                        None)
         try:
             with nogil:
                 check(cydriver.cuDevicePrimaryCtxRetain(&core.primary, cu_device),
                       "cuDevicePrimaryCtxRetain")
             core.primary_retained = True
+            core.pool.primary = core.primary  # its events: made by first handoffs
             _push_primary(core.primary)
             try:
-                _fill_pool(core.pool)
                 first = 0
                 for mode, recipe in recipes.items():
                     parts = []
@@ -216,9 +227,9 @@ cdef class Layout:
         layout._modes = modes
         layout._by_index = [p for parts in modes.values() for p in parts]
         layout._select(default)
-        for parts in modes.values():
-            for p in parts:
-                (<GreenContext>p)._layout_ref = weakref.ref(layout)
+        layout_ref = PyWeakref_NewRef(layout, None)  # one for all: a ref has no state
+        for p in layout._by_index:
+            (<GreenContext>p)._layout_ref = layout_ref
         return layout
 
     cdef _select(self, mode):
@@ -237,7 +248,7 @@ cdef class Layout:
     @property
     def name(self):
         """The layout's name (``Layout.create(name=...)``, default ``layout<N>``)."""
-        return self._core.name if self._core is not None else None
+        return self._core.layout_name() if self._core is not None else None
 
     @property
     def nvtx(self):
@@ -377,7 +388,7 @@ cdef class Layout:
         finally:
             greenres_end(&s.inflight)
         if self._core.nvtx:
-            _nvtx_mark_text(f"switch {self._core.name}: {self._mode} -> {mode}")
+            _nvtx_mark_text(f"switch {self._core.layout_name()}: {self._mode} -> {mode}")
         self._select(mode)
         return self._current
 
@@ -424,8 +435,24 @@ cdef class Layout:
         """
         if self._core is None:
             return
-        self._core._close(_require_bool("abort_captures", abort_captures))
+        try:
+            self._core._close(_require_bool("abort_captures", abort_captures))
+        finally:
+            self._drop_cycles()  # closed, even when some destroy failed
         self._close_graphs()
+
+    cdef int _drop_cycles(self) except -1:
+        """Once the layout is closed, each partition lets go of its streams and of the
+        object enter() returns: both refer back to it, and such cycles would wait for the
+        cycle collector (a closed layout is freed as soon as it is dropped). What they
+        served raises ClosedError now: ``part.stream``, ``part.streams``, ``part.enter()``."""
+        if not self._is_closed():
+            return 0
+        for p in self._by_index:
+            (<GreenContext>p)._stream = None
+            (<GreenContext>p)._extra_streams = []
+            (<GreenContext>p)._scope = None
+        return 0
 
     def __enter__(self):
         self._check_open()
@@ -451,7 +478,10 @@ cdef class Layout:
                     "is closed when it is exited"
                 )
             else:
-                self._core._close(True)
+                try:
+                    self._core._close(True)
+                finally:
+                    self._drop_cycles()
                 self._close_graphs()
         except BaseException as error:
             _warn_resource(f"greenres.Layout not closed after an exception: {error}")
@@ -483,12 +513,10 @@ cdef class Layout:
         return f"<greenres.Layout {self.name} device={self.device.ordinal}{mode} [{state}]>"
 
 
-cdef object _layout_numbers = iter(range(2**63))
-
-
-def _layout_name(name):
+cdef str _layout_name(object name):
+    """The checked name; None for a layout named by its number (_LayoutCore.layout_name)."""
     if name is None:
-        return f"layout{next(_layout_numbers)}"
+        return None
     if not isinstance(name, str):
         raise TypeError(f"'name' must be a str or None (got {name!r})")
     if not name.strip() or "/" in name:
@@ -496,7 +524,7 @@ def _layout_name(name):
     return name
 
 
-def _nvtx_setting(nvtx):
+cdef bint _nvtx_setting(object nvtx) except -1:
     if nvtx is None:
         return _settings.nvtx_default()  # greenres._config, imported at the module's end
     return _require_bool("nvtx", nvtx)

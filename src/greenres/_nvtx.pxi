@@ -316,9 +316,10 @@ cdef int _nvtx_annotate_partitions(_LayoutCore core, list parts) except -1:
                     part.name, color)
         _nvtx_event(&s.nvtx_handoff[n + 1], f"handoff (another stream) -> {part.name}",
                     part.name, color)
-        _nvtx_name_context(s.ctx, f"{core.name}/{part.name}")
+        prefix = f"{core.layout_name()}/{part.name}"
+        _nvtx_name_context(s.ctx, prefix)
         for k, stream in enumerate(part.streams):
-            _nvtx_name_stream((<Stream>stream)._handle, f"{core.name}/{part.name}/stream{k}")
+            _nvtx_name_stream((<Stream>stream)._handle, f"{prefix}/stream{k}")
             (<Stream>stream)._number = k
         part._next_stream_number = len(part.streams)
         s.nvtx = 1

@@ -166,7 +166,8 @@ cdef class GreenContext:
         if self._s.nvtx:
             (<Stream>s)._number = self._next_stream_number
             self._next_stream_number += 1
-            _nvtx_name_stream(handle, f"{self._core.name}/{self.name}/stream{(<Stream>s)._number}")
+            layout_name = self._core.layout_name()
+            _nvtx_name_stream(handle, f"{layout_name}/{self.name}/stream{(<Stream>s)._number}")
         return s
 
     @property
@@ -261,14 +262,16 @@ cdef class GreenContext:
     def stream(self):
         """The partition's default stream (non-blocking, made with cuGreenCtxStreamCreate):
         work on it runs on this partition's SMs with no push at all."""
+        stream = self._stream  # read first: a close (which drops it) is then seen by the check
         self._check_open()
-        return self._stream
+        return stream
 
     @property
     def streams(self):
         """The streams the plan asked for: the default stream first."""
+        streams = (self._stream, *self._extra_streams)  # read first, as in `stream`
         self._check_open()
-        return (self._stream, *self._extra_streams)
+        return streams
 
     def create_stream(self, priority=0):
         """A new non-blocking stream of this partition. Lower numbers are higher priority

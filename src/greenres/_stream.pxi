@@ -132,8 +132,8 @@ cdef bint _is_capturing(cydriver.CUstream stream) except -1:
     cdef cydriver.CUstreamCaptureStatus status = cydriver.CU_STREAM_CAPTURE_STATUS_NONE
     if stream == NULL:
         return False
-    with nogil:
-        check(cydriver.cuStreamIsCapturing(stream, &status), "cuStreamIsCapturing")
+    # a query: keeps the GIL (see _push_primary)
+    check(cydriver.cuStreamIsCapturing(stream, &status), "cuStreamIsCapturing")
     return status == cydriver.CU_STREAM_CAPTURE_STATUS_ACTIVE
 
 

@@ -1,10 +1,10 @@
 """close() against calls on other threads: enter/exit, handoff, Stream.wait, synchronize,
-graph replay, event record and create_stream/close, all running while the main thread
-closes the layout (and the event and the graph). No call may reach the driver with a
-destroyed handle (the simulator records every such call as a hazard) and the only errors
-the workers may see are the documented ones: ClosedError once closed, and DestroyError
-never (nothing fails to destroy here). close() itself may only refuse while a partition is
-entered (ThreadOwnershipError), and is retried until it succeeds."""
+graph replay, event record, create_stream/close and a partition's streams, all running
+while the main thread closes the layout (and the event and the graph). No call may reach
+the driver with a destroyed handle (the simulator records every such call as a hazard) and
+the only errors the workers may see are the documented ones: ClosedError once closed, and
+DestroyError never (nothing fails to destroy here). close() itself may only refuse while a
+partition is entered (ThreadOwnershipError), and is retried until it succeeds."""
 
 from __future__ import annotations
 
@@ -54,7 +54,14 @@ def _workers(layout, graph, event, stop):
         greenres.handoff(stream, sa)
         stream.close()
 
-    return [enter_exit, handoffs, synchronize, replay, record, streams]
+    def accessors():
+        # close() drops the partitions' references to their streams: a racing read gives
+        # the stream or ClosedError, never None
+        got = (a.stream, *b.streams)
+        if not all(type(s) is greenres.Stream for s in got):
+            raise AssertionError(f"a partition's streams read as {got!r}")
+
+    return [enter_exit, handoffs, synchronize, replay, record, streams, accessors]
 
 
 def _run(target, started, stop, errors, counts, index):

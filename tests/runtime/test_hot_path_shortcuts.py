@@ -13,7 +13,7 @@ import pytest
 import greenres
 from greenres import ClosedError, Graph, Layout, PlanError
 
-from support.lifecycle_model import EVENTS_PER_PARTITION, POOL_EVENTS
+from support.lifecycle_model import EVENTS_PER_PARTITION
 from support.rthelpers import layout_of, memset
 from support.simhelpers import run_python
 from support.streamgate import Gate
@@ -207,7 +207,7 @@ def test_a_layout_of_one_mode_makes_no_fence_events_and_one_with_modes_does(sim)
     from greenres.spec import ModalSpec, Partition, PartitionSpec
 
     one_mode = _events_made_by(sim, lambda: Layout.create({"a": 8, "b": 8}))
-    assert one_mode == POOL_EVENTS + 2 * EVENTS_PER_PARTITION
+    assert one_mode == 2 * EVENTS_PER_PARTITION  # the handoff pool's: made by handoffs
     spec = ModalSpec(
         modes={
             "x": PartitionSpec(partitions=(Partition("p", sms=16), Partition("q", sms=8))),
@@ -216,7 +216,7 @@ def test_a_layout_of_one_mode_makes_no_fence_events_and_one_with_modes_does(sim)
     )
     plan = spec.plan(greenres.Device(0))
     assert _events_made_by(sim, lambda: Layout.create(plan)) == (
-        POOL_EVENTS + 4 * (EVENTS_PER_PARTITION + 1)  # + the fence event of every partition
+        4 * (EVENTS_PER_PARTITION + 1)  # + the fence event of every partition
     )
     single = ModalSpec(modes={"only": PartitionSpec(partitions=(Partition("p", sms=8),))})
     layout = Layout.create(single.plan(greenres.Device(0)))

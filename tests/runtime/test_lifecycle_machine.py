@@ -49,7 +49,7 @@ from support.lifecycle_model import (
     GRANULE,
     MAX_LAYOUTS,
     OOM,
-    POOL_EVENTS,
+    POOL_EVENT_CALLS,
     CaptureModel,
     EventModel,
     GraphModel,
@@ -138,6 +138,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             function = sorted(seen)[which % len(seen)]
             nth = (nth - 1) % seen[function] + 1
             sim.inject_fault(function, OOM, nth=nth)
+            self.armed_nth = nth
             return function, before
         return None, before
 
@@ -353,18 +354,30 @@ class LifecycleMachine(RuleBasedStateMachine):
         members = self._switch_effect(old, new)
         if members is None:
             return  # the fence would cross the capture boundary (the driver refuses)
+        # A partition's other live streams join its default stream through the layout's
+        # pool before its fence is recorded: the first such handoff makes the pool's event,
+        # after one fence record (cuEventRecord) per old partition before it.
+        with_extras = [len(q.live_streams()) > 1 for q in old]
+        records_before_pool = with_extras.index(True) if any(with_extras) else None
         armed = self._arm(data, "switch")
         try:
             got = layout.obj.switch(mode)
         except DriverError as e:
             self._failed(armed, e)
             assert layout.obj.mode == layout.mode
+            if records_before_pool is not None and not (
+                e.function in POOL_EVENT_CALLS
+                or (e.function == "cuEventRecord" and self.armed_nth <= records_before_pool)
+            ):
+                layout.pool_events = 1
             # a partial fence may have forked streams into a capture: end it conservatively
             if self.capture is not None and members != self.capture.members:
                 self._abandon_capture()
             return
         self._learn("switch", armed)
         self._apply(members)
+        if records_before_pool is not None:
+            layout.pool_events = 1
         layout.mode = mode
         assert got == tuple(p.obj for p in new)
         assert layout.obj.mode == mode
@@ -545,14 +558,19 @@ class LifecycleMachine(RuleBasedStateMachine):
         members = self._handoff_effect(src, dst, members)
         if members is None:
             return
+        # the pool of src's layout; Stream.wait: of the waiting stream's
+        pool_owner = (dst if how == "wait" else src).part.layout
         armed = self._arm(data, "handoff")
         try:
             call()
         except DriverError as e:
             self._failed(armed, e)
+            if e.function not in POOL_EVENT_CALLS:
+                pool_owner.pool_events = 1
             return
         self._learn("handoff", armed)
         self._apply(members)
+        pool_owner.pool_events = 1
 
     @rule(data=st.data())
     def synchronize_stream(self, data):
@@ -896,7 +914,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             + len(parts)  # default streams
             + sum(1 for s in self.stream_models if s.owned and s.alive),
             "event": base["event"]
-            + sum(POOL_EVENTS for _ in open_layouts)
+            + sum(lm.pool_events for lm in open_layouts)
             + EVENTS_PER_PARTITION * len(parts)
             + sum(fence_events(lm) for lm in open_layouts)
             + sum(not em.closed for em in self.event_models),

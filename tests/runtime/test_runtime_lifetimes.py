@@ -89,6 +89,35 @@ def test_an_entered_partition_outlives_its_layout_object(sim):
     assert sim.hazards() == []
 
 
+def test_a_closed_layout_is_freed_without_the_cycle_collector():
+    """A partition and its streams refer to each other while the layout is open; close()
+    ends that, so the objects go when the last reference does, with the collector off."""
+    import weakref
+
+    gc.collect()
+    gc.disable()
+    try:
+        layout = Layout.create({"a": 8, "b": 8})
+        a, b = layout["a"], layout["b"]
+        with a.enter(from_stream=b.stream):
+            pass
+        greenres.handoff(a.stream, b.stream)
+        refs = [weakref.ref(x) for x in (layout, a, b, a.stream, b.stream)]
+        kept = b.stream  # a stream still held by its user keeps naming its partition
+        layout.close()
+        with pytest.raises(ClosedError):
+            _ = a.stream
+        with pytest.raises(ClosedError):
+            _ = a.streams
+        with pytest.raises(ClosedError):
+            a.enter()
+        assert kept.closed and kept.partition is b and kept.partition.name == "b"
+        del layout, a, b, kept
+        assert [r() for r in refs] == [None] * len(refs)
+    finally:
+        gc.enable()
+
+
 def test_layout_entered_on_another_thread_closes_when_it_is_exited():
     layout = Layout.create({"a": 16})
     a = layout["a"]

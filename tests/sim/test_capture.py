@@ -147,6 +147,24 @@ def test_illegal_calls_during_capture_invalidate_it(ctx):
     check(driver.cuStreamDestroy(s))
 
 
+def test_event_create_and_context_push_pop_are_safe_during_a_global_capture(ctx):
+    """What a first handoff through greenres' pool does while its stream captures: none of
+    these calls invalidates the capture, even in the strictest mode."""
+    s = stream()
+    check(driver.cuStreamBeginCapture(s, GLOBAL))
+    check(driver.cuCtxPushCurrent(ctx))
+    event = check(driver.cuEventCreate(driver.CUevent_flags.CU_EVENT_DISABLE_TIMING))
+    check(driver.cuCtxPopCurrent())
+    check(driver.cuEventRecord(event, s))
+    assert check(driver.cuStreamIsCapturing(s)) == (
+        driver.CUstreamCaptureStatus.CU_STREAM_CAPTURE_STATUS_ACTIVE
+    )
+    graph = check(driver.cuStreamEndCapture(s))
+    check(driver.cuGraphDestroy(graph))
+    check(driver.cuEventDestroy(event))
+    check(driver.cuStreamDestroy(s))
+
+
 def test_global_capture_on_another_thread_forbids_unsafe_calls(ctx):
     s = stream()
     check(driver.cuStreamBeginCapture(s, GLOBAL))

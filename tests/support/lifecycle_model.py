@@ -19,7 +19,7 @@ __all__ = [
     "GRANULE",
     "MAX_LAYOUTS",
     "OOM",
-    "POOL_EVENTS",
+    "POOL_EVENT_CALLS",
     "CaptureModel",
     "EventModel",
     "GraphModel",
@@ -31,7 +31,10 @@ __all__ = [
 ]
 
 OOM = "CUDA_ERROR_OUT_OF_MEMORY"
-POOL_EVENTS = 32  # the layout's handoff pool (POOL_SIZE in _driver.pxd)
+# A layout's handoff pool makes a slot's event at the slot's first handoff: one thread (the
+# machine's) claims one slot, so a layout holds one pool event once a handoff through its
+# pool got past these calls (push the primary context, create the event).
+POOL_EVENT_CALLS = ("cuCtxPushCurrent", "cuEventCreate")
 EVENTS_PER_PARTITION = 2  # enter and exit events of every partition (all modes)
 
 
@@ -128,6 +131,7 @@ class LayoutModel(_Short):
     mode: object
     modal: bool
     open: bool = True
+    pool_events: int = 0  # made by handoffs through its pool (see POOL_EVENT_CALLS)
 
     def __repr__(self):
         return f"LayoutModel({self.obj!r})"

@@ -166,6 +166,15 @@ static inline int greenres_gate_wait(const int* gate) {
     while ((state = __atomic_load_n(gate, __ATOMIC_SEQ_CST)) == GREENRES_CLOSING) sched_yield();
     return state;
 }
+/* The number of the next layout made without a name ("layout<N>"), from 0, once each. */
+static inline unsigned long long greenres_next_layout_number(void) {
+    static unsigned long long next;
+    return __atomic_fetch_add(&next, 1ULL, __ATOMIC_RELAXED);
+}
+/* No operation in flight on the counter now (what greenres_wait_idle waits for). */
+static inline int greenres_idle(const long* inflight) {
+    return __atomic_load_n(inflight, __ATOMIC_SEQ_CST) == 0;
+}
 /* Spin (yielding) until no operation is in flight on the counter. Call without the GIL. */
 static inline void greenres_wait_idle(const long* inflight) {
     while (__atomic_load_n(inflight, __ATOMIC_SEQ_CST) != 0) sched_yield();
@@ -207,8 +216,9 @@ static inline void* greenres_stack_at(int i) {
 
 /* ------------------------------------------------------------------ hot driver calls */
 
-/* The driver functions the hot paths call (enter, exit, pooled handoff), as pointers the
-   driver gave through cuGetProcAddress, resolved once before the first layout is made
+/* The driver functions the hot paths call (enter, exit, pooled handoff, and the creation of
+   a pool slot's event by its first handoff), as pointers the driver gave through
+   cuGetProcAddress, resolved once before the first layout is made
    (_resolve_hot_calls in _hotpath.pxi). Called directly rather than through
    cuda.bindings.cydriver, whose two dispatch layers cost ~35 instructions a call, a fifth
    of a simulated driver call (docs/benchmarks.md, "Where the time goes"). Written once
@@ -217,12 +227,14 @@ typedef CUresult (*greenres_record_fn)(CUevent, CUstream);
 typedef CUresult (*greenres_wait_fn)(CUstream, CUevent, unsigned int);
 typedef CUresult (*greenres_push_fn)(CUcontext);
 typedef CUresult (*greenres_context_out_fn)(CUcontext*);
+typedef CUresult (*greenres_event_create_fn)(CUevent*, unsigned int);
 typedef struct {
     greenres_record_fn event_record;
     greenres_wait_fn stream_wait_event;
     greenres_push_fn ctx_push_current;
     greenres_context_out_fn ctx_pop_current;
     greenres_context_out_fn ctx_get_current;
+    greenres_event_create_fn event_create;
 } greenres_hot_calls;
 static greenres_hot_calls greenres_hot;
 

@@ -74,9 +74,12 @@ class Session:
 
     def calls_per_cycle(self, loop, cycles: int = 200):
         """(calls per cycle, {function: per cycle}) of ``loop(cycles)`` on the simulator;
-        (None, None) on a real driver."""
+        (None, None) on a real driver. One cycle runs first, uncounted: the steady state is
+        counted, not what a first use makes (a handoff pool slot's event, say), as the
+        timed rounds measure it."""
         if self.sim is None:
             return None, None
+        loop(1)
         self.sim.reset_call_counts()
         loop(cycles)
         counts = {k: v / cycles for k, v in self.sim.call_counts().items()}

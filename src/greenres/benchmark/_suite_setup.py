@@ -21,9 +21,9 @@ from ._report import Target, cuda_core_row, ratio_row, skipped_row, value_row
 from ._timing import interleaved
 
 # The events a layout of one mode holds besides its partitions' contexts and streams (see
-# _core.pxi): the handoff pool, and enter and exit events per partition (a fence event per
-# partition only when it has modes to switch between).
-POOL_EVENTS, EVENTS_PER_PARTITION = 32, 2
+# _core.pxi): enter and exit events per partition (a fence event per partition only when it
+# has modes to switch between; the handoff pool's events are made by handoffs).
+EVENTS_PER_PARTITION = 2
 CREATE_COUNTS = (2, 4, 8)
 
 
@@ -241,7 +241,7 @@ def _timed(fn, iters):
 def _floor_create(session, n, size, iters):
     def run_batch():
         value = session.floor.lib.floor_layout_create_close(
-            session.device.ordinal, n, size, EVENTS_PER_PARTITION, POOL_EVENTS, iters
+            session.device.ordinal, n, size, EVENTS_PER_PARTITION, iters
         )
         return checked(value, "floor_layout_create_close") / 1e3
 

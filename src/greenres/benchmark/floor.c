@@ -157,14 +157,15 @@ greenres_partition* floor_capi_partition(const greenres_api* api, PyObject* gree
 /* Layout.create + close of `n` partitions of `sms` SMs each, with the driver calls that
  * make and free what a layout holds: retain the primary context; the device's SM resource;
  * one split of n groups; per partition a descriptor, a green context (with its default
- * stream), its context, a non-blocking stream and `events_per_partition` events; a pool of
- * `pool_events` events; then every destroy and the primary context's release. Events are
- * made in the current context (greenres makes them in the primary context). */
+ * stream), its context, a non-blocking stream and `events_per_partition` events; then every
+ * destroy and the primary context's release (greenres' handoff pool makes no event until a
+ * handoff). Events are made in the current context (greenres makes them in the primary
+ * context). */
 #define FLOOR_MAX_PARTITIONS 64
 #define FLOOR_MAX_EVENTS 4096
 
 double floor_layout_create_close(int device, int n, unsigned int sms, int events_per_partition,
-                                 int pool_events, long iters) {
+                                 long iters) {
     CUdevResource sm, remainder, groups[FLOOR_MAX_PARTITIONS];
     CUgreenCtx green[FLOOR_MAX_PARTITIONS];
     CUcontext ctx[FLOOR_MAX_PARTITIONS];
@@ -172,7 +173,7 @@ double floor_layout_create_close(int device, int n, unsigned int sms, int events
     static CUevent events[FLOOR_MAX_EVENTS];
     CUdevResourceDesc desc;
     CUcontext primary;
-    int nevents = n * events_per_partition + pool_events;
+    int nevents = n * events_per_partition;
     if (n < 1 || n > FLOOR_MAX_PARTITIONS || nevents > FLOOR_MAX_EVENTS) return -1;
     long long t0 = now_ns();
     for (long it = 0; it < iters; it++) {

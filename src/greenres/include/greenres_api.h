@@ -81,7 +81,9 @@ typedef struct {
        rules above for a partition entered from Python). */
     int (*exit)(greenres_partition* partition, greenres_error* error);
     /* `dst` waits for the work queued on `src` so far (CUstreams), through the event pool
-       of `partition`'s layout. No GIL needed. */
+       of `partition`'s layout. No GIL needed. A thread's first handoff through a slot of
+       the pool also makes the slot's event (cuEventCreate with the device's primary
+       context pushed and popped again): its failure is GREENRES_DRIVER_FAILED. */
     int (*handoff)(greenres_partition* partition, void* src, void* dst, greenres_error* error);
 } greenres_api;
 
