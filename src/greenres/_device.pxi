@@ -400,5 +400,12 @@ cdef cydriver.CUevent _new_event(unsigned int flags) except? NULL:
 
 def structured_split_available():
     """True when the loaded driver is 13.1 or newer and provides ``cuDevSmResourceSplit``."""
+    return _structured_split_ok()
+
+
+cdef bint _structured_split_ok() except -1:
+    """structured_split_available() without a Python call (every structured create asks)."""
+    cdef int version = 0
     _resolve_newer_functions()
-    return driver_version() >= STRUCTURED_SPLIT and _structured_split != NULL
+    check(cydriver.cuDriverGetVersion(&version), "cuDriverGetVersion")
+    return version >= STRUCTURED_SPLIT and _structured_split != NULL

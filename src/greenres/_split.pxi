@@ -14,6 +14,7 @@ cdef int _split_device(Device device, object recipe, cydriver.CUdevResource* res
     cdef unsigned int made = wanted
     cdef unsigned int flags = recipe.split_flags
     cdef unsigned int min_count = recipe.min_count
+    cdef unsigned int coscheduled, group_flags
     cdef int k
     device._sm_resource(&device_resource)
     if recipe.mechanism == "groups":
@@ -31,7 +32,7 @@ cdef int _split_device(Device device, object recipe, cydriver.CUdevResource* res
     if recipe.mechanism != "structured":
         raise PlanError(
             f"unknown mechanism {recipe.mechanism!r} (expected 'groups' or 'structured')")
-    if not structured_split_available():
+    if not _structured_split_ok():
         raise _too_old("the structured split (cuDevSmResourceSplit)", STRUCTURED_SPLIT)
     sizes = recipe.group_sm_counts
     if len(sizes) != wanted:
@@ -43,10 +44,12 @@ cdef int _split_device(Device device, object recipe, cydriver.CUdevResource* res
     if params == NULL:
         raise MemoryError()
     try:
+        coscheduled = recipe.coscheduled_sm_count
+        group_flags = recipe.group_flags
         for k in range(wanted):
             params[k].smCount = sizes[k]
-            params[k].coscheduledSmCount = recipe.coscheduled_sm_count
-            params[k].flags = recipe.group_flags
+            params[k].coscheduledSmCount = coscheduled
+            params[k].flags = group_flags
             if domains and domains[k] >= 0:
                 # 13.4: the group's SMs from one locality domain (or any: ID_ANY); the
                 # field localityDomainId is the first reserved word of the 13.1 layout
@@ -105,7 +108,7 @@ cdef int _create_partitions(_LayoutCore core, Device device, object recipe, obje
     cdef cydriver.CUdevResource queue
     cdef greenres_wq_config* config
     cdef unsigned int n_pieces
-    cdef int i, k, priority
+    cdef int i, k, priority, scope
     cdef PartState* s
     cdef GreenContext part
     cdef cydriver.CUdevice cu_device = device._device
@@ -131,13 +134,14 @@ cdef int _create_partitions(_LayoutCore core, Device device, object recipe, obje
                 n_pieces += 1
             if n_pieces == 0:
                 raise PlanError(f"partition {r.name!r} has no SMs in the plan")
-            if r.workqueue_scope >= 0:
+            scope = r.workqueue_scope
+            if scope >= 0:
                 # cuda.h: a configuration is changed "directly in place" and provisioned
                 # by cuGreenCtxCreate; it travels in the descriptor beside the SMs.
                 device._workqueue_config(&queue)
                 config = greenres_wq_config_of(&queue)
                 config.wqConcurrencyLimit = r.workqueue_limit
-                config.sharingScope = r.workqueue_scope
+                config.sharingScope = scope
                 pieces[n_pieces] = queue
                 n_pieces += 1
             s = core.states[first + i]
@@ -160,7 +164,7 @@ cdef int _create_partitions(_LayoutCore core, Device device, object recipe, obje
                     f"partition {r.name!r} was created with {got} SMs but the plan says "
                     f"{r.sm_count}; plan against Device.sm_facts() of this device"
                 )
-            if r.workqueue_scope >= 0:
+            if scope >= 0:
                 _check_workqueue(s.green, r)
             priority = r.priority
             with nogil:
@@ -176,7 +180,7 @@ cdef int _create_partitions(_LayoutCore core, Device device, object recipe, obje
             part._init(core, first + i, device, r, plan, _planned_partition(plan, i, r.name),
                        got)
             for _ in range(max(r.streams, 1) - 1):
-                part._extra_streams.append(part._make_stream(r.priority))
+                part._extra_streams.append(part._make_stream(priority))
             out.append(part)
     finally:
         free(results)
