@@ -83,6 +83,8 @@ def _refused_or_fine(call, *args, **kwargs):
 def world():
     greenres.Device(0)
     layout = Layout.create({"a": 16, "b": 16})
+    # this thread's handoff pool event, made by its first handoff: there before any example
+    greenres.handoff(layout["a"].stream, layout["b"].stream)
     yield layout
     layout.close()
 
