@@ -49,6 +49,10 @@ cdef int _resolve_newer_functions() except -1:
 
 def driver_version():
     """The loaded CUDA driver's version as an int, e.g. 13010 for 13.1."""
+    return _driver_version()
+
+
+cdef int _driver_version() except -1:
     cdef int version = 0
     check(cydriver.cuDriverGetVersion(&version), "cuDriverGetVersion")
     return version
@@ -405,7 +409,5 @@ def structured_split_available():
 
 cdef bint _structured_split_ok() except -1:
     """structured_split_available() without a Python call (every structured create asks)."""
-    cdef int version = 0
     _resolve_newer_functions()
-    check(cydriver.cuDriverGetVersion(&version), "cuDriverGetVersion")
-    return version >= STRUCTURED_SPLIT and _structured_split != NULL
+    return _driver_version() >= STRUCTURED_SPLIT and _structured_split != NULL

@@ -372,14 +372,12 @@ cdef int _make_pool_event(EventPool* pool, int slot, Failure* failure) noexcept 
         return _fail(failure, err, "cuCtxPushCurrent")
     err = greenres_hot.event_create(&event, cydriver.CU_EVENT_DISABLE_TIMING)
     pop_err = greenres_hot.ctx_pop_current(&popped)
+    if pop_err != cydriver.CUDA_SUCCESS:
+        _pop_if_current(pool.primary)  # leave the stack as it was found
     if err != cydriver.CUDA_SUCCESS:
         return _fail(failure, err, "cuEventCreate")
     pool.events[slot] = event
     if pop_err != cydriver.CUDA_SUCCESS:
-        # leave the stack as it was found if the primary context is still on top
-        if greenres_hot.ctx_get_current(&popped) == cydriver.CUDA_SUCCESS \
-                and popped == pool.primary:
-            greenres_hot.ctx_pop_current(&popped)
         return _fail(failure, pop_err, "cuCtxPopCurrent")
     return 0
 
