@@ -2,16 +2,15 @@
 # Handoff between streams (pooled or temporary events), and the partition a thread is in.
 
 
-cdef int _handoff_admitted(_LayoutCore core, cydriver.CUstream src, cydriver.CUstream dst,
-                           const nvtxEventAttributes_t* mark=NULL) except -1:
+cdef inline int _handoff_admitted(_LayoutCore core, cydriver.CUstream src,
+                                  cydriver.CUstream dst,
+                                  const nvtxEventAttributes_t* mark=NULL) except -1:
     """``dst`` waits for ``src``'s work so far, through ``core``'s event pool when there is
     one (the caller admitted the operation on ``core`` and on the streams), else through a
-    temporary event of the current context. ``mark``: the NVTX mark of an annotated layout."""
+    temporary event of the current context. ``mark``: the NVTX mark of an annotated layout.
+    Inline, the pooled case being the hot one; the rest is _handoff_unpooled."""
     cdef int code = POOL_EXHAUSTED
     cdef Failure failure
-    cdef cydriver.CUevent event = NULL
-    cdef cydriver.CUcontext current = NULL
-    cdef cydriver.CUresult err, destroyed
     if core is not None:
         if _hot_path_releases_gil:
             with nogil:
@@ -22,8 +21,16 @@ cdef int _handoff_admitted(_LayoutCore core, cydriver.CUstream src, cydriver.CUs
             return 0
         if code == DRIVER_FAILED:
             return _raise_failure(&failure)
-    # No pool (foreign streams only) or all slots busy: a temporary event in the current
-    # context. Slow, but correct.
+    return _handoff_unpooled(src, dst)
+
+
+cdef int _handoff_unpooled(cydriver.CUstream src, cydriver.CUstream dst) except -1:
+    """No pool (foreign streams only) or all slots busy: the handoff through a temporary
+    event of the current context. Slow, but correct."""
+    cdef Failure failure
+    cdef cydriver.CUevent event = NULL
+    cdef cydriver.CUcontext current = NULL
+    cdef cydriver.CUresult err, destroyed
     _destroy_left_events()
     with nogil:
         check(cydriver.cuCtxGetCurrent(&current), "cuCtxGetCurrent")

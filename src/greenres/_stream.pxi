@@ -103,7 +103,13 @@ cdef cydriver.CUstream _use_stream(object stream, str name, Admissions* a,
 
 cdef int _admit_stream_pair(Stream first, Stream second, Admissions* a) except -1:
     """Admit two greenres Streams into ``a``: their layouts by address (the protocol's
-    order), each layout before its stream's own gate."""
+    order), each layout before its stream's own gate. Two streams of one layout (the
+    common handoff) admit it once: one admission keeps its close waiting for the call."""
+    if first._core is second._core:
+        first._admit_use(a)
+        if second._owned and second is not first:
+            _admit_into(a, &second._gate, &second._inflight, second)
+        return 0
     if <uintptr_t><void*>first._core > <uintptr_t><void*>second._core:
         second._admit_use(a)
         first._admit_use(a)

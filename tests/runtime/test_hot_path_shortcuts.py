@@ -44,14 +44,26 @@ def test_handoff_of_two_streams_orders_every_pair():
             done.close()
 
 
+def _closes_in_time(layout) -> bool:
+    """close() in another thread finishes: nothing left an admission of the layout behind
+    (a leaked one makes close() wait for ever)."""
+    closer = threading.Thread(target=layout.close, daemon=True)
+    closer.start()
+    closer.join(10)
+    return not closer.is_alive()
+
+
 def test_handoff_of_a_closed_stream_is_refused_on_either_side():
-    with layout_of({"a": 8}) as one, layout_of({"a": 8}) as two:
-        own, other = one["a"].create_stream(), two["a"].stream
+    with layout_of({"a": 8, "b": 8}) as one, layout_of({"a": 8}) as two:
+        own, other, neighbour = one["a"].create_stream(), two["a"].stream, one["b"].stream
         own.close()
-        for src, dst in ((own, other), (other, own)):
+        # another layout's stream, and one of the same layout (which admits the layout once)
+        for src, dst in ((own, other), (other, own), (own, neighbour), (neighbour, own)):
             with pytest.raises(ClosedError, match="stream is closed"):
                 greenres.handoff(src, dst)
+        greenres.handoff(neighbour, neighbour)  # one stream on both sides: admitted once
         closed = two["a"].stream
+        assert _closes_in_time(one) and _closes_in_time(two)
     with layout_of({"a": 8}) as three:  # a stream of a closed layout, against a live one
         alive = three["a"].stream
         for src, dst in ((closed, alive), (alive, closed)):
