@@ -41,7 +41,10 @@ class Floor:
             "floor_handoff": ([vp, vp, vp, lg], ctypes.c_double),
             "floor_graph_launch": ([vp, vp, lg], ctypes.c_double),
             "floor_capi_enter_exit": ([vp, vp, vp, lg], ctypes.c_double),
-            "floor_layout_create_close": ([i, i, ctypes.c_uint, i, lg], ctypes.c_double),
+            "floor_layout_create_close": (
+                [i, i, ctypes.c_uint, i, lg, i, ctypes.c_uint],
+                ctypes.c_double,
+            ),
             "floor_threads": ([i, vp, pp, pp, pp, pp, pp, lg], ctypes.c_double),
         }
         for name, (args, result) in signatures.items():

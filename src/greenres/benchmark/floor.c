@@ -35,6 +35,18 @@ static CUresult (*p_primary_release)(CUdevice);
 static CUresult (*p_get_dev_resource)(CUdevice, CUdevResource*, CUdevResourceType);
 static CUresult (*p_split_by_count)(CUdevResource*, unsigned int*, const CUdevResource*,
                                     CUdevResource*, unsigned int, unsigned int);
+/* CU_DEV_SM_RESOURCE_GROUP_PARAMS of CUDA 13.1 (64 bytes), declared here as the runtime
+ * declares it (greenres_runtime.h) so that this compiles against 12.9's cuda.h too. */
+typedef struct {
+    unsigned int smCount;
+    unsigned int coscheduledSmCount;
+    unsigned int preferredCoscheduledSmCount;
+    unsigned int flags;
+    unsigned int reserved[12];
+} floor_group_params;
+/* cuDevSmResourceSplit (13.1): NULL where the driver lacks it. */
+static CUresult (*p_split_structured)(CUdevResource*, unsigned int, const CUdevResource*,
+                                      CUdevResource*, unsigned int, floor_group_params*);
 static CUresult (*p_generate_desc)(CUdevResourceDesc*, CUdevResource*, unsigned int);
 static CUresult (*p_green_create)(CUgreenCtx*, CUdevResourceDesc, CUdevice, unsigned int);
 static CUresult (*p_green_destroy)(CUgreenCtx);
@@ -67,6 +79,13 @@ int floor_init(void* get_proc_address, int cuda_version) {
     RESOLVE("cuDevicePrimaryCtxRelease", p_primary_release);
     RESOLVE("cuDeviceGetDevResource", p_get_dev_resource);
     RESOLVE("cuDevSmResourceSplitByCount", p_split_by_count);
+    if (cuda_version >= 13010) {
+        CUdriverProcAddressQueryResult found;
+        if (gpa("cuDevSmResourceSplit", (void**)&p_split_structured, cuda_version,
+                CU_GET_PROC_ADDRESS_DEFAULT, &found) != CUDA_SUCCESS ||
+            found != CU_GET_PROC_ADDRESS_SUCCESS)
+            p_split_structured = NULL;
+    }
     RESOLVE("cuDevResourceGenerateDesc", p_generate_desc);
     RESOLVE("cuGreenCtxCreate", p_green_create);
     RESOLVE("cuGreenCtxDestroy", p_green_destroy);
@@ -156,7 +175,9 @@ greenres_partition* floor_capi_partition(const greenres_api* api, PyObject* gree
 
 /* Layout.create + close of `n` partitions of `sms` SMs each, with the driver calls that
  * make and free what a layout holds: retain the primary context; the device's SM resource;
- * one split of n groups; per partition a descriptor, a green context (with its default
+ * one split of n groups, by the plan's mechanism (`structured`: cuDevSmResourceSplit with
+ * groups of `sms` SMs and `coscheduled` as each group's coscheduledSmCount, as greenres'
+ * recipe asks; else cuDevSmResourceSplitByCount); per partition a descriptor, a green context (with its default
  * stream), its context, a non-blocking stream and `events_per_partition` events; then every
  * destroy and the primary context's release (greenres' handoff pool makes no event until a
  * handoff). Events are made in the current context (greenres makes them in the primary
@@ -165,8 +186,9 @@ greenres_partition* floor_capi_partition(const greenres_api* api, PyObject* gree
 #define FLOOR_MAX_EVENTS 4096
 
 double floor_layout_create_close(int device, int n, unsigned int sms, int events_per_partition,
-                                 long iters) {
+                                 long iters, int structured, unsigned int coscheduled) {
     CUdevResource sm, remainder, groups[FLOOR_MAX_PARTITIONS];
+    floor_group_params params[FLOOR_MAX_PARTITIONS] = {0};
     CUgreenCtx green[FLOOR_MAX_PARTITIONS];
     CUcontext ctx[FLOOR_MAX_PARTITIONS];
     CUstream stream[FLOOR_MAX_PARTITIONS];
@@ -175,13 +197,22 @@ double floor_layout_create_close(int device, int n, unsigned int sms, int events
     CUcontext primary;
     int nevents = n * events_per_partition;
     if (n < 1 || n > FLOOR_MAX_PARTITIONS || nevents > FLOOR_MAX_EVENTS) return -1;
+    if (structured && p_split_structured == NULL) return -(double)CUDA_ERROR_NOT_SUPPORTED;
+    for (int i = 0; i < n; i++) {
+        params[i].smCount = sms;
+        params[i].coscheduledSmCount = coscheduled;
+    }
     long long t0 = now_ns();
     for (long it = 0; it < iters; it++) {
         unsigned int made = (unsigned int)n;
         CHECK(p_primary_retain(&primary, (CUdevice)device));
         CHECK(p_get_dev_resource((CUdevice)device, &sm, CU_DEV_RESOURCE_TYPE_SM));
-        CHECK(p_split_by_count(groups, &made, &sm, &remainder, 0, sms));
-        if ((int)made < n) return -(double)CUDA_ERROR_INVALID_RESOURCE_CONFIGURATION;
+        if (structured) {
+            CHECK(p_split_structured(groups, made, &sm, &remainder, 0, params));
+        } else {
+            CHECK(p_split_by_count(groups, &made, &sm, &remainder, 0, sms));
+            if ((int)made < n) return -(double)CUDA_ERROR_INVALID_RESOURCE_CONFIGURATION;
+        }
         for (int i = 0; i < n; i++) {
             CHECK(p_generate_desc(&desc, &groups[i], 1));
             CHECK(p_green_create(&green[i], desc, (CUdevice)device, CU_GREEN_CTX_DEFAULT_STREAM));
