@@ -136,8 +136,11 @@ simulated_driver = Extension(
 benchmark_floor = Extension(
     FLOOR_LIBRARY,
     sources=["src/greenres/benchmark/floor.c"],
-    include_dirs=["src/greenres/include"],
-    depends=["src/greenres/include/greenres_api.h"],
+    include_dirs=["src/greenres/include", "src/greenres/_native"],
+    depends=[
+        "src/greenres/include/greenres_api.h",
+        "src/greenres/_native/greenres_group_params.h",
+    ],
     language="c",
     extra_compile_args=["-O2", "-pthread", *SANITIZE_FLAGS],
     extra_link_args=["-pthread", *SANITIZE_FLAGS],

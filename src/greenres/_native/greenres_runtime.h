@@ -30,18 +30,7 @@ static inline const greenres_sm_prefix* greenres_sm_prefix_of(const CUdevResourc
     return (const greenres_sm_prefix*)&r->sm;
 }
 
-/* CU_DEV_SM_RESOURCE_GROUP_PARAMS of CUDA 13.1 (64 bytes; 13.5 names one reserved word
-   localityDomainId). Declared here so the module compiles against 12.9's cuda.h, which
-   lacks it; cuDevSmResourceSplit is called through a pointer resolved at run time. */
-typedef struct {
-    unsigned int smCount;
-    unsigned int coscheduledSmCount;
-    unsigned int preferredCoscheduledSmCount;
-    unsigned int flags;
-    unsigned int reserved[12];
-} greenres_group_params;
-typedef CUresult (*greenres_split_fn)(CUdevResource*, unsigned int, const CUdevResource*,
-                                      CUdevResource*, unsigned int, greenres_group_params*);
+#include "greenres_group_params.h" /* the structured split's parameters and function */
 typedef CUresult (*greenres_green_id_fn)(CUgreenCtx, unsigned long long*);
 
 /* CUdevWorkqueueConfigResource of CUDA 13.1, the union member of a CUdevResource of type

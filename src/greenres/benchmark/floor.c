@@ -6,7 +6,8 @@
  *
  * Built with the package (setup.py) as greenres/benchmark/libgreenres_floor.so, a plain
  * shared library loaded by greenres.benchmark._floor with ctypes; it links neither the
- * driver nor Python (greenres_api.h is included for the C-level entry's table type only).
+ * driver nor Python (greenres_api.h is included for the C-level entry's table type only,
+ * greenres_group_params.h for the structured split's).
  * cuda.h is the one the runtime is built against.
  */
 #include <pthread.h>
@@ -17,6 +18,7 @@
 #include <cuda.h>
 
 #include "greenres_api.h"
+#include "greenres_group_params.h"
 
 typedef CUresult (*get_proc_fn)(const char*, void**, int, cuuint64_t,
                                 CUdriverProcAddressQueryResult*);
@@ -35,18 +37,8 @@ static CUresult (*p_primary_release)(CUdevice);
 static CUresult (*p_get_dev_resource)(CUdevice, CUdevResource*, CUdevResourceType);
 static CUresult (*p_split_by_count)(CUdevResource*, unsigned int*, const CUdevResource*,
                                     CUdevResource*, unsigned int, unsigned int);
-/* CU_DEV_SM_RESOURCE_GROUP_PARAMS of CUDA 13.1 (64 bytes), declared here as the runtime
- * declares it (greenres_runtime.h) so that this compiles against 12.9's cuda.h too. */
-typedef struct {
-    unsigned int smCount;
-    unsigned int coscheduledSmCount;
-    unsigned int preferredCoscheduledSmCount;
-    unsigned int flags;
-    unsigned int reserved[12];
-} floor_group_params;
 /* cuDevSmResourceSplit (13.1): NULL where the driver lacks it. */
-static CUresult (*p_split_structured)(CUdevResource*, unsigned int, const CUdevResource*,
-                                      CUdevResource*, unsigned int, floor_group_params*);
+static greenres_split_fn p_split_structured;
 static CUresult (*p_generate_desc)(CUdevResourceDesc*, CUdevResource*, unsigned int);
 static CUresult (*p_green_create)(CUgreenCtx*, CUdevResourceDesc, CUdevice, unsigned int);
 static CUresult (*p_green_destroy)(CUgreenCtx);
@@ -188,7 +180,7 @@ greenres_partition* floor_capi_partition(const greenres_api* api, PyObject* gree
 double floor_layout_create_close(int device, int n, unsigned int sms, int events_per_partition,
                                  long iters, int structured, unsigned int coscheduled) {
     CUdevResource sm, remainder, groups[FLOOR_MAX_PARTITIONS];
-    floor_group_params params[FLOOR_MAX_PARTITIONS] = {0};
+    greenres_group_params params[FLOOR_MAX_PARTITIONS] = {0};
     CUgreenCtx green[FLOOR_MAX_PARTITIONS];
     CUcontext ctx[FLOOR_MAX_PARTITIONS];
     CUstream stream[FLOOR_MAX_PARTITIONS];
