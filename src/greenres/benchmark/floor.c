@@ -169,11 +169,11 @@ greenres_partition* floor_capi_partition(const greenres_api* api, PyObject* gree
  * make and free what a layout holds: retain the primary context; the device's SM resource;
  * one split of n groups, by the plan's mechanism (`structured`: cuDevSmResourceSplit with
  * groups of `sms` SMs and `coscheduled` as each group's coscheduledSmCount, as greenres'
- * recipe asks; else cuDevSmResourceSplitByCount); per partition a descriptor, a green context (with its default
- * stream), its context, a non-blocking stream and `events_per_partition` events; then every
- * destroy and the primary context's release (greenres' handoff pool makes no event until a
- * handoff). Events are made in the current context (greenres makes them in the primary
- * context). */
+ * recipe asks; else cuDevSmResourceSplitByCount); per partition a descriptor, a green
+ * context (with its default stream), its context, a non-blocking stream and
+ * `events_per_partition` events; then every destroy and the primary context's release
+ * (greenres' handoff pool makes no event until a handoff). Events are made in the current
+ * context (greenres makes them in the primary context). */
 #define FLOOR_MAX_PARTITIONS 64
 #define FLOOR_MAX_EVENTS 4096
 
