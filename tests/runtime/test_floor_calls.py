@@ -1,15 +1,18 @@
-"""The benchmarks' C floor of ``Layout.create`` + ``close`` makes the driver calls greenres
-makes for the same plan: the split of the plan's mechanism (the structured split costs the
-driver more than a split by count), and each of its other calls as often as greenres."""
+"""The benchmarks' C floor of ``Layout.create`` + ``close``, as the setup suite runs it
+(``_floor_create``), makes the driver calls greenres makes for the same plan: the split of
+the plan's mechanism (the structured split costs the driver more than a split by count),
+and each of its other calls as often as greenres."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import pytest
 
 import greenres
 from greenres._bindings import primary_context_current
 from greenres.benchmark._floor import Floor
-from greenres.benchmark._suite_setup import EVENTS_PER_PARTITION
+from greenres.benchmark._suite_setup import _floor_create
 from greenres.plan import plan_counts
 
 _SPLITS = ("cuDevSmResourceSplitByCount", "cuDevSmResourceSplit")
@@ -25,7 +28,12 @@ def test_the_layout_floor_makes_the_calls_of_greenres_create_and_close(sim, mech
         pytest.skip("the driver has no structured split")
     size = facts.min_partition_size
     plan = plan_counts({"a": size, "b": size}, facts, mechanism=mechanism)
-    floor = Floor(greenres.driver_version())
+    floor_batch = _floor_create(
+        SimpleNamespace(floor=Floor(greenres.driver_version()), device=device),
+        plan,
+        size,
+        _LAYOUTS,
+    )
     before = sim.live_objects()
     with primary_context_current(device.ordinal):  # the floor's events need a context
         greenres.Layout.create(plan, device=device).close()  # what a first create makes
@@ -34,17 +42,9 @@ def test_the_layout_floor_makes_the_calls_of_greenres_create_and_close(sim, mech
             greenres.Layout.create(plan, device=device).close()
         made = sim.call_counts()
         sim.reset_call_counts()
-        ns = floor.lib.floor_layout_create_close(
-            device.ordinal,
-            2,
-            size,
-            EVENTS_PER_PARTITION,
-            _LAYOUTS,
-            mechanism == "structured",
-            plan.recipe.coscheduled_sm_count,
-        )
+        us = floor_batch()  # raises for a failed driver call
         floored = sim.call_counts()
-    assert ns > 0
+    assert us > 0
     used = "cuDevSmResourceSplit" if mechanism == "structured" else "cuDevSmResourceSplitByCount"
     assert made[used] == floored[used] == _LAYOUTS
     assert sum(floored.get(f, 0) for f in _SPLITS) == _LAYOUTS

@@ -71,7 +71,7 @@ int floor_init(void* get_proc_address, int cuda_version) {
     RESOLVE("cuDevicePrimaryCtxRelease", p_primary_release);
     RESOLVE("cuDeviceGetDevResource", p_get_dev_resource);
     RESOLVE("cuDevSmResourceSplitByCount", p_split_by_count);
-    if (cuda_version >= 13010) {
+    {   /* optional: cuGetProcAddress refuses it for a cuda_version before 13.1 */
         CUdriverProcAddressQueryResult found;
         if (gpa("cuDevSmResourceSplit", (void**)&p_split_structured, cuda_version,
                 CU_GET_PROC_ADDRESS_DEFAULT, &found) != CUDA_SUCCESS ||
